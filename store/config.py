@@ -1,0 +1,77 @@
+"""Store configuration: which ClickHouse, which database, how long to keep spans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel, Field
+
+
+class EngineTarget(BaseModel):
+    """Where a DSN points: an embedded chDB directory or a ClickHouse server."""
+
+    kind: str = Field(description="'chdb' (embedded, in-process) or 'server' (HTTP interface)")
+    path: str | None = Field(default=None, description="chDB data directory (embedded only)")
+    host: str | None = None
+    port: int | None = None
+    secure: bool = False
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    database: str | None = None
+
+    def describe(self) -> str:
+        """A printable form with no secrets in it."""
+        if self.kind == "chdb":
+            return f"chdb://{self.path}"
+        scheme = "https" if self.secure else "http"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}/{self.database or ''}"
+
+
+def parse_dsn(dsn: str) -> EngineTarget:
+    """Parse ``chdb:///dir`` or ``http(s)://user:pass@host:port/db``; raise ValueError on anything else."""
+    parsed = urlparse(dsn)
+    if parsed.scheme == "chdb":
+        location = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
+        if not location or location in ("/", "memory", ":memory:"):
+            raise ValueError(f"chdb DSN {dsn!r} names no data directory; use chdb:///path/to/dir")
+        return EngineTarget(kind="chdb", path=str(Path(unquote(location)).resolve()))
+    if parsed.scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise ValueError(f"server DSN {dsn!r} names no host; use http://user:pass@host:8123/db")
+        secure = parsed.scheme == "https"
+        try:
+            port = parsed.port or (8443 if secure else 8123)
+        except ValueError as exc:
+            raise ValueError(f"server DSN {dsn!r} has an invalid port") from exc
+        database = unquote(parsed.path.strip("/")) or None
+        return EngineTarget(
+            kind="server",
+            host=parsed.hostname,
+            port=port,
+            secure=secure,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            database=database,
+        )
+    raise ValueError(
+        f"unsupported store DSN {dsn!r}: use chdb:///path/to/dir (embedded) "
+        "or http(s)://user:pass@host:port/db (ClickHouse server)"
+    )
+
+
+class StoreConfig(BaseModel):
+    """Everything the store needs; complete defaults, validated at load."""
+
+    dsn: str = Field(default="chdb://./.flightrec/data", description="chdb:///dir or http(s)://user:pass@host:port/db")
+    database: str = Field(default="flightrec", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="ClickHouse database")
+    cluster: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="ClickHouse cluster name: schema made ON CLUSTER with Replicated engines",
+    )
+    retention_days: int = Field(default=30, ge=0, description="span TTL in days; 0 keeps spans forever")
+
+    def target(self) -> EngineTarget:
+        return parse_dsn(self.dsn)

@@ -1,0 +1,122 @@
+"""The one execution layer: the only module that talks to clickhouse-connect.
+
+It hides chDB vs server, tags every statement with the calling function's name
+(``log_comment``), retries only network errors, and turns driver errors into
+:class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+from store.config import EngineTarget
+
+log = logging.getLogger(__name__)
+
+# Embedded hardening: chDB ships no system log tables, and these settings keep the
+# engine from collecting query logs, processor profiles or sampling profiles that
+# a future config could turn into unbounded system.*_log growth.
+EMBEDDED_SETTINGS: dict[str, Any] = {
+    "log_queries": 0,
+    "log_processors_profiles": 0,
+    "log_profile_events": 0,
+    "query_profiler_real_time_period_ns": 0,
+    "query_profiler_cpu_time_period_ns": 0,
+    "opentelemetry_start_trace_probability": 0,
+}
+
+NETWORK_RETRIES = 3
+
+
+class StoreError(RuntimeError):
+    """A statement failed; the message names the statement and the engine's reason."""
+
+
+class Engine:
+    """Runs named statements against one ClickHouse (embedded or server)."""
+
+    def __init__(self, target: EngineTarget) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._client = self._connect(target)
+
+    @staticmethod
+    def _connect(target: EngineTarget) -> Any:
+        if target.kind == "chdb":
+            assert target.path is not None
+            return clickhouse_connect.get_client(dsn=f"chdb://{target.path}", settings=EMBEDDED_SETTINGS)
+        return clickhouse_connect.get_client(
+            host=target.host,
+            port=target.port,
+            username=target.username or "default",
+            password=target.password or "",
+            secure=target.secure,
+            connect_timeout=10,
+            send_receive_timeout=120,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self.target.kind == "chdb"
+
+    def _run(self, name: str, call: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except OperationalError as exc:
+                attempt += 1
+                if self.embedded or attempt >= NETWORK_RETRIES:
+                    raise StoreError(f"{name}: {exc}") from exc
+                log.warning("store: %s failed on the network (%s); retry %d", name, exc, attempt)
+                time.sleep(0.2 * 2**attempt)
+            except DatabaseError as exc:
+                raise StoreError(f"{name}: {exc}") from exc
+
+    def query(self, name: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        """Run a SELECT with bound ``{name:Type}`` parameters; return rows as tuples."""
+        settings = {"log_comment": name}
+        return self._run(
+            name, lambda: self._client.query(sql, parameters=params or {}, settings=settings).result_rows
+        )
+
+    def command(self, name: str, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """Run DDL or another statement that returns no rows."""
+        return self._run(name, lambda: self._client.command(sql, parameters=params or {}))
+
+    def insert(
+        self,
+        name: str,
+        table: str,
+        columns: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None = None,
+    ) -> None:
+        """Insert column-oriented data; ``dedup_token`` makes a replayed insert a no-op."""
+        settings: dict[str, Any] = {"log_comment": name}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        self._run(
+            name,
+            lambda: self._client.insert(
+                table,
+                columns,
+                column_names=list(column_names),
+                column_oriented=True,
+                settings=settings,
+            ),
+        )
+
+    def close(self) -> None:
+        """Release the engine; safe to call twice."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,0 +1,169 @@
+"""Row shapes: what is inserted (column batches) and what is read (pydantic records)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Insert shape of otel_traces: (column name, empty value). The collector fills one
+# list per column; the order here is the order of the insert.
+SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("Timestamp", 0),
+    ("TraceId", ""),
+    ("SpanId", ""),
+    ("ParentSpanId", ""),
+    ("TraceState", ""),
+    ("SpanName", ""),
+    ("SpanKind", ""),
+    ("ServiceName", ""),
+    ("ResourceAttributes", None),
+    ("ScopeName", ""),
+    ("ScopeVersion", ""),
+    ("SpanAttributes", None),
+    ("Duration", 0),
+    ("StatusCode", ""),
+    ("StatusMessage", ""),
+    ("Events.Timestamp", None),
+    ("Events.Name", None),
+    ("Events.Attributes", None),
+    ("Links.TraceId", None),
+    ("Links.SpanId", None),
+    ("Links.TraceState", None),
+    ("Links.Attributes", None),
+    ("Tenant", ""),
+    ("Agent", ""),
+    ("Operation", ""),
+    ("Model", ""),
+    ("PromptVersion", ""),
+    ("AgentVersion", ""),
+    ("InputTokens", 0),
+    ("OutputTokens", 0),
+    ("CostUsd", 0.0),
+    ("Tool", ""),
+    ("Objects", None),
+    ("Inputs", None),
+    ("ActionName", ""),
+    ("ActionSystem", ""),
+    ("ActionRisk", ""),
+    ("ActionAmount", 0.0),
+    ("ActionCurrency", ""),
+    ("Mode", ""),
+    ("GuardrailVerdict", ""),
+    ("HumanDecision", ""),
+    ("SessionId", ""),
+    ("UserId", ""),
+)
+SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
+
+LINK_COLUMN_NAMES: tuple[str, ...] = ("ObjectType", "ObjectId", "TraceId", "SpanId", "Timestamp", "Tenant", "Agent")
+
+
+SpanRow = tuple
+"""One span ready to insert: a tuple of otel_traces values in ``SPAN_COLUMN_NAMES`` order.
+
+A tuple rather than a model because the writer builds tens of thousands a second;
+``row_as_dict`` gives tests and tools the readable form.
+"""
+
+
+def row_as_dict(row: SpanRow) -> dict[str, Any]:
+    return dict(zip(SPAN_COLUMN_NAMES, row, strict=True))
+
+
+class SpanBatch(BaseModel):
+    """Column-oriented spans and object links, the unit the writer inserts."""
+
+    span_columns: list[list[Any]] = Field(default_factory=lambda: [[] for _ in SPAN_COLUMNS])
+    link_columns: list[list[Any]] = Field(default_factory=lambda: [[] for _ in LINK_COLUMN_NAMES])
+
+    @property
+    def span_count(self) -> int:
+        return len(self.span_columns[0])
+
+    @property
+    def link_count(self) -> int:
+        return len(self.link_columns[0])
+
+    def add_span(self, row: SpanRow) -> None:
+        for column, value in zip(self.span_columns, row, strict=True):
+            column.append(value)
+
+    def add_link(self, row: tuple) -> None:
+        for column, value in zip(self.link_columns, row, strict=True):
+            column.append(value)
+
+
+class ObjectRef(BaseModel):
+    """A business object: ``ticket:TCK-1042`` is type ``ticket``, id ``TCK-1042``."""
+
+    type: str
+    id: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ObjectRef":
+        """Parse ``type:id``; raise ValueError naming the expected form."""
+        kind, sep, ident = text.partition(":")
+        if not sep or not kind.strip() or not ident.strip():
+            raise ValueError(f"object reference {text!r} is not of the form type:id (e.g. ticket:TCK-1042)")
+        return cls(type=kind.strip().lower(), id=ident.strip())
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.id}"
+
+
+class SpanEvent(BaseModel):
+    time: datetime
+    name: str
+    attributes: dict[str, str]
+
+
+class SpanRecord(BaseModel):
+    """A stored span as read back: normalized fields plus the raw attributes."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status_code: str
+    status_message: str
+    service: str
+    tenant: str
+    agent: str
+    operation: str
+    model: str
+    prompt_version: str
+    agent_version: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    tool: str
+    objects: list[str]
+    inputs: list[str]
+    action_name: str
+    action_system: str
+    action_risk: str
+    action_amount: float
+    action_currency: str
+    mode: str
+    guardrail_verdict: str
+    human_decision: str
+    session_id: str
+    user_id: str
+    attributes: dict[str, str]
+    resource_attributes: dict[str, str]
+    events: list[SpanEvent]
+
+
+class StoreStats(BaseModel):
+    """What is queryable now."""
+
+    spans: int
+    traces: int
+    objects: int
+    rejected_spans: int

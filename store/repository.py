@@ -1,0 +1,220 @@
+"""Every statement Flight Recorder runs, as named functions with bound parameters."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from store.config import StoreConfig
+from store.engine import Engine
+from store.links import covered_spans
+from store.migrations import migrate
+from store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES, ObjectRef, SpanBatch, SpanEvent, SpanRecord, StoreStats
+
+# One read shape for every span query; positions match _record_from_row.
+SPAN_SELECT = """
+    TraceId, SpanId, ParentSpanId, SpanName, SpanKind,
+    toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration,
+    StatusCode, StatusMessage, ServiceName, Tenant, Agent, Operation, Model,
+    PromptVersion, AgentVersion, InputTokens, OutputTokens, CostUsd, Tool,
+    Objects, Inputs, ActionName, ActionSystem, ActionRisk, ActionAmount, ActionCurrency,
+    Mode, GuardrailVerdict, HumanDecision, SessionId, UserId,
+    SpanAttributes, ResourceAttributes,
+    arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ns, Events.Name, Events.Attributes
+"""
+
+
+def _ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+def _record_from_row(row: tuple) -> SpanRecord:
+    (trace_id, span_id, parent, name, kind, start_ns, duration, status_code, status_message, service,
+     tenant, agent, operation, model, prompt_version, agent_version, tokens_in, tokens_out, cost, tool,
+     objects, inputs, action_name, action_system, action_risk, action_amount, action_currency,
+     mode, verdict, decision, session_id, user_id, attributes, resource, event_ns, event_names,
+     event_attrs) = row
+    return SpanRecord(
+        trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind,
+        start_time=_ns_to_datetime(start_ns), end_time=_ns_to_datetime(start_ns + duration),
+        duration_ms=duration / 1e6, status_code=status_code, status_message=status_message,
+        service=service, tenant=tenant, agent=agent, operation=operation, model=model,
+        prompt_version=prompt_version, agent_version=agent_version, input_tokens=tokens_in,
+        output_tokens=tokens_out, cost_usd=cost, tool=tool, objects=list(objects), inputs=list(inputs),
+        action_name=action_name, action_system=action_system, action_risk=action_risk,
+        action_amount=action_amount, action_currency=action_currency, mode=mode,
+        guardrail_verdict=verdict, human_decision=decision, session_id=session_id, user_id=user_id,
+        attributes=dict(attributes), resource_attributes=dict(resource),
+        events=[
+            SpanEvent(time=_ns_to_datetime(ns), name=ev_name, attributes=dict(ev_attrs))
+            for ns, ev_name, ev_attrs in zip(event_ns, event_names, event_attrs)
+        ],
+    )
+
+
+class Store:
+    """The repository: one engine, one database, named statements."""
+
+    def __init__(self, engine: Engine, config: StoreConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.db = config.database
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+        return migrate(self.engine, self.db, self.config.cluster)
+
+    def apply_retention(self, days: int) -> None:
+        """Set (or with 0 remove) the TTL of spans and links."""
+        on_cluster = f"ON CLUSTER {self.config.cluster}" if self.config.cluster else ""
+        for table in ("otel_traces", "object_links"):
+            if days > 0:
+                sql = (
+                    f"ALTER TABLE {self.db}.{table} {on_cluster} "
+                    f"MODIFY TTL toDateTime(Timestamp) + toIntervalDay({int(days)})"
+                )
+            elif self._has_ttl(table):
+                sql = f"ALTER TABLE {self.db}.{table} {on_cluster} REMOVE TTL"
+            else:
+                continue
+            self.engine.command("apply_retention", sql)
+
+    def _has_ttl(self, table: str) -> bool:
+        rows = self.engine.query(
+            "table_ttl",
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            {"db": self.db, "table": table},
+        )
+        return bool(rows) and " TTL " in rows[0][0]
+
+    def table_ttl(self, table: str) -> str:
+        """The TTL clause of a table as ClickHouse reports it ('' when none)."""
+        rows = self.engine.query(
+            "table_ttl",
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            {"db": self.db, "table": table},
+        )
+        text = rows[0][0] if rows else ""
+        start = text.find(" TTL ")
+        return text[start + 5 : text.find(" SETTINGS", start)].strip() if start >= 0 else ""
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # -- writes ------------------------------------------------------------------
+
+    def insert_batch(self, batch: SpanBatch, dedup_token: str) -> None:
+        """Insert a batch of spans and their links; the same token twice inserts once."""
+        if batch.span_count:
+            self.engine.insert(
+                "insert_spans", f"{self.db}.otel_traces", batch.span_columns, SPAN_COLUMN_NAMES, dedup_token
+            )
+        if batch.link_count:
+            self.engine.insert(
+                "insert_links", f"{self.db}.object_links", batch.link_columns, LINK_COLUMN_NAMES, dedup_token
+            )
+
+    def record_rejections(self, *, transport: str, rejected: int, reason: str) -> None:
+        """Keep the count of spans rejected as invalid, with the first reason."""
+        self.engine.insert(
+            "record_rejections",
+            f"{self.db}.ingest_rejections",
+            [[datetime.now(tz=timezone.utc)], [transport], [rejected], [reason[:1000]]],
+            ["Timestamp", "Transport", "Rejected", "Reason"],
+        )
+
+    # -- reads -------------------------------------------------------------------
+
+    def trace_spans(self, *, trace_id: str) -> list[SpanRecord]:
+        """Every span of one trace, time-ordered, each once."""
+        rows = self.engine.query(
+            "trace_spans",
+            f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId = {{trace_id:String}} "
+            "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
+            {"trace_id": trace_id},
+        )
+        return [_record_from_row(row) for row in rows]
+
+    def object_anchors(self, *, obj: ObjectRef) -> set[tuple[str, str]]:
+        """The (trace id, span id) pairs whose spans name this object."""
+        rows = self.engine.query(
+            "object_anchors",
+            f"SELECT DISTINCT TraceId, SpanId FROM {self.db}.object_links "
+            "WHERE ObjectType = {type:String} AND ObjectId = {id:String}",
+            {"type": obj.type, "id": obj.id},
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    def object_spans(self, *, obj: ObjectRef) -> list[SpanRecord]:
+        """Every span linked to the object, across traces and agents, time-ordered.
+
+        A link covers its span and all the span's descendants.
+        """
+        anchors = self.object_anchors(obj=obj)
+        if not anchors:
+            return []
+        trace_ids = sorted({trace_id for trace_id, _ in anchors})
+        rows = self.engine.query(
+            "object_trace_spans",
+            f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId IN {{trace_ids:Array(String)}} "
+            "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
+            {"trace_ids": trace_ids},
+        )
+        return covered_spans((_record_from_row(row) for row in rows), anchors)
+
+    def stats(self) -> StoreStats:
+        """Counts of what is queryable now: spans and traces (each once), objects, rejected spans."""
+        spans, traces = self.engine.query(
+            "span_counts",
+            f"SELECT count(), uniqExact(TraceId) FROM {self.db}.otel_traces FINAL",
+        )[0]
+        objects = self.engine.query(
+            "object_count", f"SELECT uniqExact(ObjectType, ObjectId) FROM {self.db}.object_links"
+        )[0][0]
+        rejected = self.engine.query(
+            "rejected_count", f"SELECT sum(Rejected) FROM {self.db}.ingest_rejections"
+        )[0][0]
+        return StoreStats(spans=spans, traces=traces, objects=objects, rejected_spans=int(rejected or 0))
+
+    def span_copies(self) -> int:
+        """Physical span rows, duplicates included (for exactly-once checks)."""
+        return self.engine.query("span_copies", f"SELECT count() FROM {self.db}.otel_traces")[0][0]
+
+    def disk_bytes(self) -> dict[str, int]:
+        """Compressed bytes on disk per table of this database."""
+        rows = self.engine.query(
+            "disk_bytes",
+            "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} AND active GROUP BY table",
+            {"db": self.db},
+        )
+        return {table: int(size) for table, size in rows}
+
+    def system_log_tables(self) -> dict[str, int]:
+        """ClickHouse's own log tables (system.*_log) and their rows: must stay empty or bounded."""
+        rows = self.engine.query(
+            "system_log_tables",
+            "SELECT name, toUInt64(ifNull(total_rows, 0)) FROM system.tables "
+            "WHERE database = 'system' AND name LIKE '%\\_log' AND engine LIKE '%MergeTree%'",
+        )
+        return {name: int(count) for name, count in rows}
+
+    def optimize(self) -> None:
+        """Merge parts now, collapsing replayed duplicates (tests and benchmarks)."""
+        for table in ("otel_traces", "object_links"):
+            self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
+
+
+def open_store(config: StoreConfig) -> Store:
+    """Connect, migrate and apply retention: the one store client factory."""
+    engine = Engine(config.target())
+    store = Store(engine, config)
+    try:
+        store.migrate()
+        store.apply_retention(config.retention_days)
+    except Exception:
+        engine.close()
+        raise
+    return store
+
+
