@@ -1,0 +1,93 @@
+"""OTLP/HTTP receiver: ``POST /v1/traces`` (protobuf or JSON, gzip), answers as OTLP defines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from collector.decode import JSON_TYPES, PROTOBUF_TYPES, DecodedRequest, media_type
+from collector.errors import ErrorKind, IngestError
+from collector.pipeline import IngestPipeline
+
+
+def _encode(message, as_json: bool) -> tuple[bytes, str]:
+    if as_json:
+        return json_format.MessageToJson(message, indent=None).encode(), "application/json"
+    return message.SerializeToString(), "application/x-protobuf"
+
+
+def error_response(error: IngestError, as_json: bool) -> Response:
+    """An OTLP error: google.rpc.Status in the request's encoding, Retry-After when retryable."""
+    status = error.status
+    body, content_type = _encode(status_pb2.Status(code=status.grpc_code.value[0], message=error.message), as_json)
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else {}
+    return Response(content=body, status_code=status.http_status, media_type=content_type, headers=headers)
+
+
+def success_response(decoded: DecodedRequest, as_json: bool) -> Response:
+    reply = ExportTraceServiceResponse()
+    if decoded.rejected:
+        reply.partial_success.rejected_spans = decoded.rejected
+        reply.partial_success.error_message = decoded.rejection_message
+    body, content_type = _encode(reply, as_json)
+    return Response(content=body, status_code=200, media_type=content_type)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise IngestError(ErrorKind.TOO_LARGE, f"body is {declared} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(ErrorKind.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
+    """The /v1/traces route; ``get_pipeline`` is the FastAPI dependency that supplies the pipeline."""
+    router = APIRouter(tags=["otlp"])
+
+    @router.post(
+        "/v1/traces",
+        summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
+        responses={
+            400: {"description": "body could not be decoded"},
+            401: {"description": "missing or wrong ingest token"},
+            413: {"description": "body over the size limit"},
+            415: {"description": "unsupported Content-Type or Content-Encoding"},
+            503: {"description": "backlog full; retry after Retry-After seconds"},
+        },
+    )
+    async def export_traces(request: Request, pipeline: IngestPipeline = Depends(get_pipeline)) -> Response:
+        kind = media_type(request.headers.get("content-type"))
+        as_json = kind not in PROTOBUF_TYPES
+        try:
+            pipeline.authorize(request.headers.get("authorization"))
+            if kind not in PROTOBUF_TYPES | JSON_TYPES:
+                raise IngestError(
+                    ErrorKind.UNSUPPORTED_MEDIA,
+                    f"Content-Type {request.headers.get('content-type')!r} is not supported; "
+                    "use application/x-protobuf or application/json",
+                )
+            body = await _read_limited(request, pipeline.config.max_body_bytes)
+            decoded = await run_in_threadpool(
+                pipeline.ingest_body,
+                body,
+                request.headers.get("content-type"),
+                request.headers.get("content-encoding"),
+            )
+        except IngestError as error:
+            pipeline.refused()
+            return error_response(error, as_json)
+        return success_response(decoded, as_json)
+
+    return router

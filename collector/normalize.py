@@ -1,0 +1,287 @@
+"""Normalization: an OTLP span (any instrumentation) in, one canonical store row out.
+
+Pure functions over decoded protobuf messages; the mapping itself is the table in
+:mod:`collector.conventions`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from pydantic import BaseModel, Field
+
+from collector import conventions as cv
+from store.models import SpanBatch, SpanRow
+
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0),
+    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.6),
+    "gpt-4.1": ModelPrice(input_per_mtok=2.0, output_per_mtok=8.0),
+    "claude-sonnet": ModelPrice(input_per_mtok=3.0, output_per_mtok=15.0),
+    "claude-haiku": ModelPrice(input_per_mtok=0.8, output_per_mtok=4.0),
+}
+
+
+class NormalizeConfig(BaseModel):
+    """What normalization may be told: link aliases, prices, the default tenant."""
+
+    link_aliases: dict[str, str] = Field(default_factory=lambda: dict(cv.DEFAULT_LINK_ALIASES))
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    default_tenant: str = "default"
+
+
+def any_value_to_python(value: AnyValue) -> Any:
+    """An OTLP AnyValue as a plain Python value (arrays and maps recursively)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "array_value":
+        return [any_value_to_python(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def any_value_to_str(value: AnyValue) -> str:
+    """An AnyValue as the string the otel_traces Map columns hold (JSON for arrays and maps)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind is None:
+        return ""
+    return json.dumps(any_value_to_python(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def attributes_to_dict(attributes: Any) -> dict[str, str]:
+    """Repeated KeyValue as a string map."""
+    return {kv.key: any_value_to_str(kv.value) for kv in attributes}
+
+
+def _first(attrs: dict[str, str], resource: dict[str, str], field: str) -> str:
+    for key in cv.FIELD_SOURCES[field]:
+        value = attrs.get(key) or resource.get(key)
+        if value:
+            return value
+    return ""
+
+
+def _int(text: str) -> int:
+    try:
+        return max(0, min(int(float(text)), 2**32 - 1)) if text else 0
+    except ValueError:
+        return 0
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _string_list(text: str) -> list[str]:
+    """A string-array attribute (stored as JSON) as a list; a plain string as one item."""
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return [text]
+        return [str(item) for item in items if item not in (None, "")]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def operation_of(attrs: dict[str, str]) -> str:
+    """The canonical operation: first convention attribute with a known value wins."""
+    for key in cv.OPERATION_SOURCES:
+        value = attrs.get(key)
+        if value:
+            mapped = cv.OPERATION_VALUES[key].get(value) or cv.OPERATION_VALUES[key].get(value.lower())
+            if mapped:
+                return mapped
+    for key, operation in cv.OPERATION_FROM_PRESENCE:
+        if key in attrs:
+            return operation
+    return "other"
+
+
+def agent_of(attrs: dict[str, str], resource: dict[str, str]) -> str:
+    for key in cv.FIELD_SOURCES["agent"]:
+        if key == "traceloop.entity.name" and attrs.get("traceloop.span.kind", "") not in cv.TRACELOOP_AGENT_KINDS:
+            continue
+        value = attrs.get(key) or resource.get(key)
+        if value:
+            return value
+    return ""
+
+
+def text_of(attrs: dict[str, str], field: str) -> str:
+    """Input or output text: the structured attribute, else the legacy flattened ones joined."""
+    value = _first(attrs, {}, field)
+    if value:
+        return value
+    prefix = cv.TEXT_PREFIXES[field]
+    parts = [attrs[key] for key in sorted(attrs) if key.startswith(prefix) and key.endswith(".content")]
+    return "\n".join(parts)
+
+
+def objects_of(attrs: dict[str, str], aliases: dict[str, str]) -> list[str]:
+    """Every ``type:id`` this span names, de-duplicated, in a stable order."""
+    found: list[str] = []
+    kind, ident = attrs.get(cv.OBJECT_TYPE_ATTR, ""), attrs.get(cv.OBJECT_ID_ATTR, "")
+    if kind and ident:
+        found.append(f"{kind.strip().lower()}:{ident.strip()}")
+    for item in _string_list(attrs.get(cv.OBJECTS_ATTR, "")):
+        kind, sep, ident = item.partition(":")
+        if sep and kind.strip() and ident.strip():
+            found.append(f"{kind.strip().lower()}:{ident.strip()}")
+    for key, kind in aliases.items():
+        ident = attrs.get(key)
+        if ident:
+            found.append(f"{kind}:{ident.strip()}")
+    return list(dict.fromkeys(found))
+
+
+def vocabulary(field: str, value: str) -> str:
+    value = value.strip().lower()
+    return value if value in cv.VOCABULARIES[field] else ""
+
+
+class Pricer:
+    """Tokens to USD from a price table; the longest model-name prefix wins."""
+
+    def __init__(self, prices: dict[str, ModelPrice]) -> None:
+        self._prices = prices
+        self._names = sorted(prices, key=len, reverse=True)
+        self._cache: dict[str, ModelPrice | None] = {}
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        if model not in self._cache:
+            lowered = model.lower()
+            self._cache[model] = next(
+                (self._prices[name] for name in self._names if lowered.startswith(name.lower())), None
+            )
+        return self._cache[model]
+
+    def cost(self, model: str, tokens_in: int, tokens_out: int) -> float:
+        price = self.price_of(model) if model else None
+        if price is None:
+            return 0.0
+        return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6
+
+
+class Normalizer:
+    """Turns decoded OTLP requests into column batches for the store."""
+
+    def __init__(self, config: NormalizeConfig | None = None) -> None:
+        self.config = config or NormalizeConfig()
+        self.pricer = Pricer(self.config.prices)
+
+    def normalize_span(
+        self, span: Any, resource: dict[str, str], scope_name: str, scope_version: str
+    ) -> tuple[SpanRow, list[tuple]]:
+        """One span as a store row, plus its object-link rows (``LINK_COLUMN_NAMES`` order)."""
+        attrs = attributes_to_dict(span.attributes)
+        trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+        model = _first(attrs, resource, "model")
+        tokens_in = _int(_first(attrs, resource, "input_tokens"))
+        tokens_out = _int(_first(attrs, resource, "output_tokens"))
+        cost_text = attrs.get("flightrec.cost.usd")
+        cost = _float(cost_text) if cost_text else self.pricer.cost(model, tokens_in, tokens_out)
+        objects = objects_of(attrs, self.config.link_aliases)
+        start = span.start_time_unix_nano
+        end = max(span.end_time_unix_nano, start)
+        tenant = _first(attrs, resource, "tenant") or self.config.default_tenant
+        agent = agent_of(attrs, resource)
+        row: SpanRow = (
+            start,
+            trace_id,
+            span_id,
+            span.parent_span_id.hex(),
+            span.trace_state,
+            span.name,
+            SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "Unspecified",
+            resource.get("service.name", ""),
+            resource,
+            scope_name,
+            scope_version,
+            attrs,
+            end - start,
+            STATUS_CODES[span.status.code] if 0 <= span.status.code < len(STATUS_CODES) else "Unset",
+            span.status.message,
+            [event.time_unix_nano for event in span.events],
+            [event.name for event in span.events],
+            [attributes_to_dict(event.attributes) for event in span.events],
+            [link.trace_id.hex() for link in span.links],
+            [link.span_id.hex() for link in span.links],
+            [link.trace_state for link in span.links],
+            [attributes_to_dict(link.attributes) for link in span.links],
+            tenant,
+            agent,
+            operation_of(attrs),
+            model,
+            _first(attrs, resource, "prompt_version"),
+            _first(attrs, resource, "agent_version"),
+            tokens_in,
+            tokens_out,
+            cost,
+            _first(attrs, resource, "tool"),
+            objects,
+            _string_list(attrs.get(cv.INPUTS_ATTR, "")),
+            attrs.get("flightrec.action.name", ""),
+            attrs.get("flightrec.action.system", ""),
+            vocabulary("action_risk", attrs.get("flightrec.action.risk", "")),
+            _float(attrs.get("flightrec.action.amount", "")),
+            attrs.get("flightrec.action.currency", "").upper(),
+            vocabulary("mode", attrs.get("flightrec.mode", "")),
+            vocabulary("guardrail_verdict", attrs.get("flightrec.guardrail.verdict", "")),
+            vocabulary("human_decision", attrs.get("flightrec.human.decision", "")),
+            _first(attrs, resource, "session_id"),
+            _first(attrs, resource, "user_id"),
+        )
+        links = [(*ref.split(":", 1), trace_id, span_id, start, tenant, agent) for ref in objects]
+        return row, links
+
+    def normalize_request(self, request: ExportTraceServiceRequest, batch: SpanBatch | None = None) -> SpanBatch:
+        """Every span of a (validated) request appended to a batch, with its object links."""
+        batch = batch or SpanBatch()
+        for resource_spans in request.resource_spans:
+            resource = attributes_to_dict(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
+                for span in scope_spans.spans:
+                    row, links = self.normalize_span(span, resource, scope_name, scope_version)
+                    batch.add_span(row)
+                    for link in links:
+                        batch.add_link(link)
+        return batch

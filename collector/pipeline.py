@@ -1,0 +1,103 @@
+"""The one ingest path HTTP and gRPC share: auth, limits, decode, backlog check, WAL."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+
+from pydantic import BaseModel, Field
+
+from collector.decode import DecodedRequest, decode_body, decompress
+from collector.errors import ErrorKind, IngestError
+from collector.wal import WriteAheadLog
+from store import Store
+
+log = logging.getLogger(__name__)
+
+
+class IntakeConfig(BaseModel):
+    """Limits and credentials of the receivers."""
+
+    ingest_tokens: list[str] = Field(default_factory=list, description="accepted Bearer tokens; empty = open")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest body after decompression")
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent when the backlog is full")
+
+
+class IntakeMetrics(BaseModel):
+    requests: int = 0
+    accepted_spans: int = 0
+    rejected_spans: int = 0
+    refused_requests: int = 0
+
+
+class IngestPipeline:
+    """Takes decoded requests to the WAL; answers what OTLP says to answer."""
+
+    def __init__(self, config: IntakeConfig, wal: WriteAheadLog, store: Store) -> None:
+        self.config = config
+        self.wal = wal
+        self.store = store
+        self.metrics = IntakeMetrics()
+        self._metrics_lock = threading.Lock()
+        self._open = True
+
+    def close_intake(self) -> None:
+        """Refuse new batches (shutdown); what is in the WAL still gets inserted."""
+        self._open = False
+
+    def authorize(self, authorization: str | None) -> None:
+        """Check ``Authorization: Bearer <token>`` when ingest tokens are configured."""
+        if not self.config.ingest_tokens:
+            return
+        if not authorization:
+            raise IngestError(ErrorKind.UNAUTHENTICATED, "missing ingest token: send Authorization: Bearer <token>")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise IngestError(ErrorKind.UNAUTHENTICATED, "Authorization must be 'Bearer <token>'")
+        if not any(hmac.compare_digest(token.strip(), known) for known in self.config.ingest_tokens):
+            raise IngestError(ErrorKind.UNAUTHENTICATED, "ingest token not recognised")
+
+    def refused(self) -> None:
+        with self._metrics_lock:
+            self.metrics.refused_requests += 1
+
+    def ingest_body(self, body: bytes, content_type: str | None, content_encoding: str | None) -> DecodedRequest:
+        """OTLP/HTTP: decompress within limits, decode, then :meth:`ingest`."""
+        raw = decompress(body, content_encoding, self.config.max_body_bytes)
+        return self.ingest(decode_body(raw, content_type), transport="http")
+
+    def ingest(self, decoded: DecodedRequest, transport: str) -> DecodedRequest:
+        """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
+        if not self._open:
+            raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
+        if decoded.accepted:
+            backlog = self.wal.backlog_spans
+            if backlog + decoded.accepted > self.wal.config.max_backlog_spans:
+                raise IngestError(
+                    ErrorKind.OVERLOADED,
+                    f"ingest backlog is full ({backlog} spans waiting for the store); retry later",
+                    retry_after_s=self.config.retry_after_s,
+                )
+            try:
+                self.wal.append(decoded.payload, decoded.accepted)
+            except OSError as exc:
+                log.error("wal: append failed: %s", exc)
+                raise IngestError(
+                    ErrorKind.UNAVAILABLE, f"could not make the batch durable: {exc}", retry_after_s=5
+                ) from exc
+        if decoded.rejected:
+            self._record_rejections(transport, decoded)
+        with self._metrics_lock:
+            self.metrics.requests += 1
+            self.metrics.accepted_spans += decoded.accepted
+            self.metrics.rejected_spans += decoded.rejected
+        return decoded
+
+    def _record_rejections(self, transport: str, decoded: DecodedRequest) -> None:
+        try:
+            self.store.record_rejections(
+                transport=transport, rejected=decoded.rejected, reason=decoded.rejection_message
+            )
+        except Exception as exc:  # the count is also in metrics; never fail the batch over it
+            log.warning("could not record %d rejected spans: %s", decoded.rejected, exc)

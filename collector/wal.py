@@ -1,0 +1,227 @@
+"""The write-ahead log: a batch is acknowledged only once it is on disk.
+
+Segments are files ``<seq>-<instance>.wal`` holding records
+``magic | length | spans | crc32 | payload`` (payload: a serialized
+ExportTraceServiceRequest). Appends go to the active segment and are fsynced
+before returning. The writer takes sealed segments oldest first, inserts each
+with its file name as the deduplication token and deletes it. A crash leaves at
+most a torn tail on the active segment, which was never acknowledged and is cut
+off at reopen; every other segment is replayed whole, so the same token makes
+the replay insert nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"FRW1"
+HEADER = struct.Struct("<4sIII")  # magic, payload length, span count, crc32
+
+
+class WalConfig(BaseModel):
+    """Where the WAL lives and its bounds."""
+
+    directory: Path = Field(default=Path(".flightrec/wal"), description="segment directory")
+    fsync: bool = Field(default=True, description="fsync every append before acknowledging")
+    segment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="seal a segment past this size")
+    segment_max_spans: int = Field(default=20_000, ge=1, description="seal a segment past this many spans")
+    seal_after_s: float = Field(default=0.2, gt=0, description="seal a non-empty segment this old")
+    max_backlog_spans: int = Field(
+        default=400_000, ge=1, description="spans on disk not yet inserted before intake answers 503"
+    )
+
+
+class Segment(BaseModel):
+    """A sealed segment waiting to be inserted."""
+
+    path: Path
+    seq: int
+    spans: int
+
+    @property
+    def token(self) -> str:
+        return self.path.stem
+
+
+class WriteAheadLog:
+    """Durable, bounded queue of OTLP batches between intake and the batch writer."""
+
+    def __init__(self, config: WalConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._instance = uuid.uuid4().hex[:12]
+        self._sealed: deque[Segment] = deque()
+        self._active: BinaryIO | None = None
+        self._active_path: Path | None = None
+        self._active_spans = 0
+        self._active_bytes = 0
+        self._active_since = 0.0
+        self._next_seq = 0
+        self._backlog = 0
+        self._closed = False
+        self._recover()
+
+    # -- recovery ------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Cut torn tails, seal every segment left from before, count the backlog."""
+        self.config.directory.mkdir(parents=True, exist_ok=True)
+        found = sorted(self.config.directory.glob("*.wal"), key=lambda p: (int(p.stem.split("-")[0]), p.name))
+        for path in found:
+            spans, good_bytes = self._scan(path)
+            if good_bytes < path.stat().st_size:
+                log.warning("wal: cutting a torn tail of %s at byte %d", path.name, good_bytes)
+                with path.open("r+b") as handle:
+                    handle.truncate(good_bytes)
+                    os.fsync(handle.fileno())
+            seq = int(path.stem.split("-")[0])
+            self._next_seq = max(self._next_seq, seq + 1)
+            if spans == 0:
+                path.unlink()
+                continue
+            self._sealed.append(Segment(path=path, seq=seq, spans=spans))
+            self._backlog += spans
+
+    @staticmethod
+    def _scan(path: Path) -> tuple[int, int]:
+        """(spans, bytes) of the valid records at the start of a segment."""
+        spans = offset = 0
+        with path.open("rb") as handle:
+            while True:
+                header = handle.read(HEADER.size)
+                if len(header) < HEADER.size:
+                    return spans, offset
+                magic, length, count, crc = HEADER.unpack(header)
+                payload = handle.read(length)
+                if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+                    return spans, offset
+                spans += count
+                offset += HEADER.size + length
+
+    # -- intake --------------------------------------------------------------------
+
+    @property
+    def backlog_spans(self) -> int:
+        """Spans acknowledged but not yet inserted."""
+        return self._backlog
+
+    def append(self, payload: bytes, spans: int) -> None:
+        """Write one batch and make it durable; raises OSError if the disk refuses it."""
+        record = HEADER.pack(MAGIC, len(payload), spans, zlib.crc32(payload)) + payload
+        with self._lock:
+            if self._closed:
+                raise OSError("the write-ahead log is closed")
+            if self._active is None:
+                self._open_segment()
+            assert self._active is not None
+            start = self._active_bytes
+            try:
+                self._active.write(record)
+                self._active.flush()
+                if self.config.fsync:
+                    os.fsync(self._active.fileno())
+            except OSError:
+                self._active.truncate(start)
+                self._active.seek(start)
+                raise
+            self._active_bytes += len(record)
+            self._active_spans += spans
+            self._backlog += spans
+            if self._active_bytes >= self.config.segment_max_bytes or self._active_spans >= self.config.segment_max_spans:
+                self._seal_locked()
+
+    def _open_segment(self) -> None:
+        path = self.config.directory / f"{self._next_seq:020d}-{self._instance}.wal"
+        self._next_seq += 1
+        self._active = path.open("ab")
+        self._active_path = path
+        self._active_spans = self._active_bytes = 0
+        self._active_since = time.monotonic()
+
+    def _seal_locked(self) -> None:
+        if self._active is None or self._active_path is None:
+            return
+        self._active.close()
+        seq = int(self._active_path.stem.split("-")[0])
+        if self._active_spans:
+            self._sealed.append(Segment(path=self._active_path, seq=seq, spans=self._active_spans))
+            self._ready.notify_all()
+        else:
+            self._active_path.unlink(missing_ok=True)
+        self._active = None
+        self._active_path = None
+
+    # -- the writer's side ------------------------------------------------------------
+
+    def next_sealed(self, timeout: float) -> Segment | None:
+        """The oldest sealed segment, sealing the active one once it is old enough."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                if self._sealed:
+                    return self._sealed[0]
+                now = time.monotonic()
+                if self._active is not None and self._active_spans and now - self._active_since >= self.config.seal_after_s:
+                    self._seal_locked()
+                    continue
+                remaining = deadline - now
+                if remaining <= 0:
+                    return None
+                wait = remaining
+                if self._active is not None and self._active_spans:
+                    wait = min(wait, max(0.005, self.config.seal_after_s - (now - self._active_since)))
+                self._ready.wait(wait)
+
+    def seal_now(self) -> None:
+        """Seal the active segment at once (shutdown, tests)."""
+        with self._lock:
+            self._seal_locked()
+
+    @staticmethod
+    def read_segment(segment: Segment) -> list[bytes]:
+        """The payloads of a sealed segment, in order."""
+        payloads: list[bytes] = []
+        with segment.path.open("rb") as handle:
+            data = handle.read()
+        offset = 0
+        while offset + HEADER.size <= len(data):
+            magic, length, _, crc = HEADER.unpack_from(data, offset)
+            payload = data[offset + HEADER.size : offset + HEADER.size + length]
+            if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+                break
+            payloads.append(payload)
+            offset += HEADER.size + length
+        return payloads
+
+    def complete(self, segment: Segment) -> None:
+        """The segment is in the store: forget it."""
+        with self._lock:
+            if self._sealed and self._sealed[0].path == segment.path:
+                self._sealed.popleft()
+                self._backlog -= segment.spans
+        segment.path.unlink(missing_ok=True)
+
+    def pending_segments(self) -> int:
+        with self._lock:
+            return len(self._sealed) + (1 if self._active is not None and self._active_spans else 0)
+
+    def close(self) -> None:
+        """Seal what is open and refuse further appends; safe to call twice."""
+        with self._lock:
+            self._seal_locked()
+            self._closed = True
+            self._ready.notify_all()

@@ -1,0 +1,41 @@
+"""Health and counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from collector.pipeline import IntakeMetrics
+from collector.writer import WriterMetrics
+from flightrec.api.deps import get_runtime, get_store
+from flightrec.runtime import Runtime
+from store import Store, StoreStats
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    backlog_spans: int
+    store: str
+    intake: IntakeMetrics
+    writer: WriterMetrics
+
+
+@router.get("/health", summary="Liveness, WAL backlog and ingest counters", response_model=Health)
+def health(runtime: Runtime = Depends(get_runtime)) -> Health:
+    assert runtime.wal and runtime.pipeline and runtime.writer
+    writer = runtime.writer.metrics
+    degraded = writer.insert_failures > 0 and runtime.wal.pending_segments() > 1
+    return Health(
+        status="degraded" if degraded else "ok",
+        backlog_spans=runtime.wal.backlog_spans,
+        store=runtime.settings.store_config().target().describe(),
+        intake=runtime.pipeline.metrics,
+        writer=writer,
+    )
+
+
+@router.get("/stats", summary="Counts of what is queryable now", response_model=StoreStats)
+def stats(store: Store = Depends(get_store)) -> StoreStats:
+    return store.stats()

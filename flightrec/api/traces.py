@@ -1,0 +1,35 @@
+"""Traces by id."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel
+
+from flightrec.api.deps import get_store
+from store import SpanRecord, Store
+
+router = APIRouter(tags=["traces"])
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class TraceView(BaseModel):
+    trace_id: str
+    spans: list[SpanRecord]
+
+
+@router.get(
+    "/traces/{trace_id}",
+    summary="Every span of one trace, time-ordered",
+    response_model=TraceView,
+    responses={400: {"description": "not a 32-hex-digit trace id"}, 404: {"description": "unknown trace"}},
+)
+def get_trace(trace_id: str, store: Store = Depends(get_store)) -> TraceView:
+    trace_id = trace_id.lower()
+    if not TRACE_ID.match(trace_id):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"trace id {trace_id!r} is not 32 hex digits")
+    spans = store.trace_spans(trace_id=trace_id)
+    if not spans:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trace {trace_id} in the store")
+    return TraceView(trace_id=trace_id, spans=spans)

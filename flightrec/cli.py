@@ -1,0 +1,199 @@
+"""The ``flightrec`` command. ``serve``, ``demo``, ``fleet`` run things; the rest are API clients."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flightrec.settings import Settings
+
+app = typer.Typer(help="Flight Recorder: a flight recorder for autonomous AI agents.", no_args_is_help=True)
+console = Console()
+
+
+def _settings(**given: Any) -> Settings:
+    """Settings from env, overridden by the options actually given."""
+    try:
+        return Settings(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        console.print(f"[red]invalid setting:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+HostOpt = typer.Option(None, "--host", help="Interface to bind [FLIGHTREC_HOST, default 127.0.0.1]")
+HttpPortOpt = typer.Option(None, "--http-port", help="OTLP/HTTP + API port [FLIGHTREC_HTTP_PORT, default 4318]")
+GrpcPortOpt = typer.Option(None, "--grpc-port", help="OTLP/gRPC port [FLIGHTREC_GRPC_PORT, default 4317]")
+DataOpt = typer.Option(None, "--data", help="Data directory for the embedded store and WAL [FLIGHTREC_DATA]")
+StoreOpt = typer.Option(
+    None, "--store", help="Store DSN: chdb:///dir or http(s)://user:pass@host:8123/db [FLIGHTREC_STORE]"
+)
+TokensOpt = typer.Option(None, "--ingest-tokens", help="Comma-separated ingest tokens [FLIGHTREC_INGEST_TOKENS]")
+
+
+@app.command()
+def serve(
+    host: str = HostOpt,
+    http_port: int = HttpPortOpt,
+    grpc_port: int = GrpcPortOpt,
+    data: Path = DataOpt,
+    store: str = StoreOpt,
+    ingest_tokens: str = TokensOpt,
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Run the collector (OTLP gRPC + HTTP) and the API in one process."""
+    from flightrec.server import serve_forever
+
+    settings = _settings(
+        host=host, http_port=http_port, grpc_port=grpc_port, data=data, store=store, ingest_tokens=ingest_tokens
+    )
+    try:
+        settings.check_exposure()
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(
+        f"Flight Recorder: OTLP/HTTP + API on http://{settings.host}:{settings.http_port}, "
+        f"OTLP/gRPC on {settings.host}:{settings.grpc_port}, store {settings.store_config().target().describe()}"
+    )
+    serve_forever(settings, log_level)
+
+
+@app.command()
+def config() -> None:
+    """Print the settings in effect (secrets masked) and their env vars."""
+    table = Table("env var", "value", "what it is")
+    for env, value, description in _settings().described():
+        table.add_row(env, value, description)
+    console.print(table)
+
+
+def _run_fleet_with_progress(fleet_config: Any) -> Any:
+    from flightrec.fleet import run_fleet
+
+    with Progress(
+        TextColumn("[bold]agent fleet"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("workflows", total=fleet_config.workflows)
+        return run_fleet(fleet_config, progress=lambda n: progress.advance(task, n))
+
+
+@app.command()
+def fleet(
+    endpoint: str = typer.Option("http://127.0.0.1:4318", help="OTLP endpoint (HTTP base URL or gRPC host:port URL)"),
+    protocol: str = typer.Option("http", help="OTLP protocol: http or grpc"),
+    workflows: int = typer.Option(200, min=1, help="How many agent workflows to run"),
+    seed: int = typer.Option(7, help="Random seed; the same seed gives the same fleet"),
+    regression_at: int = typer.Option(None, "--regression-at", help="Workflow index where the regression starts"),
+    no_regression: bool = typer.Option(False, "--no-regression", help="A clean control run"),
+    ingest_token: str = typer.Option(None, envvar="FLIGHTREC_INGEST_TOKEN", help="Bearer token to send"),
+    records: str = typer.Option(None, "--records", help="Base URL of the demo system of record"),
+) -> None:
+    """Run a simulated agent fleet that exports real OTLP spans."""
+    from flightrec.fleet import FleetConfig
+
+    try:
+        fleet_config = FleetConfig(
+            endpoint=endpoint,
+            protocol=protocol,
+            workflows=workflows,
+            seed=seed,
+            regression_at=regression_at,
+            no_regression=no_regression,
+            ingest_token=ingest_token,
+            records_url=records,
+        )
+    except ValidationError as exc:
+        _fail(f"invalid fleet option: {exc}")
+    try:
+        report = _run_fleet_with_progress(fleet_config)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    console.print(f"sent {report.spans} spans in {report.traces} traces from {', '.join(report.agents)}")
+
+
+def _wait_for_backlog(client: httpx.Client, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.get("/api/health").json()["backlog_spans"] == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the store did not catch up with the fleet in time")
+
+
+def _print_object(client: httpx.Client, ref: str) -> None:
+    kind, _, ident = ref.partition(":")
+    response = client.get(f"/api/objects/{kind}/{ident}/spans")
+    response.raise_for_status()
+    table = Table("time (UTC)", "agent", "operation", "span", "detail", title=f"spans of {ref}")
+    for span in response.json()["spans"][:40]:
+        detail = span["model"] or span["tool"] or span["action_name"] or span["human_decision"] or span[
+            "guardrail_verdict"
+        ]
+        table.add_row(span["start_time"][11:19], span["agent"], span["operation"], span["name"], detail)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    workflows: int = typer.Option(300, min=1, help="How many agent workflows the fleet runs"),
+    seed: int = typer.Option(7, help="Fleet random seed"),
+    data: Path = typer.Option(Path(".flightrec/demo"), help="Data directory of the demo store"),
+    http_port: int = typer.Option(4318, help="OTLP/HTTP + API port"),
+    grpc_port: int = typer.Option(4317, help="OTLP/gRPC port"),
+    exit_after: bool = typer.Option(False, "--exit", help="Stop once the demo is printed instead of serving on"),
+) -> None:
+    """Serve on an embedded store, run the agent fleet into it, and show what was recorded."""
+    from flightrec.fleet import FleetConfig
+    from flightrec.server import BackgroundServer
+
+    settings = _settings(data=data, http_port=http_port, grpc_port=grpc_port, host="127.0.0.1")
+    server = BackgroundServer(settings)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        _fail(f"could not start the server: {exc}")
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        report = _run_fleet_with_progress(
+            FleetConfig(endpoint=base, workflows=workflows, seed=seed)
+        )
+        with httpx.Client(base_url=base, timeout=30) as client:
+            _wait_for_backlog(client)
+            stats = client.get("/api/stats").json()
+            console.print(
+                f"\n[bold]Recorded[/bold] {stats['spans']} spans in {stats['traces']} traces, "
+                f"linked to {stats['objects']} business objects ({stats['rejected_spans']} rejected)."
+            )
+            example = next((ref for ref in report.example_objects if ref.startswith("ticket:")), None)
+            example = example or report.example_objects[0]
+            _print_object(client, example)
+        kind, _, ident = example.partition(":")
+        console.print(
+            f"\nOpen [bold]{base}/api/objects/{kind}/{ident}/spans[/bold] for that object's spans,\n"
+            f"[bold]{base}/docs[/bold] for the API, and point any OTLP exporter at {base} "
+            f"(gRPC: 127.0.0.1:{grpc_port})."
+        )
+        if not exit_after:
+            console.print("Serving; press Ctrl-C to stop.")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, httpx.HTTPError) as exc:
+        _fail(str(exc))
+    finally:
+        server.stop()
+
+

@@ -1,0 +1,56 @@
+"""The running parts of one server process, started in order and stopped in reverse."""
+
+from __future__ import annotations
+
+import logging
+
+from collector import BatchWriter, IngestPipeline, Normalizer, WriteAheadLog
+from collector.grpc_server import GrpcReceiver
+from flightrec.settings import Settings
+from store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Store, WAL, writer, intake pipeline and gRPC receiver of one ``flightrec serve``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.wal: WriteAheadLog | None = None
+        self.writer: BatchWriter | None = None
+        self.pipeline: IngestPipeline | None = None
+        self.grpc: GrpcReceiver | None = None
+
+    def start(self) -> None:
+        """Open the store, replay the WAL, start the writer and the gRPC receiver; undo on failure."""
+        try:
+            self.store = open_store(self.settings.store_config())
+            self.wal = WriteAheadLog(self.settings.wal_config())
+            self.writer = BatchWriter(self.wal, self.store, Normalizer(self.settings.normalize_config()))
+            self.writer.start()
+            self.pipeline = IngestPipeline(self.settings.intake_config(), self.wal, self.store)
+            self.grpc = GrpcReceiver(self.pipeline, self.settings.host, self.settings.grpc_port)
+            self.grpc.start()
+        except Exception:
+            self.shutdown()
+            raise
+        log.info("flightrec: store %s, gRPC on %s", self.settings.store_config().target().describe(), self.grpc.address)
+
+    def shutdown(self) -> None:
+        """Stop intake, flush the WAL into the store, close everything; safe to call twice."""
+        if self.pipeline is not None:
+            self.pipeline.close_intake()
+        if self.grpc is not None:
+            self.grpc.shutdown()
+            self.grpc = None
+        if self.writer is not None:
+            self.writer.shutdown()
+            self.writer = None
+        if self.wal is not None:
+            self.wal.close()
+            self.wal = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None

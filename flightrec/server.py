@@ -1,0 +1,52 @@
+"""Starting the built app: in the foreground (``serve``) or in a background thread (``demo``, tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from flightrec.app import build_app
+from flightrec.settings import Settings
+
+
+def make_server(settings: Settings, log_level: str = "warning") -> uvicorn.Server:
+    settings.check_exposure()
+    config = uvicorn.Config(
+        build_app(settings),
+        host=settings.host,
+        port=settings.http_port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return uvicorn.Server(config)
+
+
+def serve_forever(settings: Settings, log_level: str = "info") -> None:
+    """Run until SIGINT/SIGTERM; shutdown flushes the WAL into the store."""
+    make_server(settings, log_level).run()
+
+
+class BackgroundServer:
+    """A server in a thread of this process (the embedded store stays owned by this process)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server = make_server(settings)
+        self.thread = threading.Thread(target=self.server.run, name="flightrec-serve", daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server stopped while starting (is the port or data directory in use?)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start in time")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)

@@ -1,0 +1,103 @@
+"""The one settings object. Every field has a default and a description; env vars are ``FLIGHTREC_*``."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from collector import IntakeConfig, NormalizeConfig, WalConfig
+from collector.normalize import DEFAULT_PRICES, ModelPrice
+from store import StoreConfig
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+class Settings(BaseSettings):
+    """Flight Recorder configuration (``flightrec config`` prints what is in effect)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLIGHTREC_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="interface the HTTP and gRPC servers bind")
+    http_port: int = Field(default=4318, ge=0, le=65535, description="OTLP/HTTP and API port")
+    grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port")
+    data: Path = Field(default=Path(".flightrec"), description="data directory: embedded store and WAL")
+    store: str | None = Field(
+        default=None, description="store DSN: chdb:///dir or http(s)://user:pass@host:port/db (default: DATA/data)"
+    )
+    database: str = Field(default="flightrec", description="ClickHouse database name")
+    cluster: str | None = Field(default=None, description="ClickHouse cluster for ON CLUSTER / Replicated tables")
+    retention_days: int = Field(default=30, ge=0, description="span retention TTL in days; 0 keeps forever")
+    ingest_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated Bearer tokens agents must send; empty = open"
+    )
+    api_token: SecretStr | None = Field(default=None, description="Bearer token required on /api/*")
+    api_url: str = Field(default="http://127.0.0.1:4318", description="API base URL for client commands")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest OTLP body, decompressed")
+    max_backlog_spans: int = Field(default=400_000, ge=1, description="WAL backlog past which intake answers 503")
+    wal_fsync: bool = Field(default=True, description="fsync each batch before acknowledging it")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
+    )
+    link_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(NormalizeConfig().link_aliases),
+        description="attribute -> object type read as business links (JSON)",
+    )
+
+    @field_validator("ingest_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def store_dsn(self) -> str:
+        return self.store or f"chdb://{(self.data / 'data').resolve()}"
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days
+        )
+
+    def wal_config(self) -> WalConfig:
+        return WalConfig(directory=self.data / "wal", fsync=self.wal_fsync, max_backlog_spans=self.max_backlog_spans)
+
+    def intake_config(self) -> IntakeConfig:
+        return IntakeConfig(ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes)
+
+    def normalize_config(self) -> NormalizeConfig:
+        return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)
+
+    def binds_loopback_only(self) -> bool:
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to serve beyond loopback without an API token."""
+        if not self.binds_loopback_only() and self.api_token is None:
+            raise ValueError(
+                f"refusing to bind {self.host}: set FLIGHTREC_API_TOKEN (the API would be open to the network) "
+                "or bind 127.0.0.1"
+            )
+
+    def described(self) -> list[tuple[str, str, str]]:
+        """(env var, value in effect, description) for every setting; secrets masked."""
+        rows = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) or (name == "ingest_tokens" and value):
+                shown = "********"
+            elif name == "store" and value:
+                shown = StoreConfig(dsn=value).target().describe()
+            else:
+                shown = str(value)
+            rows.append((f"FLIGHTREC_{name.upper()}", shown, field.description or ""))
+        return rows
