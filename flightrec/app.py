@@ -36,5 +36,5 @@ def build_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(build_otlp_router(get_pipeline))
-    app.include_router(build_api_router(settings))
+    app.include_router(build_api_router())
     return app

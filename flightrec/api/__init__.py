@@ -1,16 +1,21 @@
-"""The /api routes. Auth is a router dependency, so no handler can forget it."""
+"""The /api routes. Auth is a router dependency, so no handler can forget it.
+
+``/api/health`` alone is open: load balancers and container health checks probe it.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from flightrec.api import health, objects, traces
+from flightrec.api import health, objects, stats, traces
 from flightrec.api.deps import require_api_token
-from flightrec.settings import Settings
 
 
-def build_api_router(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(require_api_token)])
-    for module in (health, traces, objects):
-        router.include_router(module.router)
+def build_api_router() -> APIRouter:
+    router = APIRouter(prefix="/api")
+    router.include_router(health.router)
+    protected = APIRouter(dependencies=[Depends(require_api_token)])
+    for module in (stats, traces, objects):
+        protected.include_router(module.router)
+    router.include_router(protected)
     return router

@@ -1,4 +1,4 @@
-"""Health and counts."""
+"""Liveness and the WAL backlog (open, for health checks)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pydantic import BaseModel
 
 from collector.pipeline import IntakeMetrics
 from collector.writer import WriterMetrics
-from flightrec.api.deps import get_runtime, get_store
+from flightrec.api.deps import get_runtime
 from flightrec.runtime import Runtime
-from store import Store, StoreStats
 
 router = APIRouter(tags=["health"])
 
@@ -34,8 +33,3 @@ def health(runtime: Runtime = Depends(get_runtime)) -> Health:
         intake=runtime.pipeline.metrics,
         writer=writer,
     )
-
-
-@router.get("/stats", summary="Counts of what is queryable now", response_model=StoreStats)
-def stats(store: Store = Depends(get_store)) -> StoreStats:
-    return store.stats()

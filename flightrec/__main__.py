@@ -1,0 +1,5 @@
+"""``python -m flightrec`` runs the CLI."""
+
+from flightrec.cli import app
+
+app()

@@ -1,0 +1,135 @@
+"""Shared fixtures: an embedded store per test (one chDB directory per test process,
+one database per test) and real ``flightrec serve`` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from store import Store, StoreConfig, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def store(chdb_dir: Path) -> Iterator[Store]:
+    """A migrated store in a fresh database of this process's one chDB directory."""
+    opened = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
+    yield opened
+    opened.engine.command("drop_test_database", f"DROP DATABASE IF EXISTS {opened.db}")
+    opened.close()
+
+
+class ServerProcess:
+    """A ``flightrec serve`` subprocess; restartable on the same data directory."""
+
+    def __init__(self, data: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.data = data
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.args = args or []
+        self.proc: subprocess.Popen | None = None
+        self.log = data / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout_s: float = 60) -> "ServerProcess":
+        self.data.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "flightrec", "serve", "--data", str(self.data),
+            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), "--log-level", "warning",
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(command, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        headers = self.api_headers()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", headers=headers, timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
+
+    def api_headers(self) -> dict[str, str]:
+        token = self.env.get("FLIGHTREC_API_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.api_headers(), timeout=30)
+
+    def wait_drained(self, timeout_s: float = 60) -> None:
+        """Until the WAL backlog is empty: everything acknowledged is queryable."""
+        deadline = time.monotonic() + timeout_s
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                if client.get("/api/health").json()["backlog_spans"] == 0:
+                    return
+                time.sleep(0.05)
+        raise AssertionError("backlog did not drain")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator:
+    """Factory for servers; every one started is stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def factory(env: dict[str, str] | None = None, args: list[str] | None = None, name: str = "srv") -> ServerProcess:
+        server = ServerProcess(tmp_path / name, env, args)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server) -> ServerProcess:
+    return make_server()

@@ -1,0 +1,63 @@
+"""Building OTLP protobuf requests by hand, for tests that need exact bytes."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+BASE_NS = (time.time_ns() // 1_000_000_000 - 3600) * 1_000_000_000  # recent: older spans fall to the TTL
+
+
+def any_value(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, (list, tuple)):
+        out = AnyValue()
+        out.array_value.values.extend(any_value(item) for item in value)
+        return out
+    return AnyValue(string_value=str(value))
+
+
+def kvs(attrs: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=key, value=any_value(value)) for key, value in attrs.items()]
+
+
+def make_span(
+    name: str = "span",
+    attrs: dict[str, Any] | None = None,
+    trace_id: bytes | None = None,
+    span_id: bytes | None = None,
+    parent: bytes = b"",
+    start_ns: int = BASE_NS,
+    duration_ns: int = 1_000_000,
+) -> Span:
+    span = Span(
+        trace_id=trace_id if trace_id is not None else os.urandom(16),
+        span_id=span_id if span_id is not None else os.urandom(8),
+        parent_span_id=parent,
+        name=name,
+        kind=Span.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=start_ns + duration_ns,
+    )
+    span.attributes.extend(kvs(attrs or {}))
+    return span
+
+
+def make_request(spans: list[Span], resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.extend(kvs(resource or {"service.name": "test-agent"}))
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "tests"
+    scope_spans.spans.extend(spans)
+    return request

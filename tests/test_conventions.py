@@ -1,0 +1,219 @@
+"""The convention mapping, attribute by attribute, for each convention."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.normalize import NormalizeConfig, Normalizer, operation_of, text_of
+from store.models import row_as_dict
+from tests.otlp_helpers import make_request, make_span
+
+
+def normalized(attrs: dict, resource: dict | None = None, config: NormalizeConfig | None = None) -> dict:
+    span = make_span("op", attrs)
+    row, links = Normalizer(config).normalize_span(span, resource or {}, "scope", "1.0")
+    out = row_as_dict(row)
+    out["_links"] = links
+    return out
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "operation"),
+    [
+        ("gen_ai.operation.name", "invoke_agent", "agent"),
+        ("gen_ai.operation.name", "create_agent", "agent"),
+        ("gen_ai.operation.name", "chat", "llm"),
+        ("gen_ai.operation.name", "text_completion", "llm"),
+        ("gen_ai.operation.name", "generate_content", "llm"),
+        ("gen_ai.operation.name", "embeddings", "llm"),
+        ("gen_ai.operation.name", "execute_tool", "tool"),
+        ("openinference.span.kind", "AGENT", "agent"),
+        ("openinference.span.kind", "LLM", "llm"),
+        ("openinference.span.kind", "TOOL", "tool"),
+        ("openinference.span.kind", "RETRIEVER", "retrieval"),
+        ("openinference.span.kind", "GUARDRAIL", "guardrail"),
+        ("openinference.span.kind", "CHAIN", "other"),
+        ("traceloop.span.kind", "workflow", "agent"),
+        ("traceloop.span.kind", "agent", "agent"),
+        ("traceloop.span.kind", "tool", "tool"),
+        ("traceloop.span.kind", "task", "other"),
+        ("flightrec.operation", "action", "action"),
+        ("flightrec.operation", "human", "human"),
+        ("flightrec.operation", "guardrail", "guardrail"),
+        ("flightrec.operation", "retrieval", "retrieval"),
+    ],
+)
+def test_operation_from_each_convention(attr: str, value: str, operation: str) -> None:
+    assert normalized({attr: value})["Operation"] == operation
+
+
+def test_operation_first_present_wins_and_unknown_values_fall_through() -> None:
+    assert operation_of({"gen_ai.operation.name": "chat", "openinference.span.kind": "TOOL"}) == "llm"
+    assert operation_of({"gen_ai.operation.name": "mystery", "openinference.span.kind": "TOOL"}) == "tool"
+    assert operation_of({"flightrec.action.name": "refund.issue"}) == "action"
+    assert operation_of({"flightrec.guardrail.name": "pii"}) == "guardrail"
+    assert operation_of({"flightrec.human.decision": "approve"}) == "human"
+    assert operation_of({}) == "other"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "resource", "agent"),
+    [
+        ({"gen_ai.agent.name": "support-agent", "gen_ai.agent.id": "ag_1"}, {"service.name": "svc"}, "support-agent"),
+        ({"gen_ai.agent.id": "ag_1"}, {"service.name": "svc"}, "ag_1"),
+        ({"traceloop.entity.name": "planner", "traceloop.span.kind": "agent"}, {"service.name": "svc"}, "planner"),
+        ({"traceloop.entity.name": "planner", "traceloop.span.kind": "workflow"}, {}, "planner"),
+        ({"traceloop.entity.name": "fetch", "traceloop.span.kind": "task"}, {"service.name": "svc"}, "svc"),
+        ({}, {"service.name": "svc"}, "svc"),
+    ],
+)
+def test_agent(attrs: dict, resource: dict, agent: str) -> None:
+    assert normalized(attrs, resource)["Agent"] == agent
+
+
+@pytest.mark.parametrize(
+    ("attrs", "model"),
+    [
+        ({"gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.request.model": "gpt-4o"}, "gpt-4o-2024-08-06"),
+        ({"gen_ai.request.model": "gpt-4o"}, "gpt-4o"),
+        ({"llm.model_name": "claude-sonnet-4"}, "claude-sonnet-4"),
+    ],
+)
+def test_model(attrs: dict, model: str) -> None:
+    assert normalized(attrs)["Model"] == model
+
+
+@pytest.mark.parametrize(
+    ("attrs", "tokens"),
+    [
+        ({"gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 95}, (812, 95)),
+        ({"llm.token_count.prompt": 40, "llm.token_count.completion": 7}, (40, 7)),
+        ({"gen_ai.usage.prompt_tokens": 11, "gen_ai.usage.completion_tokens": 3}, (11, 3)),
+        ({"gen_ai.usage.input_tokens": 5, "llm.token_count.prompt": 99}, (5, 0)),
+        ({"gen_ai.usage.input_tokens": "not a number"}, (0, 0)),
+        ({"gen_ai.usage.input_tokens": -4}, (0, 0)),
+    ],
+)
+def test_tokens(attrs: dict, tokens: tuple[int, int]) -> None:
+    row = normalized(attrs)
+    assert (row["InputTokens"], row["OutputTokens"]) == tokens
+
+
+@pytest.mark.parametrize(
+    ("attrs", "tool"), [({"gen_ai.tool.name": "lookup_order", "tool.name": "x"}, "lookup_order"), ({"tool.name": "search"}, "search")]
+)
+def test_tool(attrs: dict, tool: str) -> None:
+    assert normalized(attrs)["Tool"] == tool
+
+
+def test_input_output_text_each_convention() -> None:
+    assert text_of({"gen_ai.input.messages": '[{"role":"user"}]', "input.value": "x"}, "input_text").startswith("[")
+    assert text_of({"input.value": "hello"}, "input_text") == "hello"
+    assert text_of({"output.value": "bye"}, "output_text") == "bye"
+    assert text_of({"gen_ai.output.messages": "m"}, "output_text") == "m"
+    legacy = {"gen_ai.prompt.0.content": "first", "gen_ai.prompt.1.content": "second", "gen_ai.prompt.0.role": "user"}
+    assert text_of(legacy, "input_text") == "first\nsecond"
+    assert text_of({"gen_ai.completion.0.content": "answer"}, "output_text") == "answer"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "resource", "session", "user"),
+    [
+        ({"gen_ai.conversation.id": "c1", "session.id": "s1", "user.id": "u1"}, {}, "c1", "u1"),
+        ({"session.id": "s1", "enduser.id": "e1"}, {}, "s1", "e1"),
+        ({}, {"session.id": "rs"}, "rs", ""),
+    ],
+)
+def test_session_and_user(attrs: dict, resource: dict, session: str, user: str) -> None:
+    row = normalized(attrs, resource)
+    assert (row["SessionId"], row["UserId"]) == (session, user)
+
+
+def test_versions() -> None:
+    row = normalized({"flightrec.prompt.version": "p7", "flightrec.agent.version": "2.1"}, {"service.version": "9"})
+    assert (row["PromptVersion"], row["AgentVersion"]) == ("p7", "2.1")
+    assert normalized({}, {"service.version": "9"})["AgentVersion"] == "9"
+
+
+def test_object_links_from_every_source() -> None:
+    row = normalized(
+        {
+            "flightrec.object.type": "Ticket",
+            "flightrec.object.id": "TCK-1042",
+            "flightrec.objects": ["customer:CUS-311", "order:ORD-7", "malformed", "ticket:TCK-1042"],
+            "invoice.id": "INV-9",
+        }
+    )
+    assert row["Objects"] == ["ticket:TCK-1042", "customer:CUS-311", "order:ORD-7", "invoice:INV-9"]
+    assert [(link[0], link[1]) for link in row["_links"]] == [
+        ("ticket", "TCK-1042"),
+        ("customer", "CUS-311"),
+        ("order", "ORD-7"),
+        ("invoice", "INV-9"),
+    ]
+    assert all(link[2] == row["TraceId"] and link[3] == row["SpanId"] for link in row["_links"])
+
+
+@pytest.mark.parametrize("alias", ["ticket", "order", "invoice", "customer", "account", "asset"])
+def test_each_link_alias(alias: str) -> None:
+    assert normalized({f"{alias}.id": "X-1"})["Objects"] == [f"{alias}:X-1"]
+
+
+def test_link_aliases_are_configurable() -> None:
+    config = NormalizeConfig(link_aliases={"case.number": "ticket"})
+    assert normalized({"case.number": "C-9", "ticket.id": "T-1"}, config=config)["Objects"] == ["ticket:C-9"]
+
+
+def test_action_fields_and_vocabularies() -> None:
+    row = normalized(
+        {
+            "flightrec.action.name": "refund.issue",
+            "flightrec.action.system": "billing",
+            "flightrec.action.risk": "HIGH",
+            "flightrec.action.amount": 42.5,
+            "flightrec.action.currency": "eur",
+            "flightrec.mode": "auto",
+            "flightrec.inputs": ["customer:CUS-1", "order:ORD-2"],
+        }
+    )
+    assert row["Operation"] == "action"
+    assert (row["ActionName"], row["ActionSystem"], row["ActionRisk"]) == ("refund.issue", "billing", "high")
+    assert (row["ActionAmount"], row["ActionCurrency"], row["Mode"]) == (42.5, "EUR", "auto")
+    assert row["Inputs"] == ["customer:CUS-1", "order:ORD-2"]
+    odd = normalized({"flightrec.mode": "yolo", "flightrec.action.risk": "extreme"})
+    assert (odd["Mode"], odd["ActionRisk"]) == ("", "")
+    assert odd["SpanAttributes"]["flightrec.mode"] == "yolo"
+
+
+def test_guardrail_and_human() -> None:
+    guard = normalized({"flightrec.guardrail.name": "refund-limit", "flightrec.guardrail.verdict": "block"})
+    assert (guard["Operation"], guard["GuardrailVerdict"]) == ("guardrail", "block")
+    human = normalized({"flightrec.human.decision": "override", "flightrec.human.actor": "maria"})
+    assert (human["Operation"], human["HumanDecision"]) == ("human", "override")
+
+
+def test_cost_priced_from_tokens_or_taken_from_span() -> None:
+    priced = normalized({"gen_ai.request.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 1_000_000})
+    assert priced["CostUsd"] == pytest.approx(2.5)
+    given = normalized({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10, "flightrec.cost.usd": 0.75})
+    assert given["CostUsd"] == 0.75
+    assert normalized({"gen_ai.request.model": "unknown-model", "gen_ai.usage.input_tokens": 10})["CostUsd"] == 0.0
+
+
+def test_tenant_default_and_attribute() -> None:
+    assert normalized({})["Tenant"] == "default"
+    assert normalized({"flightrec.tenant": "acme"})["Tenant"] == "acme"
+    assert normalized({}, {"tenant.id": "globex"})["Tenant"] == "globex"
+
+
+def test_raw_otel_columns_keep_attribute_types_as_strings() -> None:
+    row = normalized({"n": 3, "f": 1.5, "b": True, "arr": ["a", "b"]}, {"service.name": "svc"})
+    assert row["SpanAttributes"] == {"n": "3", "f": "1.5", "b": "true", "arr": '["a","b"]'}
+    assert row["ServiceName"] == "svc" and row["SpanKind"] == "Internal" and row["StatusCode"] == "Unset"
+    assert row["ScopeName"] == "scope" and row["Duration"] == 1_000_000
+
+
+def test_normalize_request_fills_a_batch_with_spans_and_links() -> None:
+    spans = [make_span("a", {"ticket.id": "T-1"}), make_span("b")]
+    batch = Normalizer().normalize_request(make_request(spans))
+    assert batch.span_count == 2 and batch.link_count == 1
