@@ -35,10 +35,6 @@ RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.tom
 COPY store ./store
 COPY collector ./collector
 COPY flightrec ./flightrec
-COPY stories ./stories
-COPY detectors ./detectors
-COPY rollback ./rollback
-COPY dashboards ./dashboards
 RUN pip install --no-deps . \
  && pip check \
  && flightrec --help >/dev/null \
