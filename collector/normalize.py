@@ -86,12 +86,23 @@ def attributes_to_dict(attributes: Any) -> dict[str, str]:
     return {kv.key: any_value_to_str(kv.value) for kv in attributes}
 
 
-def _first(attrs: dict[str, str], resource: dict[str, str], field: str) -> str:
+def _first(attrs: dict[str, str], resource_fields: dict[str, str], field: str) -> str:
+    """The first source attribute present on the span, else on the resource."""
     for key in cv.FIELD_SOURCES[field]:
-        value = attrs.get(key) or resource.get(key)
+        value = attrs.get(key)
         if value:
             return value
-    return ""
+    return resource_fields.get(field, "")
+
+
+def resource_fields(resource: dict[str, str]) -> dict[str, str]:
+    """Each canonical field's value from resource attributes alone (computed once per resource)."""
+    found: dict[str, str] = {}
+    for field, sources in cv.FIELD_SOURCES.items():
+        value = next((resource[key] for key in sources if resource.get(key)), "")
+        if value:
+            found[field] = value
+    return found
 
 
 def _int(text: str) -> int:
@@ -135,14 +146,14 @@ def operation_of(attrs: dict[str, str]) -> str:
     return "other"
 
 
-def agent_of(attrs: dict[str, str], resource: dict[str, str]) -> str:
+def agent_of(attrs: dict[str, str], resource_fields: dict[str, str]) -> str:
     for key in cv.FIELD_SOURCES["agent"]:
         if key == "traceloop.entity.name" and attrs.get("traceloop.span.kind", "") not in cv.TRACELOOP_AGENT_KINDS:
             continue
-        value = attrs.get(key) or resource.get(key)
+        value = attrs.get(key)
         if value:
             return value
-    return ""
+    return resource_fields.get("agent", "")
 
 
 def text_of(attrs: dict[str, str], field: str) -> str:
@@ -200,6 +211,27 @@ class Pricer:
         return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6
 
 
+NO_EVENTS: tuple[list, ...] = ([], [], [])
+NO_LINKS: tuple[list, ...] = ([], [], [], [])
+
+
+def _events(events: Any) -> tuple[list, ...]:
+    return (
+        [event.time_unix_nano for event in events],
+        [event.name for event in events],
+        [attributes_to_dict(event.attributes) for event in events],
+    )
+
+
+def _links(links: Any) -> tuple[list, ...]:
+    return (
+        [link.trace_id.hex() for link in links],
+        [link.span_id.hex() for link in links],
+        [link.trace_state for link in links],
+        [attributes_to_dict(link.attributes) for link in links],
+    )
+
+
 class Normalizer:
     """Turns decoded OTLP requests into column batches for the store."""
 
@@ -208,21 +240,31 @@ class Normalizer:
         self.pricer = Pricer(self.config.prices)
 
     def normalize_span(
-        self, span: Any, resource: dict[str, str], scope_name: str, scope_version: str
+        self,
+        span: Any,
+        resource: dict[str, str],
+        scope_name: str,
+        scope_version: str,
+        from_resource: dict[str, str] | None = None,
     ) -> tuple[SpanRow, list[tuple]]:
-        """One span as a store row, plus its object-link rows (``LINK_COLUMN_NAMES`` order)."""
+        """One span as a store row, plus its object-link rows (``LINK_COLUMN_NAMES`` order).
+
+        Span attributes are read before resource ones; ``from_resource`` is
+        :func:`resource_fields` of ``resource``, passed in when normalizing many spans.
+        """
+        res = resource_fields(resource) if from_resource is None else from_resource
         attrs = attributes_to_dict(span.attributes)
         trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
-        model = _first(attrs, resource, "model")
-        tokens_in = _int(_first(attrs, resource, "input_tokens"))
-        tokens_out = _int(_first(attrs, resource, "output_tokens"))
+        model = _first(attrs, res, "model")
+        tokens_in = _int(_first(attrs, res, "input_tokens"))
+        tokens_out = _int(_first(attrs, res, "output_tokens"))
         cost_text = attrs.get("flightrec.cost.usd")
         cost = _float(cost_text) if cost_text else self.pricer.cost(model, tokens_in, tokens_out)
         objects = objects_of(attrs, self.config.link_aliases)
         start = span.start_time_unix_nano
         end = max(span.end_time_unix_nano, start)
-        tenant = _first(attrs, resource, "tenant") or self.config.default_tenant
-        agent = agent_of(attrs, resource)
+        tenant = _first(attrs, res, "tenant") or self.config.default_tenant
+        agent = agent_of(attrs, res)
         row: SpanRow = (
             start,
             trace_id,
@@ -239,23 +281,18 @@ class Normalizer:
             end - start,
             STATUS_CODES[span.status.code] if 0 <= span.status.code < len(STATUS_CODES) else "Unset",
             span.status.message,
-            [event.time_unix_nano for event in span.events],
-            [event.name for event in span.events],
-            [attributes_to_dict(event.attributes) for event in span.events],
-            [link.trace_id.hex() for link in span.links],
-            [link.span_id.hex() for link in span.links],
-            [link.trace_state for link in span.links],
-            [attributes_to_dict(link.attributes) for link in span.links],
+            *(_events(span.events) if span.events else NO_EVENTS),
+            *(_links(span.links) if span.links else NO_LINKS),
             tenant,
             agent,
             operation_of(attrs),
             model,
-            _first(attrs, resource, "prompt_version"),
-            _first(attrs, resource, "agent_version"),
+            _first(attrs, res, "prompt_version"),
+            _first(attrs, res, "agent_version"),
             tokens_in,
             tokens_out,
             cost,
-            _first(attrs, resource, "tool"),
+            _first(attrs, res, "tool"),
             objects,
             _string_list(attrs.get(cv.INPUTS_ATTR, "")),
             attrs.get("flightrec.action.name", ""),
@@ -266,8 +303,8 @@ class Normalizer:
             vocabulary("mode", attrs.get("flightrec.mode", "")),
             vocabulary("guardrail_verdict", attrs.get("flightrec.guardrail.verdict", "")),
             vocabulary("human_decision", attrs.get("flightrec.human.decision", "")),
-            _first(attrs, resource, "session_id"),
-            _first(attrs, resource, "user_id"),
+            _first(attrs, res, "session_id"),
+            _first(attrs, res, "user_id"),
         )
         links = [(*ref.split(":", 1), trace_id, span_id, start, tenant, agent) for ref in objects]
         return row, links
@@ -277,11 +314,12 @@ class Normalizer:
         batch = batch or SpanBatch()
         for resource_spans in request.resource_spans:
             resource = attributes_to_dict(resource_spans.resource.attributes)
+            from_resource = resource_fields(resource)
             for scope_spans in resource_spans.scope_spans:
                 scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
                 for span in scope_spans.spans:
-                    row, links = self.normalize_span(span, resource, scope_name, scope_version)
-                    batch.add_span(row)
-                    for link in links:
-                        batch.add_link(link)
+                    row, links = self.normalize_span(span, resource, scope_name, scope_version, from_resource)
+                    batch.span_rows.append(row)
+                    if links:
+                        batch.link_rows.extend(links)
         return batch

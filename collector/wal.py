@@ -31,6 +31,22 @@ MAGIC = b"FRW1"
 HEADER = struct.Struct("<4sIII")  # magic, payload length, span count, crc32
 
 
+def read_payloads(path: Path) -> list[bytes]:
+    """The payloads of a segment file, in order, up to the first torn or corrupt record."""
+    payloads: list[bytes] = []
+    with path.open("rb") as handle:
+        data = handle.read()
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        magic, length, _, crc = HEADER.unpack_from(data, offset)
+        payload = data[offset + HEADER.size : offset + HEADER.size + length]
+        if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        payloads.append(payload)
+        offset += HEADER.size + length
+    return payloads
+
+
 class WalConfig(BaseModel):
     """Where the WAL lives and its bounds."""
 
@@ -169,18 +185,23 @@ class WriteAheadLog:
 
     def next_sealed(self, timeout: float) -> Segment | None:
         """The oldest sealed segment, sealing the active one once it is old enough."""
+        found = self.sealed_segments(1, timeout)
+        return found[0] if found else None
+
+    def sealed_segments(self, limit: int, timeout: float) -> list[Segment]:
+        """Up to ``limit`` oldest sealed segments (not removed), waiting up to ``timeout`` for one."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 if self._sealed:
-                    return self._sealed[0]
+                    return [self._sealed[index] for index in range(min(limit, len(self._sealed)))]
                 now = time.monotonic()
                 if self._active is not None and self._active_spans and now - self._active_since >= self.config.seal_after_s:
                     self._seal_locked()
                     continue
                 remaining = deadline - now
                 if remaining <= 0:
-                    return None
+                    return []
                 wait = remaining
                 if self._active is not None and self._active_spans:
                     wait = min(wait, max(0.005, self.config.seal_after_s - (now - self._active_since)))
@@ -194,24 +215,13 @@ class WriteAheadLog:
     @staticmethod
     def read_segment(segment: Segment) -> list[bytes]:
         """The payloads of a sealed segment, in order."""
-        payloads: list[bytes] = []
-        with segment.path.open("rb") as handle:
-            data = handle.read()
-        offset = 0
-        while offset + HEADER.size <= len(data):
-            magic, length, _, crc = HEADER.unpack_from(data, offset)
-            payload = data[offset + HEADER.size : offset + HEADER.size + length]
-            if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
-                break
-            payloads.append(payload)
-            offset += HEADER.size + length
-        return payloads
+        return read_payloads(segment.path)
 
     def complete(self, segment: Segment) -> None:
         """The segment is in the store: forget it."""
         with self._lock:
-            if self._sealed and self._sealed[0].path == segment.path:
-                self._sealed.popleft()
+            if segment in self._sealed:
+                self._sealed.remove(segment)
                 self._backlog -= segment.spans
         segment.path.unlink(missing_ok=True)
 

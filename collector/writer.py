@@ -1,22 +1,33 @@
-"""The batch writer: sealed WAL segments into the store, each exactly once."""
+"""The batch writer: sealed WAL segments into the store, each exactly once, in order.
+
+Segments are prepared (decoded, normalized, Native-encoded) by worker processes,
+a few ahead of the insert, and inserted oldest first with the segment's name as
+the deduplication token; a segment leaves the WAL only after its insert.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from collector.decode import decode_protobuf
-from collector.normalize import Normalizer
+from collector.normalize import NormalizeConfig
+from collector.prepare import SegmentPreparer, init_worker, prepare_in_worker
 from collector.wal import Segment, WriteAheadLog
-from store import SpanBatch, Store
+from store import Store
+from store.native import PreparedBatch
 
 log = logging.getLogger(__name__)
 
 
 class WriterConfig(BaseModel):
+    workers: int = Field(default=2, ge=0, description="processes preparing segments; 0 prepares in the writer thread")
     retry_initial_s: float = Field(default=0.5, gt=0, description="first wait after a failed insert")
     retry_max_s: float = Field(default=10.0, gt=0, description="longest wait between insert retries")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="how long shutdown waits to flush the WAL")
@@ -30,55 +41,102 @@ class WriterMetrics(BaseModel):
 
 
 class BatchWriter:
-    """A background thread: take the oldest sealed segment, normalize, insert, forget it."""
+    """A background thread: prepare the oldest sealed segments, insert them in order, forget them."""
 
-    def __init__(self, wal: WriteAheadLog, store: Store, normalizer: Normalizer, config: WriterConfig | None = None):
+    def __init__(
+        self,
+        wal: WriteAheadLog,
+        store: Store,
+        normalize: NormalizeConfig | None = None,
+        config: WriterConfig | None = None,
+    ) -> None:
         self.wal = wal
         self.store = store
-        self.normalizer = normalizer
+        self.normalize = normalize or NormalizeConfig()
         self.config = config or WriterConfig()
         self.metrics = WriterMetrics()
+        self._insert_types = store.insert_types()
+        self._preparer = SegmentPreparer(self.normalize, self._insert_types)
+        self._pool: ProcessPoolExecutor | None = None
+        self._in_flight: dict[Path, Future[PreparedBatch]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the writer thread; returns at once."""
+        """Start the writer thread (and its worker pool); returns at once."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="flightrec-writer", daemon=True)
             self._thread.start()
 
+    def _new_pool(self) -> ProcessPoolExecutor | None:
+        if not self.config.workers:
+            return None
+        return ProcessPoolExecutor(
+            max_workers=self.config.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(self.normalize.model_dump_json(), self._insert_types),
+        )
+
     def _run(self) -> None:
+        self._pool = self._new_pool()
         backoff = self.config.retry_initial_s
-        while not self._stop.is_set():
-            segment = self.wal.next_sealed(timeout=0.1)
-            if segment is None:
-                continue
-            if self.write_segment(segment):
-                backoff = self.config.retry_initial_s
-            else:
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.retry_max_s)
-
-    def build_batch(self, segment: Segment) -> SpanBatch:
-        batch = SpanBatch()
-        for payload in self.wal.read_segment(segment):
-            self.normalizer.normalize_request(decode_protobuf(payload), batch)
-        return batch
-
-    def write_segment(self, segment: Segment) -> bool:
-        """Insert one segment; False (and the segment kept for a retry) if the store refused it."""
         try:
-            batch = self.build_batch(segment)
-            self.store.insert_batch(batch, dedup_token=segment.token)
-        except Exception as exc:  # the store may be down; the segment stays on disk
+            while not self._stop.is_set():
+                window = max(1, self.config.workers * 2)
+                segments = self.wal.sealed_segments(window, timeout=0.1)
+                if not segments:
+                    continue
+                if self.write_segment(segments[0], ahead=segments[1:]):
+                    backoff = self.config.retry_initial_s
+                else:
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.retry_max_s)
+        finally:
+            self._close_pool()
+
+    def _submit(self, segment: Segment) -> Future[PreparedBatch] | None:
+        if self._pool is None:
+            return None
+        if segment.path not in self._in_flight:
+            self._in_flight[segment.path] = self._pool.submit(prepare_in_worker, str(segment.path))
+        return self._in_flight[segment.path]
+
+    def _prepare(self, segment: Segment, ahead: list[Segment]) -> PreparedBatch:
+        future = self._submit(segment)
+        for later in ahead:
+            self._submit(later)
+        if future is None:
+            return self._preparer.prepare(segment.path)
+        try:
+            return future.result()
+        finally:
+            self._in_flight.pop(segment.path, None)
+
+    def write_segment(self, segment: Segment, ahead: list[Segment] | None = None) -> bool:
+        """Prepare and insert one segment; False (the segment kept for a retry) on failure."""
+        try:
+            prepared = self._prepare(segment, ahead or [])
+            self.store.insert_prepared(prepared, dedup_token=segment.token)
+        except Exception as exc:  # the store may be down or a worker died: keep the segment
             self.metrics.insert_failures += 1
-            self.metrics.last_error = str(exc)[:500]
-            log.error("writer: segment %s not inserted, will retry: %s", segment.token, exc)
+            self.metrics.last_error = str(exc)[:500] or type(exc).__name__
+            log.error("writer: segment %s not inserted, will retry: %s", segment.token, self.metrics.last_error)
+            if isinstance(exc, BrokenProcessPool):
+                self._close_pool()
+                self._pool = self._new_pool()
             return False
         self.wal.complete(segment)
-        self.metrics.inserted_spans += batch.span_count
+        self.metrics.inserted_spans += prepared.spans
         self.metrics.inserted_segments += 1
         return True
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        self._in_flight.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Insert everything in the WAL now (from the caller's thread if the writer is stopped)."""
@@ -96,10 +154,10 @@ class BatchWriter:
         return True
 
     def shutdown(self) -> None:
-        """Stop intake into the store: flush what is durable, stop the thread; safe twice."""
+        """Flush what is durable into the store, then stop the thread and workers; safe twice."""
         if self._thread is None:
             return
         self.flush()
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=30)
         self._thread = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from collector import BatchWriter, IngestPipeline, Normalizer, WriteAheadLog
+from collector import BatchWriter, IngestPipeline, WriteAheadLog, WriterConfig
 from collector.grpc_server import GrpcReceiver
 from flightrec.settings import Settings
 from store import Store, open_store
@@ -28,7 +28,12 @@ class Runtime:
         try:
             self.store = open_store(self.settings.store_config())
             self.wal = WriteAheadLog(self.settings.wal_config())
-            self.writer = BatchWriter(self.wal, self.store, Normalizer(self.settings.normalize_config()))
+            self.writer = BatchWriter(
+                self.wal,
+                self.store,
+                self.settings.normalize_config(),
+                WriterConfig(workers=self.settings.writer_workers),
+            )
             self.writer.start()
             self.pipeline = IngestPipeline(self.settings.intake_config(), self.wal, self.store)
             self.grpc = GrpcReceiver(self.pipeline, self.settings.host, self.settings.grpc_port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest OTLP body, decompressed")
     max_backlog_spans: int = Field(default=400_000, ge=1, description="WAL backlog past which intake answers 503")
     wal_fsync: bool = Field(default=True, description="fsync each batch before acknowledging it")
+    writer_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=0,
+        description="processes that decode and normalize WAL segments (0: in the writer thread)",
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
     )

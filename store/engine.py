@@ -114,6 +114,20 @@ class Engine:
             ),
         )
 
+    def insert_native(
+        self, name: str, table: str, column_names: Sequence[str], payload: bytes, dedup_token: str | None = None
+    ) -> None:
+        """Insert pre-encoded Native bytes (see ``store.native``)."""
+        settings: dict[str, Any] = {"log_comment": name}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        self._run(
+            name,
+            lambda: self._client.raw_insert(
+                table, column_names=list(column_names), insert_block=payload, settings=settings, fmt="Native"
+            ),
+        )
+
     def close(self) -> None:
         """Release the engine; safe to call twice."""
         with self._lock:

@@ -73,26 +73,24 @@ def row_as_dict(row: SpanRow) -> dict[str, Any]:
 
 
 class SpanBatch(BaseModel):
-    """Column-oriented spans and object links, the unit the writer inserts."""
+    """Spans and object links as rows, the unit the writer inserts; columns on demand."""
 
-    span_columns: list[list[Any]] = Field(default_factory=lambda: [[] for _ in SPAN_COLUMNS])
-    link_columns: list[list[Any]] = Field(default_factory=lambda: [[] for _ in LINK_COLUMN_NAMES])
+    span_rows: list[tuple] = Field(default_factory=list)
+    link_rows: list[tuple] = Field(default_factory=list)
 
     @property
     def span_count(self) -> int:
-        return len(self.span_columns[0])
+        return len(self.span_rows)
 
     @property
     def link_count(self) -> int:
-        return len(self.link_columns[0])
+        return len(self.link_rows)
 
-    def add_span(self, row: SpanRow) -> None:
-        for column, value in zip(self.span_columns, row, strict=True):
-            column.append(value)
+    def span_columns(self) -> list[tuple]:
+        return list(zip(*self.span_rows)) if self.span_rows else [() for _ in SPAN_COLUMNS]
 
-    def add_link(self, row: tuple) -> None:
-        for column, value in zip(self.link_columns, row, strict=True):
-            column.append(value)
+    def link_columns(self) -> list[tuple]:
+        return list(zip(*self.link_rows)) if self.link_rows else [() for _ in LINK_COLUMN_NAMES]
 
 
 class ObjectRef(BaseModel):

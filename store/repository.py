@@ -8,6 +8,7 @@ from store.config import StoreConfig
 from store.engine import Engine
 from store.links import covered_spans
 from store.migrations import migrate
+from store.native import PreparedBatch
 from store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES, ObjectRef, SpanBatch, SpanEvent, SpanRecord, StoreStats
 
 # One read shape for every span query; positions match _record_from_row.
@@ -108,11 +109,36 @@ class Store:
         """Insert a batch of spans and their links; the same token twice inserts once."""
         if batch.span_count:
             self.engine.insert(
-                "insert_spans", f"{self.db}.otel_traces", batch.span_columns, SPAN_COLUMN_NAMES, dedup_token
+                "insert_spans", f"{self.db}.otel_traces", batch.span_columns(), SPAN_COLUMN_NAMES, dedup_token
             )
         if batch.link_count:
             self.engine.insert(
-                "insert_links", f"{self.db}.object_links", batch.link_columns, LINK_COLUMN_NAMES, dedup_token
+                "insert_links", f"{self.db}.object_links", batch.link_columns(), LINK_COLUMN_NAMES, dedup_token
+            )
+
+    def insert_types(self) -> dict[str, list[str]]:
+        """Column type names of the span and link inserts, for :class:`store.native.NativeEncoder`."""
+        rows = self.engine.query(
+            "insert_types",
+            "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
+            "AND table IN ('otel_traces', 'object_links')",
+            {"db": self.db},
+        )
+        types = {(table, name): kind for table, name, kind in rows}
+        return {
+            "otel_traces": [types[("otel_traces", name)] for name in SPAN_COLUMN_NAMES],
+            "object_links": [types[("object_links", name)] for name in LINK_COLUMN_NAMES],
+        }
+
+    def insert_prepared(self, batch: PreparedBatch, dedup_token: str) -> None:
+        """Insert a batch encoded by :class:`store.native.NativeEncoder`; the same token twice inserts once."""
+        if batch.spans:
+            self.engine.insert_native(
+                "insert_spans", f"{self.db}.otel_traces", SPAN_COLUMN_NAMES, batch.span_native, dedup_token
+            )
+        if batch.links:
+            self.engine.insert_native(
+                "insert_links", f"{self.db}.object_links", LINK_COLUMN_NAMES, batch.link_native, dedup_token
             )
 
     def record_rejections(self, *, transport: str, rejected: int, reason: str) -> None:
