@@ -61,6 +61,7 @@ def serve(
     )
     try:
         settings.check_exposure()
+        settings.store_config().target()
     except ValueError as exc:
         _fail(str(exc))
     console.print(
