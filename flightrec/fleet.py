@@ -1,0 +1,969 @@
+"""A simulated agent fleet that emits real OpenTelemetry traces.
+
+Three agents (`support-agent`, `ops-agent`, `finance-agent`) work a shared, bounded pool of
+tickets, orders, invoices, customers and accounts, so objects recur across workflows and
+agents. Every workflow is one trace built with the opentelemetry-sdk: an `invoke_agent` root
+named after the flow, with LLM calls, tool calls (with retries), guardrail checks, human reviews
+and actions that carry undo descriptors, all following the conventions in DESIGN.md.
+
+Output is deterministic for a seed and a start time: ids come from a seeded `IdGenerator` and
+every span gets explicit timestamps from a simulated clock. From `regression_at` on, the
+support agent switches model and prompt and its error and override rates rise.
+
+`build_workflow_spans` yields the finished spans in memory; `run_fleet` sends them to a
+collector with the real OTLP exporter (HTTP or gRPC).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, Field, model_validator
+
+from flightrec import fleet_catalog as cat
+
+MS = 1_000_000
+SECOND = 1_000 * MS
+EXPORT_BATCH_SIZE = 512
+QUEUE_SIZE = 8192
+OBJECT_TYPES = ("ticket", "order", "invoice", "customer", "account")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ROOT_CONTEXT = Context()
+
+
+class FleetConfig(BaseModel):
+    """Settings of one simulated fleet run."""
+
+    endpoint: str = Field(
+        "http://127.0.0.1:4318",
+        description="OTLP base URL: HTTP posts to {endpoint}/v1/traces; gRPC takes http://host:port (default :4317)",
+    )
+    protocol: Literal["http", "grpc"] = Field("http", description="OTLP transport: proto-http or proto-grpc")
+    workflows: int = Field(200, ge=1, description="How many workflows (one trace each) to run")
+    seed: int = Field(7, description="RNG seed; the same seed and start give identical spans")
+    regression_at: int | None = Field(None, ge=0, description="First regressed workflow; default workflows // 2")
+    no_regression: bool = Field(False, description="Clean control run without the support-agent regression")
+    ingest_token: str | None = Field(None, description="Sent as 'Authorization: Bearer <token>'")
+    records_url: str | None = Field(None, description="System of record base URL used in undo targets")
+    start: datetime | None = Field(None, description="Simulated clock start (UTC); default now - workflows * 30 s")
+
+    @model_validator(mode="after")
+    def _grpc_default_endpoint(self) -> FleetConfig:
+        """Point gRPC at port 4317 unless an endpoint was given explicitly."""
+        if self.protocol == "grpc" and "endpoint" not in self.model_fields_set:
+            self.endpoint = cat.DEFAULT_GRPC_ENDPOINT
+        return self
+
+
+class FleetReport(BaseModel):
+    """What a fleet run produced."""
+
+    workflows: int
+    spans: int
+    traces: int
+    agents: list[str]
+    example_objects: list[str]
+    regression_agent: str | None
+    regression_at: int | None
+
+
+class SeededIdGenerator(IdGenerator):
+    """Trace and span ids drawn from a seeded RNG, reseeded per workflow."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random(0)
+
+    def reseed(self, seed: str) -> None:
+        """Restart the id sequence from `seed`."""
+        self._rng.seed(seed)
+
+    def generate_span_id(self) -> int:
+        """Return a non-zero 64-bit span id."""
+        return self._rng.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        """Return a non-zero 128-bit trace id."""
+        return self._rng.getrandbits(128) or 1
+
+    def is_trace_id_random(self) -> bool:
+        """Ids are uniformly random (seeded), so sampling may rely on them."""
+        return True
+
+
+class _WorkflowFailed(Exception):
+    """Raised inside a flow when a step fails for good; the root span records it."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _money(amount: float) -> str:
+    return f"{amount:.2f}"
+
+
+def _mangle(object_ref: str) -> str:
+    """Return the kind of wrong id a weaker model hallucinates (a letter O for a zero)."""
+    return object_ref.replace("0", "O", 1) if "0" in object_ref else object_ref + "7"
+
+
+class _World:
+    """The bounded pool of business objects and their mutable state."""
+
+    def __init__(self, workflows: int, rng: random.Random) -> None:
+        self.accounts = [f"ACC-{50 + k}" for k in range(max(3, workflows // 12))]
+        self.customers = [f"CUS-{300 + k}" for k in range(max(4, workflows // 8))]
+        self.tickets = [f"TCK-{1000 + k}" for k in range(max(6, workflows // 3))]
+        self.orders = [f"ORD-{20000 + 3 * k + rng.randrange(3)}" for k in range(max(6, workflows // 3))]
+        self.invoices = [f"INV-{7700 + k}" for k in range(max(5, workflows // 4))]
+        plans = list(cat.PLANS)
+        self.plan = {a: rng.choice(plans) for a in self.accounts}
+        self.currency = {a: "EUR" if rng.random() < 0.7 else "USD" for a in self.accounts}
+        self.account_of = {c: self.accounts[k % len(self.accounts)] for k, c in enumerate(self.customers)}
+        self.customers_of: dict[str, list[str]] = {a: [] for a in self.accounts}
+        for customer, account in self.account_of.items():
+            self.customers_of[account].append(customer)
+        self.customer_of = self._spread(self.tickets, self.customers, rng) | self._spread(
+            self.orders, self.customers, rng
+        )
+        self.orders_of: dict[str, list[str]] = {c: [] for c in self.customers}
+        for order in self.orders:
+            self.orders_of[self.customer_of[order]].append(order)
+        self.invoice_account = self._spread(self.invoices, self.accounts, rng)
+        self.invoices_of: dict[str, list[str]] = {a: [] for a in self.accounts}
+        for invoice, account in self.invoice_account.items():
+            self.invoices_of[account].append(invoice)
+        self.total = {o: round(rng.uniform(12, 480), 2) for o in self.orders + self.invoices}
+        self.status = dict.fromkeys(self.tickets, "new")
+        self.assignee = dict.fromkeys(self.tickets, "unassigned")
+        self.touched: Counter[str] = Counter()
+        self._sequence = 0
+
+    @staticmethod
+    def _spread(items: list[str], owners: list[str], rng: random.Random) -> dict[str, str]:
+        """Give every owner at least one item, the rest at random."""
+        return {item: owners[k] if k < len(owners) else rng.choice(owners) for k, item in enumerate(items)}
+
+    @staticmethod
+    def pick(items: Sequence[str], rng: random.Random) -> str:
+        """Pick an object, skewed so a few are hot (touched by many workflows)."""
+        return items[int(len(items) * rng.random() ** 1.6)]
+
+    def next_id(self, prefix: str) -> str:
+        """Return a fresh id for a created record (refund, credit)."""
+        self._sequence += 1
+        return f"{prefix}-{50000 + self._sequence}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """The outcome of a guardrail and review step: the mode to act in and the human decision."""
+
+    mode: str
+    decision: str
+
+
+class _Run:
+    """Emits the spans of one workflow on a simulated clock."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        rng: random.Random,
+        profile: cat.AgentProfile,
+        behaviour: cat.Behaviour,
+        regressed: bool,
+        records_url: str,
+        start_ns: int,
+    ) -> None:
+        self.tracer, self.rng, self.profile, self.behaviour = tracer, rng, profile, behaviour
+        self.regressed, self.records_url, self.cursor = regressed, records_url, start_ns
+        self.spans = 0
+        self.calls = 0
+        self.fail_at = rng.randint(1, 3) if rng.random() < behaviour.error_rate else 0
+        self.context_tokens = rng.randint(400, 1200)
+        self.next_input = ""
+        self.objects: set[str] = set()
+        self.ctx = _ROOT_CONTEXT
+
+    def _emit(
+        self,
+        name: str,
+        attrs: dict[str, Any],
+        duration_ns: int,
+        kind: SpanKind = SpanKind.INTERNAL,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        start = self.cursor + self.rng.randint(1, 25) * MS
+        end = start + duration_ns
+        span = self.tracer.start_span(name, context=self.ctx, kind=kind, attributes=attrs, start_time=start)
+        if error:
+            span.add_event("exception", {"exception.type": error[0], "exception.message": error[1]}, timestamp=end)
+            span.set_status(Status(StatusCode.ERROR, f"{error[0]}: {error[1]}"))
+        span.end(end_time=end)
+        self.cursor = end
+        self.spans += 1
+
+    def _link(self, attrs: dict[str, Any], link: tuple[str, str] | None, extra: Sequence[tuple[str, str]] = ()) -> None:
+        """Add object links: the primary one, plus extras as `flightrec.objects` or aliases."""
+        if link:
+            attrs["flightrec.object.type"], attrs["flightrec.object.id"] = link
+            self.objects.add(f"{link[0]}:{link[1]}")
+        if not extra:
+            return
+        refs = [f"{kind}:{oid}" for kind, oid in extra]
+        self.objects.update(refs)
+        if self.rng.random() < 0.5:
+            attrs["flightrec.objects"] = refs
+        else:
+            attrs.update({f"{kind}.id": oid for kind, oid in extra})
+
+    def _failure(self, kind: str, **fields: str) -> tuple[str, str] | None:
+        """Count a model/tool call and return its error if this is the workflow's failing call."""
+        self.calls += 1
+        if self.calls != self.fail_at:
+            return None
+        table = cat.REGRESSION_ERRORS if self.regressed else cat.BASE_ERRORS
+        etype, message = self.rng.choice(table[kind])
+        return etype, message.format(**fields)
+
+    @contextmanager
+    def workflow(
+        self, flow: str, link: tuple[str, str] | None, extra: Sequence[tuple[str, str]] = ()
+    ) -> Iterator[None]:
+        """Open the `invoke_agent` root span; a failed step ends it with an ERROR status."""
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": self.profile.name,
+            "gen_ai.request.model": self.behaviour.model,
+            "gen_ai.conversation.id": f"conv_{self.rng.getrandbits(48):012x}",
+            "flightrec.agent.version": self.profile.version,
+            "flightrec.prompt.version": self.behaviour.prompt_version,
+        }
+        self._link(attrs, link, extra)
+        root = self.tracer.start_span(flow, context=_ROOT_CONTEXT, attributes=attrs, start_time=self.cursor)
+        self.ctx = trace.set_span_in_context(root)
+        try:
+            yield
+        except _WorkflowFailed as failed:
+            root.set_status(Status(StatusCode.ERROR, f"workflow failed: {failed}"))
+        self.cursor += self.rng.randint(1, 30) * MS
+        root.end(end_time=self.cursor)
+        self.spans += 1
+
+    @contextmanager
+    def group(self, name: str, link: tuple[str, str]) -> Iterator[None]:
+        """Open a sub-step span (one item of a batch) that links its own object."""
+        attrs: dict[str, Any] = {}
+        self._link(attrs, link)
+        span = self.tracer.start_span(name, context=self.ctx, attributes=attrs, start_time=self.cursor)
+        outer, self.ctx = self.ctx, trace.set_span_in_context(span)
+        try:
+            yield
+        except _WorkflowFailed as failed:
+            span.set_status(Status(StatusCode.ERROR, str(failed)))
+            raise
+        finally:
+            self.ctx = outer
+            self.cursor += self.rng.randint(1, 10) * MS
+            span.end(end_time=self.cursor)
+            self.spans += 1
+
+    def ask(self, text: str) -> None:
+        """Set the user message the next LLM call answers."""
+        self.next_input = _dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}])
+
+    def _chat(self, output: dict[str, Any], finish: str, output_tokens: int) -> None:
+        self.context_tokens += self.rng.randint(60, 260)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.profile.provider,
+            "gen_ai.request.model": self.behaviour.model,
+            "gen_ai.request.temperature": 0.2,
+            "gen_ai.response.model": self.behaviour.response_model,
+            "gen_ai.usage.input_tokens": self.context_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+            "gen_ai.input.messages": self.next_input,
+        }
+        error = self._failure("chat", model=self.behaviour.model)
+        if not error:
+            attrs["gen_ai.output.messages"] = _dumps([{"role": "assistant", **output, "finish_reason": finish}])
+            attrs["gen_ai.response.finish_reasons"] = [finish]
+        duration = (250 + output_tokens * self.rng.randint(8, 20)) * MS
+        self._emit(f"chat {self.behaviour.model}", attrs, duration, SpanKind.CLIENT, error)
+        if error:
+            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
+
+    def tool(self, name: str, args: dict[str, Any], result: dict[str, Any], inputs: Sequence[str] = ()) -> None:
+        """An LLM call that requests a tool, then the tool call itself (with transient retries)."""
+        call_id = f"call_{self.rng.getrandbits(48):012x}"
+        call = {"type": "tool_call", "id": call_id, "name": name, "arguments": args}
+        self._chat({"parts": [call]}, "tool_call", self.rng.randint(15, 60))
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.arguments": _dumps(args),
+        }
+        if inputs:
+            attrs["flightrec.inputs"] = list(inputs)
+        attempt = 0
+        while attempt < 2 and self.rng.random() < (0.02 if attempt == 0 else 0.25):
+            transient = (cat.TRANSIENT_ERROR[0], cat.TRANSIENT_ERROR[1].format(tool=name))
+            retry = {"flightrec.retry.attempt": attempt} if attempt else {}
+            self._emit(f"execute_tool {name}", attrs | retry, 2000 * MS, error=transient)
+            attempt += 1
+        if attempt:
+            attrs["flightrec.retry.attempt"] = attempt
+        subject = _mangle(inputs[0]) if self.regressed and inputs else (inputs[0] if inputs else name)
+        error = self._failure("tool", tool=name, object=subject)
+        if not error:
+            attrs["gen_ai.tool.call.result"] = _dumps(result)
+        self._emit(f"execute_tool {name}", attrs, self.rng.randint(40, 600) * MS, error=error)
+        if error:
+            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
+        response = {"type": "tool_call_response", "id": call_id, "response": result}
+        self.next_input = _dumps([{"role": "tool", "parts": [response]}])
+
+    def decide(self, text: str) -> None:
+        """The LLM call that states the agent's decision and its rationale."""
+        self._chat({"parts": [{"type": "text", "content": text}]}, "stop", self.rng.randint(40, 220))
+
+    def mode(self, flow: str) -> str:
+        """Draw the autonomy mode (observe / assist / auto) for this flow."""
+        return self.rng.choices(cat.MODES, cat.MODE_WEIGHTS[flow])[0]
+
+    def _guardrail(self, name: str) -> str:
+        verdict = self.rng.choices(cat.VERDICTS, self.behaviour.guardrail_weights)[0]
+        attrs = {
+            "flightrec.operation": "guardrail",
+            "flightrec.guardrail.name": name,
+            "flightrec.guardrail.verdict": verdict,
+            "flightrec.guardrail.reason": cat.GUARDRAIL_REASONS[name][cat.VERDICTS.index(verdict)],
+        }
+        self._emit(f"guardrail {name}", attrs, self.rng.randint(5, 80) * MS)
+        return verdict
+
+    def _human(self) -> str:
+        if self.rng.random() < self.behaviour.override_rate:
+            decision = "reject" if self.rng.random() < 0.5 else "override"
+        else:
+            decision = "approve" if self.rng.random() < 0.8 else "edit"
+        attrs = {
+            "flightrec.operation": "human",
+            "flightrec.human.decision": decision,
+            "flightrec.human.actor": self.rng.choice(self.profile.actors),
+            "flightrec.human.reason": self.rng.choice(cat.HUMAN_REASONS[decision]),
+        }
+        self._emit("human review", attrs, self.rng.randint(20, 360) * SECOND)
+        return decision
+
+    def gate(self, guardrails: Sequence[str], mode: str, risk: str) -> _Gate | None:
+        """Run guardrails, then a human review when assisting, warned or high risk; None = stop."""
+        verdicts = [self._guardrail(name) for name in guardrails]
+        if "block" in verdicts:
+            return None
+        if mode == "observe":
+            return _Gate(mode, "none")
+        if mode == "auto" and ("warn" in verdicts or risk == "high"):
+            mode = "assist"
+        if mode == "auto":
+            return _Gate(mode, "none")
+        decision = self._human()
+        return None if decision == "reject" else _Gate(mode, decision)
+
+    def action(
+        self,
+        name: str,
+        link: tuple[str, str],
+        mode: str,
+        risk: str,
+        undo: tuple[str, dict[str, Any]] | None = None,
+        money: tuple[float, str] | None = None,
+    ) -> None:
+        """A side effect in a system of record, with its undo descriptor unless irreversible."""
+        attrs: dict[str, Any] = {
+            "flightrec.operation": "action",
+            "flightrec.action.name": name,
+            "flightrec.action.system": cat.ACTION_SYSTEMS[name],
+            "flightrec.action.risk": risk,
+            "flightrec.mode": mode,
+        }
+        self._link(attrs, link)
+        if money:
+            attrs["flightrec.action.amount"], attrs["flightrec.action.currency"] = money
+        if undo:
+            record_id, args = undo
+            if name in cat.HTTP_UNDO_PATHS:
+                attrs["flightrec.undo.kind"] = "http"
+                attrs["flightrec.undo.target"] = self.records_url + cat.HTTP_UNDO_PATHS[name].format(id=record_id)
+            else:
+                attrs["flightrec.undo.kind"] = "handler"
+                attrs["flightrec.undo.target"] = cat.HANDLER_UNDO[name]
+            attrs["flightrec.undo.args"] = _dumps(args)
+        self._emit(name, attrs, self.rng.randint(80, 900) * MS, SpanKind.CLIENT)
+
+
+def _text(rng: random.Random, table: dict[str, tuple[str, ...]], flow: str, index: int | None = None, **kw: Any) -> str:
+    options = table[flow]
+    return (options[index] if index is not None else rng.choice(options)).format(**kw)
+
+
+def _adjust(rng: random.Random, amount: float, full: float, decision: str) -> float:
+    """Apply a human edit (a lower amount) or override (the full amount) to a proposed amount."""
+    if decision == "edit":
+        return round(amount * rng.uniform(0.5, 0.95), 2)
+    return round(full, 2) if decision == "override" else amount
+
+
+def _set_status(run: _Run, w: _World, ticket: str, status: str, mode: str) -> None:
+    args = {"ticket_id": ticket, "status": status, "previous_status": w.status[ticket]}
+    run.action("ticket.status", ("ticket", ticket), mode, "low", undo=(ticket, args))
+    if mode != "observe":
+        w.status[ticket] = status
+
+
+def _assign(run: _Run, w: _World, ticket: str, assignee: str, mode: str) -> None:
+    args = {"ticket_id": ticket, "assignee": assignee, "previous_assignee": w.assignee[ticket]}
+    run.action("ticket.assign", ("ticket", ticket), mode, "low", undo=(ticket, args))
+    if mode != "observe":
+        w.assignee[ticket] = assignee
+
+
+def _email(run: _Run, customer: str, mode: str) -> None:
+    run.action("email.send", ("customer", customer), mode, "low")
+
+
+def _refund(run: _Run, w: _World, link: tuple[str, str], money: tuple[float, str], mode: str, risk: str) -> None:
+    refund_id = w.next_id("RF")
+    args = {"refund_id": refund_id, f"{link[0]}_id": link[1], "amount": money[0], "currency": money[1]}
+    run.action("refund.issue", link, mode, risk, undo=(refund_id, args), money=money)
+
+
+def _credit(run: _Run, w: _World, account: str, money: tuple[float, str], mode: str, risk: str) -> None:
+    credit_id = w.next_id("CR")
+    args = {"credit_id": credit_id, "account_id": account, "amount": money[0], "currency": money[1]}
+    run.action("credit.apply", ("account", account), mode, risk, undo=(credit_id, args), money=money)
+
+
+def _get_ticket(run: _Run, w: _World, ticket: str) -> None:
+    result = {"status": w.status[ticket], "assignee": w.assignee[ticket], "customer": w.customer_of[ticket]}
+    run.tool("get_ticket", {"ticket_id": ticket}, result, [f"ticket:{ticket}"])
+
+
+def _get_invoice(run: _Run, w: _World, invoice: str, status: str) -> None:
+    result = {"total": _money(w.total[invoice]), "currency": w.currency[w.invoice_account[invoice]], "status": status}
+    run.tool("get_invoice", {"invoice_id": invoice}, result, [f"invoice:{invoice}"])
+
+
+def _triage_ticket(run: _Run, w: _World) -> None:
+    """Support: classify a ticket, open it and sometimes route it to a queue."""
+    rng = run.rng
+    ticket = w.pick(w.tickets, rng)
+    customer = w.customer_of[ticket]
+    account = w.account_of[customer]
+    kb, queue = rng.choice(cat.KB_ARTICLES), rng.choice(cat.HELPDESK_QUEUES)
+    with run.workflow("triage_ticket", ("ticket", ticket), [("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "triage_ticket", ticket=ticket))
+        _get_ticket(run, w, ticket)
+        run.tool("get_customer", {"customer_id": customer}, {"account": account, "plan": w.plan[account]},
+                 [f"customer:{customer}", f"account:{account}"])
+        run.tool("search_kb", {"query": f"{queue} issue"}, {"articles": [kb]})
+        run.decide(_text(rng, cat.RATIONALES, "triage_ticket", plan=w.plan[account], kb=kb))
+        gate = run.gate(("pii_redaction",), run.mode("triage_ticket"), "low")
+        if gate is None:
+            return
+        _set_status(run, w, ticket, "open", gate.mode)
+        if rng.random() < 0.5:
+            _assign(run, w, ticket, f"queue:{queue}", gate.mode)
+
+
+def _reply_customer(run: _Run, w: _World) -> None:
+    """Support: draft and send a reply, then set the ticket pending."""
+    rng = run.rng
+    ticket = w.pick(w.tickets, rng)
+    customer = w.customer_of[ticket]
+    account = w.account_of[customer]
+    order, invoice = rng.choice(w.orders_of[customer]), rng.choice(w.invoices_of[account])
+    kb = rng.choice(cat.KB_ARTICLES)
+    with run.workflow("reply_customer", ("ticket", ticket), [("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "reply_customer", ticket=ticket, order=order, invoice=invoice,
+                      plan=w.plan[account]))
+        _get_ticket(run, w, ticket)
+        run.tool("get_order", {"order_id": order}, {"status": rng.choice(("packed", "shipped")), "eta_days": 3},
+                 [f"order:{order}", f"customer:{customer}"])
+        run.tool("search_kb", {"query": "order status"}, {"articles": [kb]})
+        run.decide(_text(rng, cat.RATIONALES, "reply_customer", kb=kb))
+        gate = run.gate(("tone_check", "pii_redaction"), run.mode("reply_customer"), "low")
+        if gate is None:
+            return
+        _email(run, customer, gate.mode)
+        _set_status(run, w, ticket, "pending", gate.mode)
+
+
+def _issue_refund(run: _Run, w: _World) -> None:
+    """Support: refund an order named in a ticket, tell the customer, solve the ticket."""
+    rng = run.rng
+    ticket = w.pick(w.tickets, rng)
+    customer = w.customer_of[ticket]
+    order = rng.choice(w.orders_of[customer])
+    currency, total = w.currency[w.account_of[customer]], w.total[order]
+    amount = total if rng.random() < 0.6 else round(total * rng.uniform(0.2, 0.8), 2)
+    risk = "high" if amount > 150 else "medium"
+    with run.workflow("issue_refund", ("ticket", ticket), [("order", order), ("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "issue_refund", ticket=ticket, order=order))
+        _get_ticket(run, w, ticket)
+        run.tool("get_order", {"order_id": order}, {"total": _money(total), "currency": currency}, [f"order:{order}"])
+        run.tool("get_payments", {"order_id": order}, {"charges": rng.randint(1, 2), "captured": _money(total)},
+                 [f"order:{order}", f"customer:{customer}"])
+        run.decide(_text(rng, cat.RATIONALES, "issue_refund", amount=_money(amount), currency=currency))
+        gate = run.gate(("refund_policy",), run.mode("issue_refund"), risk)
+        if gate is None:
+            return
+        amount = _adjust(rng, amount, total, gate.decision)
+        _refund(run, w, ("order", order), (amount, currency), gate.mode, risk)
+        _email(run, customer, gate.mode)
+        _set_status(run, w, ticket, "solved", gate.mode)
+
+
+def _change_plan(run: _Run, w: _World) -> None:
+    """Operations: move an account to another plan and confirm by email."""
+    rng = run.rng
+    account = w.pick(w.accounts, rng)
+    customer, invoice = rng.choice(w.customers_of[account]), rng.choice(w.invoices_of[account])
+    currency, old = w.currency[account], w.plan[account]
+    new = rng.choice([plan for plan in cat.PLANS if plan != old])
+    delta = abs(cat.PLANS[new] - cat.PLANS[old])
+    risk = "high" if delta >= 200 else "medium"
+    with run.workflow("change_plan", ("account", account), [("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "change_plan", customer=customer, account=account, old_plan=old,
+                      new_plan=new))
+        run.tool("get_account", {"account_id": account}, {"plan": old, "seats": rng.randint(3, 120)},
+                 [f"account:{account}", f"customer:{customer}"])
+        run.tool("get_usage", {"account_id": account, "days": 30},
+                 {"active_seats": rng.randint(2, 110), "api_calls": rng.randint(1_000, 90_000)}, [f"account:{account}"])
+        run.tool("get_invoices", {"account_id": account}, {"open": [invoice], "overdue": 0}, [f"invoice:{invoice}"])
+        run.decide(_text(rng, cat.RATIONALES, "change_plan", new_plan=new, old_plan=old, amount=_money(delta),
+                         currency=currency))
+        gate = run.gate(("plan_eligibility",), run.mode("change_plan"), risk)
+        if gate is None:
+            return
+        if gate.decision in ("edit", "override"):
+            new = rng.choice([plan for plan in cat.PLANS if plan not in (old, new)])
+            delta = abs(cat.PLANS[new] - cat.PLANS[old])
+        args = {"account_id": account, "plan": new, "previous_plan": old}
+        run.action("plan.change", ("account", account), gate.mode, risk, undo=(account, args), money=(delta, currency))
+        if gate.mode != "observe":
+            w.plan[account] = new
+        _email(run, customer, gate.mode)
+
+
+def _route_ticket(run: _Run, w: _World) -> None:
+    """Operations: pick an owner for one ticket."""
+    rng = run.rng
+    ticket = w.pick(w.tickets, rng)
+    customer = w.customer_of[ticket]
+    queue, candidates = rng.choice(cat.HELPDESK_QUEUES), rng.sample(cat.ASSIGNEES, 3)
+    with run.workflow("route_ticket", ("ticket", ticket)):
+        run.ask(_text(rng, cat.COMPLAINTS, "route_ticket", ticket=ticket, queue=queue))
+        _get_ticket(run, w, ticket)
+        run.tool("get_customer", {"customer_id": customer}, {"tier": rng.choice(("standard", "priority"))},
+                 [f"customer:{customer}"])
+        run.tool("list_assignees", {"queue": queue}, {"available": candidates})
+        run.decide(_text(rng, cat.RATIONALES, "route_ticket", assignee=candidates[0]))
+        gate = run.gate((), run.mode("route_ticket"), "low")
+        if gate is None:
+            return
+        _assign(run, w, ticket, candidates[1] if gate.decision in ("edit", "override") else candidates[0], gate.mode)
+        if w.status[ticket] == "new":
+            _set_status(run, w, ticket, "open", gate.mode)
+
+
+_ORDER_CHANGES = (
+    ("shipping_speed", "standard", "express"),
+    ("shipping_address", "address_v1", "address_v2"),
+    ("status", "processing", "on_hold"),
+)
+
+
+def _update_order(run: _Run, w: _World) -> None:
+    """Operations: expedite, re-address or hold an order."""
+    rng = run.rng
+    order = w.pick(w.orders, rng)
+    customer = w.customer_of[order]
+    currency = w.currency[w.account_of[customer]]
+    variant = rng.randrange(len(_ORDER_CHANGES))
+    field, previous, value = _ORDER_CHANGES[variant]
+    fee = round(rng.uniform(9.9, 29.9), 2) if variant == 0 else None
+    with run.workflow("update_order", ("order", order), [("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "update_order", variant, customer=customer, order=order))
+        run.tool("get_order", {"order_id": order}, {"status": "processing", "total": _money(w.total[order])},
+                 [f"order:{order}", f"customer:{customer}"])
+        run.tool("get_shipment", {"order_id": order}, {"carrier": rng.choice(("DHL", "UPS", "GLS")), "status": "label"},
+                 [f"order:{order}"])
+        run.tool("get_customer", {"customer_id": customer}, {"orders": len(w.orders_of[customer])},
+                 [f"customer:{customer}"])
+        run.decide(_text(rng, cat.RATIONALES, "update_order", variant, amount=_money(fee or 0), currency=currency))
+        gate = run.gate(("address_verification",), run.mode("update_order"), "medium")
+        if gate is None:
+            return
+        args = {"order_id": order, "field": field, "value": value, "previous_value": previous}
+        money = (fee, currency) if fee else None
+        run.action("order.update", ("order", order), gate.mode, "medium", undo=(order, args), money=money)
+        _email(run, customer, gate.mode)
+
+
+def _route_ticket_queue(run: _Run, w: _World) -> None:
+    """Operations batch: route several tickets; the root links no object, each item links its ticket."""
+    rng = run.rng
+    queue = rng.choice(cat.HELPDESK_QUEUES)
+    size, tickets = rng.randint(2, 4), []
+    while len(tickets) < size:
+        ticket = w.pick(w.tickets, rng)
+        if ticket not in tickets:
+            tickets.append(ticket)
+    with run.workflow("route_ticket_queue", None):
+        run.ask(_text(rng, cat.COMPLAINTS, "route_ticket_queue", queue=queue))
+        run.tool("list_unassigned", {"queue": queue}, {"tickets": tickets}, [f"ticket:{t}" for t in tickets])
+        for ticket in tickets:
+            with run.group("route_ticket", ("ticket", ticket)):
+                assignee = rng.choice(cat.ASSIGNEES)
+                run.ask(f"Ticket {ticket}: pick an owner in queue {queue}.")
+                run.decide(_text(rng, cat.RATIONALES, "route_ticket_queue", ticket=ticket, queue=queue,
+                                 assignee=assignee))
+                gate = run.gate((), run.mode("route_ticket_queue"), "low")
+                if gate is not None:
+                    _assign(run, w, ticket, assignee, gate.mode)
+
+
+def _reconcile_invoice(run: _Run, w: _World) -> None:
+    """Finance: match an invoice to payments; credit an overpayment to the account."""
+    rng = run.rng
+    invoice = w.pick(w.invoices, rng)
+    account = w.invoice_account[invoice]
+    currency, total = w.currency[account], w.total[invoice]
+    overpaid = rng.random() < 0.6
+    amount = round(rng.uniform(2, 120), 2) if overpaid else 0.0
+    risk = "high" if amount > 100 else "medium"
+    with run.workflow("reconcile_invoice", ("invoice", invoice), [("account", account)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "reconcile_invoice", invoice=invoice, account=account))
+        _get_invoice(run, w, invoice, "open")
+        run.tool("get_payments", {"invoice_id": invoice}, {"paid": _money(total + amount)},
+                 [f"invoice:{invoice}", f"account:{account}"])
+        run.tool("get_ledger", {"account_id": account, "period": "current"},
+                 {"entries": rng.randint(3, 40), "balance": _money(-amount)}, [f"account:{account}"])
+        run.decide(_text(rng, cat.RATIONALES, "reconcile_invoice", 0 if overpaid else 1, amount=_money(amount),
+                         currency=currency))
+        gate = run.gate(("ledger_balance",), run.mode("reconcile_invoice") if overpaid else "observe", risk)
+        if gate is not None and overpaid:
+            _credit(run, w, account, (amount, currency), gate.mode, risk)
+
+
+def _apply_credit(run: _Run, w: _World) -> None:
+    """Finance: compute and apply an account credit after an incident."""
+    rng = run.rng
+    account = w.pick(w.accounts, rng)
+    customer, invoice = rng.choice(w.customers_of[account]), rng.choice(w.invoices_of[account])
+    currency, total = w.currency[account], w.total[invoice]
+    amount = round(total * rng.uniform(0.05, 0.3), 2)
+    risk = "high" if amount > 80 else "medium"
+    with run.workflow("apply_credit", ("account", account), [("invoice", invoice), ("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "apply_credit", account=account, invoice=invoice))
+        run.tool("get_account", {"account_id": account}, {"plan": w.plan[account], "currency": currency},
+                 [f"account:{account}", f"customer:{customer}"])
+        _get_invoice(run, w, invoice, "paid")
+        run.tool("get_incidents", {"account_id": account, "days": 30},
+                 {"incidents": rng.randint(1, 3), "hours_down": rng.randint(1, 6)}, [f"account:{account}"])
+        run.decide(_text(rng, cat.RATIONALES, "apply_credit", amount=_money(amount), currency=currency))
+        gate = run.gate(("credit_limit",), run.mode("apply_credit"), risk)
+        if gate is None:
+            return
+        amount = _adjust(rng, amount, total * 0.3, gate.decision)
+        _credit(run, w, account, (amount, currency), gate.mode, risk)
+        _email(run, customer, gate.mode)
+
+
+def _refund_invoice(run: _Run, w: _World) -> None:
+    """Finance: refund a duplicate or disputed invoice payment."""
+    rng = run.rng
+    invoice = w.pick(w.invoices, rng)
+    account = w.invoice_account[invoice]
+    customer = rng.choice(w.customers_of[account])
+    currency, total = w.currency[account], w.total[invoice]
+    amount = total if rng.random() < 0.5 else round(total * rng.uniform(0.1, 0.6), 2)
+    risk = "high" if amount > 150 else "medium"
+    with run.workflow("refund_invoice", ("invoice", invoice), [("customer", customer)]):
+        run.ask(_text(rng, cat.COMPLAINTS, "refund_invoice", invoice=invoice, customer=customer))
+        _get_invoice(run, w, invoice, "paid")
+        run.tool("get_payments", {"invoice_id": invoice}, {"payments": 2, "paid": _money(total + amount)},
+                 [f"invoice:{invoice}", f"customer:{customer}"])
+        run.tool("get_ledger", {"account_id": account, "period": "current"}, {"balance": _money(-amount)},
+                 [f"account:{account}"])
+        run.decide(_text(rng, cat.RATIONALES, "refund_invoice", amount=_money(amount), currency=currency))
+        gate = run.gate(("refund_policy",), run.mode("refund_invoice"), risk)
+        if gate is None:
+            return
+        amount = _adjust(rng, amount, total, gate.decision)
+        _refund(run, w, ("invoice", invoice), (amount, currency), gate.mode, risk)
+        _email(run, customer, gate.mode)
+
+
+_FLOWS: dict[str, Callable[[_Run, _World], None]] = {
+    "triage_ticket": _triage_ticket,
+    "reply_customer": _reply_customer,
+    "issue_refund": _issue_refund,
+    "change_plan": _change_plan,
+    "route_ticket": _route_ticket,
+    "update_order": _update_order,
+    "route_ticket_queue": _route_ticket_queue,
+    "reconcile_invoice": _reconcile_invoice,
+    "apply_credit": _apply_credit,
+    "refund_invoice": _refund_invoice,
+}
+
+
+def regression_index(config: FleetConfig) -> int | None:
+    """The workflow index from which the regression applies, or None for a clean run."""
+    if config.no_regression:
+        return None
+    return config.regression_at if config.regression_at is not None else config.workflows // 2
+
+
+def _start_ns(config: FleetConfig) -> int:
+    start = config.start or datetime.now(timezone.utc) - timedelta(seconds=config.workflows * cat.WORKFLOW_SPACING_S)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    return (start - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+class _Fleet:
+    """The agents' tracer providers plus the shared world; runs workflows one by one."""
+
+    def __init__(self, config: FleetConfig, processor: Callable[[], SpanProcessor]) -> None:
+        self.config = config
+        self.regression_at = regression_index(config)
+        self.start_ns = _start_ns(config)
+        self.world = _World(config.workflows, random.Random(f"world:{config.seed}"))
+        self.ids = SeededIdGenerator()
+        self.records_url = (config.records_url or cat.DEFAULT_RECORDS_URL).rstrip("/")
+        self.providers: dict[str, TracerProvider] = {}
+        self.tracers: dict[str, Tracer] = {}
+        for profile in cat.AGENTS:
+            resource = Resource.create(
+                {
+                    "service.name": profile.name,
+                    "service.version": profile.version,
+                    "deployment.environment": cat.ENVIRONMENT,
+                }
+            )
+            provider = TracerProvider(
+                sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False, id_generator=self.ids
+            )
+            provider.add_span_processor(processor())
+            self.providers[profile.name] = provider
+            self.tracers[profile.name] = provider.get_tracer(cat.SCOPE_NAME, cat.SCOPE_VERSION)
+        self.ran: Counter[str] = Counter()
+        self.spans = 0
+
+    def run(self) -> Iterator[tuple[str, int]]:
+        """Emit the workflows in order; yield (agent, span count) after each."""
+        seed, weights = self.config.seed, [profile.weight for profile in cat.AGENTS]
+        for index in range(self.config.workflows):
+            rng = random.Random(f"{seed}:{index}")
+            self.ids.reseed(f"ids:{seed}:{index}")
+            profile = rng.choices(cat.AGENTS, weights)[0]
+            regressed = (
+                profile.name == cat.REGRESSION_AGENT and self.regression_at is not None and index >= self.regression_at
+            )
+            names, flow_weights = zip(*profile.flows)
+            flow = rng.choices(names, flow_weights)[0]
+            start = self.start_ns + index * cat.WORKFLOW_SPACING_S * SECOND + rng.randrange(20_000) * MS
+            behaviour = cat.REGRESSED_BEHAVIOUR if regressed else profile.behaviour
+            run = _Run(self.tracers[profile.name], rng, profile, behaviour, regressed, self.records_url, start)
+            _FLOWS[flow](run, self.world)
+            self.world.touched.update(run.objects)
+            self.ran[profile.name] += 1
+            self.spans += run.spans
+            yield profile.name, run.spans
+
+    def report(self) -> FleetReport:
+        """Summarize what ran so far."""
+        regression = self.regression_at
+        if regression is not None and regression >= self.config.workflows:
+            regression = None
+        hottest: dict[str, str] = {}
+        for ref, _count in sorted(self.world.touched.items(), key=lambda item: (-item[1], item[0])):
+            hottest.setdefault(ref.split(":", 1)[0], ref)
+        ran = sum(self.ran.values())
+        return FleetReport(
+            workflows=ran,
+            spans=self.spans,
+            traces=ran,
+            agents=[profile.name for profile in cat.AGENTS if self.ran[profile.name]],
+            example_objects=[hottest[kind] for kind in OBJECT_TYPES if kind in hottest],
+            regression_agent=cat.REGRESSION_AGENT if regression is not None else None,
+            regression_at=regression,
+        )
+
+    def force_flush(self) -> None:
+        """Flush every agent's span processor."""
+        for provider in self.providers.values():
+            provider.force_flush()
+
+    def shutdown(self) -> None:
+        """Shut every agent's tracer provider down."""
+        for provider in self.providers.values():
+            provider.shutdown()
+
+
+def build_workflow_spans(config: FleetConfig) -> Iterator[list[ReadableSpan]]:
+    """Yield, per workflow, the finished SDK spans (children first), deterministic for a seed and start."""
+    memory = InMemorySpanExporter()
+    fleet = _Fleet(config, lambda: SimpleSpanProcessor(memory))
+    try:
+        for _agent, _count in fleet.run():
+            yield list(memory.get_finished_spans())
+            memory.clear()
+    finally:
+        fleet.shutdown()
+
+
+class _Delivery:
+    """Thread-safe tally of export outcomes shared by the agents' exporters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.failed = 0
+
+    def record(self, count: int, ok: bool) -> None:
+        """Count one export call's spans as delivered or failed."""
+        with self._lock:
+            if ok:
+                self.delivered += count
+            else:
+                self.failed += count
+
+
+class _CountingExporter(SpanExporter):
+    """Wraps an OTLP exporter: tallies outcomes and stops trying after the first failure."""
+
+    def __init__(self, inner: SpanExporter, delivery: _Delivery) -> None:
+        self._inner = inner
+        self._delivery = delivery
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export through the wrapped exporter unless an earlier export already failed."""
+        result = SpanExportResult.FAILURE
+        if not self._delivery.failed:
+            result = self._inner.export(spans)
+        self._delivery.record(len(spans), result is SpanExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self._inner.force_flush(timeout_millis)
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps the exporters' error log lines so a failure can be reported in one exception."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Remember the message."""
+        self.messages.append(record.getMessage())
+
+
+def _otlp_exporter(config: FleetConfig) -> tuple[SpanExporter, str]:
+    """Return the real OTLP exporter for the configured protocol, and the URL it sends to."""
+    endpoint = config.endpoint if "://" in config.endpoint else f"http://{config.endpoint}"
+    token = config.ingest_token
+    if config.protocol == "grpc":
+        metadata = {"authorization": f"Bearer {token}"} if token else None
+        return GrpcSpanExporter(endpoint=endpoint, headers=metadata), endpoint
+    url = endpoint.rstrip("/")
+    url = url if url.endswith("/v1/traces") else f"{url}/v1/traces"
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return HttpSpanExporter(endpoint=url, headers=headers, compression=Compression.Gzip), url
+
+
+def run_fleet(config: FleetConfig, progress: Callable[[int], None] | None = None) -> FleetReport:
+    """Send every workflow to the collector with the real OTLP exporter; raise RuntimeError if export failed.
+
+    Calls `progress(1)` per workflow. Each agent exports through its own `BatchSpanProcessor`;
+    a processor is flushed whenever half its queue is pending, so no span is ever dropped.
+    After the first failed export the run stops early.
+    """
+    delivery, errors = _Delivery(), _ErrorLog()
+    urls: list[str] = []
+
+    def processor() -> SpanProcessor:
+        exporter, url = _otlp_exporter(config)
+        urls.append(url)
+        return BatchSpanProcessor(
+            _CountingExporter(exporter, delivery),
+            max_queue_size=QUEUE_SIZE,
+            max_export_batch_size=EXPORT_BATCH_SIZE,
+            schedule_delay_millis=500,
+        )
+
+    exporter_logger = logging.getLogger("opentelemetry.exporter")
+    exporter_logger.addHandler(errors)
+    fleet = _Fleet(config, processor)
+    pending: Counter[str] = Counter()
+    try:
+        for agent, count in fleet.run():
+            pending[agent] += count
+            if pending[agent] >= QUEUE_SIZE // 2:
+                fleet.providers[agent].force_flush()
+                pending[agent] = 0
+            if progress:
+                progress(1)
+            if delivery.failed:
+                break
+        fleet.force_flush()
+    finally:
+        fleet.shutdown()
+        exporter_logger.removeHandler(errors)
+    if delivery.failed or delivery.delivered != fleet.spans:
+        detail = errors.messages[0] if errors.messages else "spans were lost before export"
+        hint = "; is a collector listening there (flightrec serve)?" if not delivery.delivered else ""
+        raise RuntimeError(
+            f"OTLP/{config.protocol} export to {urls[0]} failed: {delivery.delivered} of {fleet.spans} spans "
+            f"delivered ({detail}){hint}"
+        )
+    return fleet.report()

@@ -1,0 +1,507 @@
+"""The simulated fleet: determinism, trace shape, span conventions, object reuse, the regression,
+and delivery through the real OTLP exporters to stub receivers (HTTP and gRPC)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent import futures
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+from pydantic import ValidationError
+
+from flightrec import fleet_catalog as cat
+from flightrec.fleet import FleetConfig, build_workflow_spans, run_fleet
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START_NS = int(START.timestamp()) * 1_000_000_000
+FLOWS = {flow for agent in cat.AGENTS for flow, _ in agent.flows}
+AGENT_NAMES = {agent.name for agent in cat.AGENTS}
+UNDO_KEYS = ("flightrec.undo.kind", "flightrec.undo.target", "flightrec.undo.args")
+
+Workflow = list[ReadableSpan]
+
+
+def build(**overrides: Any) -> list[Workflow]:
+    config = FleetConfig(**({"workflows": 120, "start": START} | overrides))
+    return list(build_workflow_spans(config))
+
+
+@pytest.fixture(scope="module")
+def fleet() -> list[Workflow]:
+    """600 workflows, regression from workflow 300 (the default: workflows // 2)."""
+    return build(workflows=600)
+
+
+@pytest.fixture(scope="module")
+def clean_fleet() -> list[Workflow]:
+    return build(workflows=600, no_regression=True)
+
+
+def root_of(workflow: Workflow) -> ReadableSpan:
+    roots = [span for span in workflow if span.parent is None]
+    assert len(roots) == 1, [span.name for span in roots]
+    return roots[0]
+
+
+def agent_of(workflow: Workflow) -> str:
+    return root_of(workflow).attributes["gen_ai.agent.name"]
+
+
+def op(span: ReadableSpan) -> str | None:
+    return span.attributes.get("gen_ai.operation.name") or span.attributes.get("flightrec.operation")
+
+
+def fingerprint(span: ReadableSpan) -> tuple:
+    return (
+        span.name,
+        span.context.trace_id,
+        span.context.span_id,
+        span.parent.span_id if span.parent else None,
+        span.start_time,
+        span.end_time,
+        span.kind,
+        span.status.status_code,
+        span.status.description,
+        tuple(sorted(span.attributes.items())),
+        tuple((event.name, event.timestamp, tuple(sorted(event.attributes.items()))) for event in span.events),
+        span.resource.attributes.get("service.name"),
+    )
+
+
+def object_refs(span: ReadableSpan) -> set[str]:
+    """Every business object a span links, in all three convention forms."""
+    attrs = span.attributes
+    refs = set(attrs.get("flightrec.objects", ()))
+    if "flightrec.object.type" in attrs:
+        refs.add(f"{attrs['flightrec.object.type']}:{attrs['flightrec.object.id']}")
+    refs.update(f"{kind}:{attrs[f'{kind}.id']}" for kind in ("ticket", "order", "invoice", "customer", "account")
+                if f"{kind}.id" in attrs)
+    return refs
+
+
+def is_ref(value: str) -> bool:
+    kind, _, oid = value.partition(":")
+    return kind in {"ticket", "order", "invoice", "customer", "account"} and "-" in oid
+
+
+def support_rates(workflows: list[Workflow], lo: int, hi: int) -> tuple[float, float, float]:
+    """(failed-root rate, override-or-reject rate, either) over the support agent's workflows in [lo, hi)."""
+    failed = overridden = either = total = 0
+    for workflow in workflows[lo:hi]:
+        if agent_of(workflow) != cat.REGRESSION_AGENT:
+            continue
+        total += 1
+        bad_root = root_of(workflow).status.status_code is StatusCode.ERROR
+        bad_human = any(s.attributes.get("flightrec.human.decision") in ("override", "reject") for s in workflow)
+        failed += bad_root
+        overridden += bad_human
+        either += bad_root or bad_human
+    assert total >= 50
+    return failed / total, overridden / total, either / total
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+
+def test_same_seed_and_start_give_identical_spans() -> None:
+    first, second = build(), build()
+    assert [[fingerprint(s) for s in wf] for wf in first] == [[fingerprint(s) for s in wf] for wf in second]
+
+
+def test_different_seed_gives_different_workflows() -> None:
+    seven, eight = build(seed=7), build(seed=8)
+    def span_ids(workflows: list[Workflow]) -> set[int]:
+        return {span.context.span_id for workflow in workflows for span in workflow}
+
+    assert not span_ids(seven) & span_ids(eight)
+    assert [root_of(wf).name for wf in seven] != [root_of(wf).name for wf in eight]
+
+
+def test_clock_follows_start_and_children_nest_in_time(fleet: list[Workflow]) -> None:
+    for index, workflow in enumerate(fleet):
+        root = root_of(workflow)
+        slot = START_NS + index * cat.WORKFLOW_SPACING_S * 1_000_000_000
+        assert slot <= root.start_time < slot + cat.WORKFLOW_SPACING_S * 1_000_000_000
+        for span in workflow:
+            assert root.start_time <= span.start_time <= span.end_time <= root.end_time
+
+
+def test_regression_leaves_earlier_workflows_unchanged(fleet: list[Workflow], clean_fleet: list[Workflow]) -> None:
+    before = [[fingerprint(s) for s in wf] for wf in fleet[:300]]
+    assert before == [[fingerprint(s) for s in wf] for wf in clean_fleet[:300]]
+
+
+# --- trace shape and conventions ---------------------------------------------------------------
+
+
+def test_each_workflow_is_one_trace_with_an_invoke_agent_root(fleet: list[Workflow]) -> None:
+    trace_ids = set()
+    for workflow in fleet:
+        root = root_of(workflow)
+        ids = {span.context.trace_id for span in workflow}
+        assert ids == {root.context.trace_id}
+        trace_ids |= ids
+        span_ids = {span.context.span_id for span in workflow}
+        assert len(span_ids) == len(workflow)
+        assert all(span.parent.span_id in span_ids for span in workflow if span is not root)
+        assert root.name in FLOWS
+        attrs = root.attributes
+        assert attrs["gen_ai.operation.name"] == "invoke_agent"
+        assert attrs["gen_ai.agent.name"] in AGENT_NAMES
+        assert isinstance(attrs["flightrec.agent.version"], str) and isinstance(attrs["flightrec.prompt.version"], str)
+        resource = root.resource.attributes
+        assert resource["service.name"] == attrs["gen_ai.agent.name"]
+        assert resource["service.version"] == attrs["flightrec.agent.version"]
+        assert resource["deployment.environment"] == cat.ENVIRONMENT
+        assert all(span.resource.attributes["service.name"] == resource["service.name"] for span in workflow)
+        if root.name in cat.BATCH_FLOWS:
+            assert not object_refs(root)
+        else:
+            assert attrs["flightrec.object.type"] in ("ticket", "order", "invoice", "customer", "account")
+            assert is_ref(f"{attrs['flightrec.object.type']}:{attrs['flightrec.object.id']}")
+    assert len(trace_ids) == len(fleet)
+
+
+def test_spans_per_workflow_and_attributes_per_span_are_realistic(fleet: list[Workflow]) -> None:
+    sizes = [len(workflow) for workflow in fleet]
+    assert 8 <= sum(sizes) / len(sizes) <= 20
+    assert max(sizes) <= 20
+    ok = [len(wf) for wf in fleet if root_of(wf).status.status_code is not StatusCode.ERROR]
+    assert min(ok) >= 7
+    attrs = [len(span.attributes) for workflow in fleet for span in workflow]
+    assert 7 <= sum(attrs) / len(attrs) <= 15
+
+
+def test_llm_spans_follow_gen_ai_conventions(fleet: list[Workflow]) -> None:
+    chats = [span for workflow in fleet for span in workflow if op(span) == "chat"]
+    assert len(chats) > 1000
+    for span in chats:
+        attrs = span.attributes
+        assert span.name == f"chat {attrs['gen_ai.request.model']}"
+        assert isinstance(attrs["gen_ai.response.model"], str)
+        for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+            assert type(attrs[key]) is int and attrs[key] > 0
+        messages = json.loads(attrs["gen_ai.input.messages"])
+        assert messages[0]["role"] in ("user", "tool") and messages[0]["parts"]
+        if span.status.status_code is not StatusCode.ERROR:
+            output = json.loads(attrs["gen_ai.output.messages"])
+            assert output[0]["role"] == "assistant"
+            assert len(attrs["gen_ai.output.messages"]) <= 220
+    decisions = [json.loads(s.attributes["gen_ai.output.messages"])[0]["parts"][0] for s in chats
+                 if s.attributes.get("gen_ai.response.finish_reasons") == ("stop",)]
+    assert decisions and all(part["type"] == "text" and 30 <= len(part["content"]) <= 150 for part in decisions)
+
+
+def test_tool_spans_record_arguments_results_and_inputs(fleet: list[Workflow]) -> None:
+    tools = [span for workflow in fleet for span in workflow if op(span) == "execute_tool"]
+    assert len(tools) > 1000
+    with_inputs = 0
+    for span in tools:
+        attrs = span.attributes
+        assert span.name == f"execute_tool {attrs['gen_ai.tool.name']}"
+        assert isinstance(json.loads(attrs["gen_ai.tool.call.arguments"]), dict)
+        if span.status.status_code is not StatusCode.ERROR:
+            assert isinstance(json.loads(attrs["gen_ai.tool.call.result"]), dict)
+        if "flightrec.inputs" in attrs:
+            with_inputs += 1
+            assert isinstance(attrs["flightrec.inputs"], tuple)
+            assert all(is_ref(ref) for ref in attrs["flightrec.inputs"])
+    assert with_inputs > len(tools) * 0.6
+
+
+def test_guardrail_and_human_spans(fleet: list[Workflow]) -> None:
+    verdicts, decisions = Counter(), Counter()
+    for span in (span for workflow in fleet for span in workflow):
+        attrs = span.attributes
+        if op(span) == "guardrail":
+            assert attrs["flightrec.guardrail.name"] in cat.GUARDRAIL_REASONS
+            assert attrs["flightrec.guardrail.reason"]
+            verdicts[attrs["flightrec.guardrail.verdict"]] += 1
+        elif op(span) == "human":
+            assert attrs["flightrec.human.actor"] in {actor for agent in cat.AGENTS for actor in agent.actors}
+            assert attrs["flightrec.human.reason"]
+            decisions[attrs["flightrec.human.decision"]] += 1
+    assert set(verdicts) == {"pass", "warn", "block"}
+    assert set(decisions) == {"approve", "edit", "reject", "override"}
+
+
+def test_actions_carry_undo_descriptors_or_are_irreversible(fleet: list[Workflow]) -> None:
+    actions = [span for workflow in fleet for span in workflow if op(span) == "action"]
+    names, modes, kinds = Counter(), Counter(), Counter()
+    for span in actions:
+        attrs = span.attributes
+        name = attrs["flightrec.action.name"]
+        names[name] += 1
+        modes[attrs["flightrec.mode"]] += 1
+        assert span.name == name
+        assert attrs["flightrec.action.system"] == cat.ACTION_SYSTEMS[name]
+        assert attrs["flightrec.action.risk"] in ("low", "medium", "high")
+        assert is_ref(f"{attrs['flightrec.object.type']}:{attrs['flightrec.object.id']}")
+        if name in cat.IRREVERSIBLE_ACTIONS:
+            assert not any(key in attrs for key in UNDO_KEYS)
+            continue
+        kinds[attrs["flightrec.undo.kind"]] += 1
+        args = json.loads(attrs["flightrec.undo.args"])
+        assert isinstance(args, dict) and args
+        if attrs["flightrec.undo.kind"] == "http":
+            assert attrs["flightrec.undo.target"].startswith(cat.DEFAULT_RECORDS_URL + "/")
+            assert attrs["flightrec.undo.target"].endswith("/undo")
+        else:
+            assert attrs["flightrec.undo.target"] == cat.HANDLER_UNDO[name]
+        if name in ("refund.issue", "credit.apply"):
+            assert type(attrs["flightrec.action.amount"]) is float and attrs["flightrec.action.amount"] > 0
+            assert attrs["flightrec.action.currency"] in ("EUR", "USD")
+            assert args["amount"] == attrs["flightrec.action.amount"]
+    assert set(names) == set(cat.ACTION_SYSTEMS)
+    assert set(modes) == {"observe", "assist", "auto"}
+    assert set(kinds) == {"http", "handler"}
+
+
+def test_records_url_is_carried_into_undo_targets() -> None:
+    targets = {
+        span.attributes["flightrec.undo.target"]
+        for workflow in build(records_url="https://records.example:9000/")
+        for span in workflow
+        if span.attributes.get("flightrec.undo.kind") == "http"
+    }
+    assert targets and all(t.startswith("https://records.example:9000/") and "//" not in t[8:] for t in targets)
+
+
+def test_errors_and_retries(fleet: list[Workflow]) -> None:
+    retries = 0
+    for workflow in fleet:
+        spans = sorted(workflow, key=lambda span: span.start_time)
+        for index, span in enumerate(spans):
+            if span.status.status_code is StatusCode.ERROR and span.parent is not None:
+                event = span.events[0]
+                assert event.name == "exception"
+                assert event.attributes["exception.type"] and event.attributes["exception.message"]
+                assert span.status.description.startswith(event.attributes["exception.type"])
+            attempt = span.attributes.get("flightrec.retry.attempt")
+            if attempt:
+                retries += 1
+                previous = spans[index - 1]
+                assert previous.status.status_code is StatusCode.ERROR
+                assert previous.attributes["gen_ai.tool.call.id"] == span.attributes["gen_ai.tool.call.id"]
+                assert previous.attributes.get("flightrec.retry.attempt", 0) == attempt - 1
+        root = root_of(workflow)
+        if root.status.status_code is StatusCode.ERROR:
+            assert root.status.description.startswith("workflow failed: ")
+            assert any(span.status.status_code is StatusCode.ERROR for span in workflow if span is not root)
+    assert retries >= 10
+
+
+def test_batch_flow_links_each_item_not_the_root(fleet: list[Workflow]) -> None:
+    batches = [wf for wf in fleet if root_of(wf).name in cat.BATCH_FLOWS]
+    assert batches
+    for workflow in batches:
+        root = root_of(workflow)
+        items = [span for span in workflow if span.parent and span.parent.span_id == root.context.span_id
+                 and span.name == "route_ticket"]
+        assert len(items) >= 1
+        for item in items:
+            assert item.attributes["flightrec.object.type"] == "ticket"
+            children = [span for span in workflow if span.parent and span.parent.span_id == item.context.span_id]
+            assert any(op(child) == "chat" for child in children)
+
+
+# --- business objects --------------------------------------------------------------------------
+
+
+def test_objects_recur_across_workflows_and_agents(fleet: list[Workflow]) -> None:
+    workflows_of: dict[str, int] = Counter()
+    agents_of: dict[str, set[str]] = defaultdict(set)
+    for workflow in fleet:
+        refs = set().union(*(object_refs(span) for span in workflow))
+        workflows_of.update(refs)
+        for ref in refs:
+            agents_of[ref].add(agent_of(workflow))
+    by_kind = Counter(ref.split(":")[0] for ref in workflows_of)
+    assert set(by_kind) == {"ticket", "order", "invoice", "customer", "account"}
+    assert by_kind["ticket"] <= 600 // 3
+    assert sum(1 for count in workflows_of.values() if count >= 3) >= 50
+    assert max(workflows_of.values()) >= 10
+    tickets_both = [ref for ref, agents in agents_of.items()
+                    if ref.startswith("ticket:") and {"support-agent", "ops-agent"} <= agents]
+    assert len(tickets_both) >= 10
+    assert any(ref.startswith("account:") and {"ops-agent", "finance-agent"} <= agents
+               for ref, agents in agents_of.items())
+
+
+# --- the regression ----------------------------------------------------------------------------
+
+
+def test_regression_raises_support_error_and_override_rates(fleet: list[Workflow]) -> None:
+    failed_before, overridden_before, either_before = support_rates(fleet, 0, 300)
+    failed_after, overridden_after, either_after = support_rates(fleet, 300, 600)
+    assert failed_after >= failed_before + 0.12
+    assert overridden_after >= overridden_before + 0.08
+    assert either_after >= max(0.25, 3 * either_before)
+
+
+def test_regression_only_hits_the_support_agent(fleet: list[Workflow]) -> None:
+    def failure_rate(lo: int, hi: int) -> float:
+        others = [wf for wf in fleet[lo:hi] if agent_of(wf) != cat.REGRESSION_AGENT]
+        return sum(root_of(wf).status.status_code is StatusCode.ERROR for wf in others) / len(others)
+
+    assert failure_rate(300, 600) < 0.08
+    assert abs(failure_rate(300, 600) - failure_rate(0, 300)) < 0.05
+
+
+def test_no_regression_keeps_support_rates_flat(clean_fleet: list[Workflow]) -> None:
+    before, after = support_rates(clean_fleet, 0, 300), support_rates(clean_fleet, 300, 600)
+    assert after[2] < 0.15 and abs(after[2] - before[2]) < 0.08
+    models = {s.attributes["gen_ai.request.model"] for wf in clean_fleet for s in wf if op(s) == "chat"}
+    assert cat.REGRESSED_BEHAVIOUR.model not in models
+
+
+@pytest.mark.parametrize("regression_at", [37, None])
+def test_model_and_prompt_switch_at_regression_at(regression_at: int | None) -> None:
+    workflows = build(workflows=90, regression_at=regression_at)
+    switch = 45 if regression_at is None else regression_at
+    base = next(agent for agent in cat.AGENTS if agent.name == cat.REGRESSION_AGENT).behaviour
+    seen_after = False
+    for index, workflow in enumerate(workflows):
+        root = root_of(workflow)
+        models = {s.attributes["gen_ai.request.model"] for s in workflow if op(s) == "chat"}
+        if agent_of(workflow) != cat.REGRESSION_AGENT:
+            assert cat.REGRESSED_BEHAVIOUR.model not in models
+            continue
+        expected = cat.REGRESSED_BEHAVIOUR if index >= switch else base
+        seen_after |= index >= switch
+        assert models == {expected.model}
+        assert root.attributes["flightrec.prompt.version"] == expected.prompt_version
+        assert root.attributes["gen_ai.request.model"] == expected.model
+    assert seen_after
+
+
+def test_config_validation_and_defaults() -> None:
+    with pytest.raises(ValidationError):
+        FleetConfig(workflows=0)
+    assert FleetConfig().endpoint == "http://127.0.0.1:4318"
+    assert FleetConfig(protocol="grpc").endpoint == cat.DEFAULT_GRPC_ENDPOINT
+    assert FleetConfig(protocol="grpc", endpoint="http://h:1").endpoint == "http://h:1"
+    naive = build(workflows=3, start=START.replace(tzinfo=None))
+    assert [root_of(wf).start_time for wf in naive] == [root_of(wf).start_time for wf in build(workflows=3)]
+
+
+# --- delivery over real OTLP -------------------------------------------------------------------
+
+
+class _Received:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spans = 0
+        self.traces: set[bytes] = set()
+        self.services: set[str] = set()
+        self.auth: set[str | None] = set()
+        self.encodings: set[str | None] = set()
+
+    def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                for attr in resource_spans.resource.attributes:
+                    if attr.key == "service.name":
+                        self.services.add(attr.value.string_value)
+                for scope_spans in resource_spans.scope_spans:
+                    self.spans += len(scope_spans.spans)
+                    self.traces.update(span.trace_id for span in scope_spans.spans)
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[tuple[str, _Received]]:
+    received = _Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.auth.add(self.headers.get("Authorization"))
+            received.encodings.add(self.headers.get("Content-Encoding"))
+            if self.path != "/v1/traces" or self.headers.get("Authorization") != "Bearer s3cret":
+                self.send_response(401 if self.path == "/v1/traces" else 404)
+            else:
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                received.add(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_run_fleet_over_otlp_http(http_receiver: tuple[str, _Received]) -> None:
+    url, received = http_receiver
+    ticks: list[int] = []
+    report = run_fleet(FleetConfig(endpoint=url, workflows=700, ingest_token="s3cret", start=START), ticks.append)
+    assert ticks == [1] * 700
+    assert report.workflows == report.traces == 700
+    assert received.spans == report.spans == sum(len(wf) for wf in build(workflows=700))
+    assert len(received.traces) == 700
+    assert received.auth == {"Bearer s3cret"} and received.encodings == {"gzip"}
+    assert received.services == set(report.agents) == AGENT_NAMES
+    assert report.regression_agent == cat.REGRESSION_AGENT and report.regression_at == 350
+    kinds = [ref.split(":")[0] for ref in report.example_objects]
+    assert kinds == ["ticket", "order", "invoice", "customer", "account"]
+    assert all(is_ref(ref) for ref in report.example_objects)
+    again = run_fleet(FleetConfig(endpoint=url, workflows=700, ingest_token="s3cret", start=START))
+    assert again.example_objects == report.example_objects
+
+
+def test_run_fleet_reports_a_rejected_token(http_receiver: tuple[str, _Received]) -> None:
+    url, _ = http_receiver
+    with pytest.raises(RuntimeError, match=r"export to .*/v1/traces failed.*401"):
+        run_fleet(FleetConfig(endpoint=url, workflows=50, ingest_token="wrong"))
+
+
+def test_run_fleet_clean_run_reports_no_regression(http_receiver: tuple[str, _Received]) -> None:
+    url, _ = http_receiver
+    config = FleetConfig(endpoint=url + "/v1/traces", workflows=20, ingest_token="s3cret", no_regression=True)
+    report = run_fleet(config)
+    assert report.regression_agent is None and report.regression_at is None
+
+
+def test_run_fleet_over_otlp_grpc() -> None:
+    received = _Received()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):  # noqa: N802
+            token = dict(context.invocation_metadata()).get("authorization")
+            received.auth.add(token)
+            if token != "Bearer g-token":
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong ingest token")
+            received.add(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        report = run_fleet(FleetConfig(protocol="grpc", endpoint=endpoint, workflows=150, ingest_token="g-token"))
+        assert received.spans == report.spans and len(received.traces) == 150
+        with pytest.raises(RuntimeError, match="UNAUTHENTICATED"):
+            run_fleet(FleetConfig(protocol="grpc", endpoint=f"127.0.0.1:{port}", workflows=10, ingest_token="x"))
+    finally:
+        server.stop(None)
