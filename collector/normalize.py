@@ -82,8 +82,13 @@ def any_value_to_str(value: AnyValue) -> str:
 
 
 def attributes_to_dict(attributes: Any) -> dict[str, str]:
-    """Repeated KeyValue as a string map."""
-    return {kv.key: any_value_to_str(kv.value) for kv in attributes}
+    """Repeated KeyValue as a string map (strings, the common case, read directly: the hot path of ingest)."""
+    out: dict[str, str] = {}
+    for kv in attributes:
+        value = kv.value
+        text = value.string_value
+        out[kv.key] = text if text else any_value_to_str(value)
+    return out
 
 
 def _first(attrs: dict[str, str], resource_fields: dict[str, str], field: str) -> str:

@@ -53,7 +53,7 @@ class WalConfig(BaseModel):
     directory: Path = Field(default=Path(".flightrec/wal"), description="segment directory")
     fsync: bool = Field(default=True, description="fsync every append before acknowledging")
     segment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="seal a segment past this size")
-    segment_max_spans: int = Field(default=20_000, ge=1, description="seal a segment past this many spans")
+    segment_max_spans: int = Field(default=10_000, ge=1, description="seal a segment past this many spans")
     seal_after_s: float = Field(default=0.2, gt=0, description="seal a non-empty segment this old")
     max_backlog_spans: int = Field(
         default=400_000, ge=1, description="spans on disk not yet inserted before intake answers 503"

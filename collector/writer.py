@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -70,14 +71,18 @@ class BatchWriter:
             self._thread.start()
 
     def _new_pool(self) -> ProcessPoolExecutor | None:
+        """Worker processes, started now rather than on the first segment (spawn takes a second)."""
         if not self.config.workers:
             return None
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=self.config.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
             initargs=(self.normalize.model_dump_json(), self._insert_types),
         )
+        for _ in range(self.config.workers):
+            pool.submit(os.getpid)
+        return pool
 
     def _run(self) -> None:
         self._pool = self._new_pool()
