@@ -35,6 +35,7 @@ RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.tom
 COPY store ./store
 COPY collector ./collector
 COPY flightrec ./flightrec
+COPY stories ./stories
 RUN pip install --no-deps . \
  && pip check \
  && flightrec --help >/dev/null \

@@ -80,6 +80,43 @@ def config() -> None:
     console.print(table)
 
 
+def api_client(settings: Settings) -> httpx.Client:
+    """An HTTP client for the running server's API, with the API token when one is set."""
+    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {}
+    return httpx.Client(base_url=settings.api_url, headers=headers, timeout=30)
+
+
+SEVERITY_STYLES = {"info": "", "notice": "blue", "warning": "yellow", "critical": "bold red"}
+
+
+@app.command()
+def story(
+    ref: str = typer.Argument(..., help="The business object as TYPE:ID, e.g. ticket:TCK-1042"),
+    api: str = typer.Option(None, "--api", help="API base URL [FLIGHTREC_API_URL, default http://127.0.0.1:4318]"),
+) -> None:
+    """Print an object's story: what the agents did, why, and based on what."""
+    kind, sep, ident = ref.partition(":")
+    if not sep or not kind or not ident:
+        _fail(f"{ref!r} is not TYPE:ID; for example: flightrec story ticket:TCK-1042")
+    settings = _settings(api_url=api)
+    try:
+        with api_client(settings) as client:
+            response = client.get(f"/api/objects/{kind}/{ident}/story")
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the API at {settings.api_url} ({exc}); is `flightrec serve` running? (--api URL)")
+    if response.status_code != 200:
+        _fail(response.json().get("detail", response.text) if response.headers.get("content-type", "").startswith(
+            "application/json") else response.text)
+    body = response.json()
+    console.print(f"[bold]{kind.capitalize()} {ident}[/bold]  ({body['status']})\n")
+    console.print(body["summary"] + "\n")
+    for step in body["steps"]:
+        style = SEVERITY_STYLES.get(step["severity"], "")
+        line = f"{step['time'][:19].replace('T', ' ')}  {step['sentence']}"
+        console.print(f"[{style}]{line}[/{style}]" if style else line, highlight=False)
+    console.print(f"\n[bold]Outcome.[/bold] {body['outcome']}")
+
+
 def _run_fleet_with_progress(fleet_config: Any) -> Any:
     from flightrec.fleet import run_fleet
 

@@ -7,11 +7,13 @@ arguments and return pydantic models.
 
 from store.config import StoreConfig, parse_dsn
 from store.engine import StoreError
-from store.models import ObjectRef, SpanBatch, SpanRecord, SpanRow, StoreStats
+from store.models import ObjectActivity, ObjectRef, RunFlags, SpanBatch, SpanRecord, SpanRow, StoreStats
 from store.repository import Store, open_store
 
 __all__ = [
+    "ObjectActivity",
     "ObjectRef",
+    "RunFlags",
     "SpanBatch",
     "SpanRecord",
     "SpanRow",

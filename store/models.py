@@ -158,6 +158,28 @@ class SpanRecord(BaseModel):
     events: list[SpanEvent]
 
 
+class RunFlags(BaseModel):
+    """What happened in one run (trace), enough to say how it ended."""
+
+    failed: bool = False
+    blocked: bool = False
+    overridden: bool = False
+    assisted: bool = False
+    reviewed: bool = False
+
+
+class ObjectActivity(BaseModel):
+    """A business object's footprint: when last touched, in how many runs, by whom, and its last run."""
+
+    type: str
+    id: str
+    last_seen: datetime
+    traces: int
+    agents: list[str]
+    last_trace: str
+    last_run: RunFlags
+
+
 class StoreStats(BaseModel):
     """What is queryable now."""
 

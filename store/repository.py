@@ -9,7 +9,17 @@ from store.engine import Engine
 from store.links import covered_spans
 from store.migrations import migrate
 from store.native import PreparedBatch
-from store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES, ObjectRef, SpanBatch, SpanEvent, SpanRecord, StoreStats
+from store.models import (
+    LINK_COLUMN_NAMES,
+    SPAN_COLUMN_NAMES,
+    ObjectActivity,
+    ObjectRef,
+    RunFlags,
+    SpanBatch,
+    SpanEvent,
+    SpanRecord,
+    StoreStats,
+)
 
 # One read shape for every span query; positions match _record_from_row.
 SPAN_SELECT = """
@@ -188,6 +198,78 @@ class Store:
             {"trace_ids": trace_ids},
         )
         return covered_spans((_record_from_row(row) for row in rows), anchors)
+
+    def recent_objects(self, *, object_type: str = "", text: str = "", limit: int = 50) -> list[ObjectActivity]:
+        """Objects most recently touched first, optionally of one type or with ``text`` in their id."""
+        rows = self.engine.query(
+            "recent_objects",
+            f"SELECT ObjectType, ObjectId, toUnixTimestamp64Nano(max(Timestamp)), uniqExact(TraceId), "
+            f"arraySort(groupUniqArray(16)(Agent)), argMax(TraceId, Timestamp) FROM {self.db}.object_links "
+            "WHERE ({type:String} = '' OR ObjectType = {type:String}) "
+            "AND ({text:String} = '' OR positionCaseInsensitive(ObjectId, {text:String}) > 0) "
+            "GROUP BY ObjectType, ObjectId ORDER BY max(Timestamp) DESC, ObjectType, ObjectId LIMIT {limit:UInt32}",
+            {"type": object_type, "text": text, "limit": limit},
+        )
+        flags = self.run_flags(trace_ids=[row[5] for row in rows])
+        return [
+            ObjectActivity(
+                type=kind, id=ident, last_seen=_ns_to_datetime(last_ns), traces=traces, agents=list(agents),
+                last_trace=last_trace, last_run=flags.get(last_trace, RunFlags()),
+            )
+            for kind, ident, last_ns, traces, agents, last_trace in rows
+        ]
+
+    def run_flags(self, *, trace_ids: list[str]) -> dict[str, RunFlags]:
+        """For each trace: did it fail, get blocked, get overridden, leave suggestions, get reviewed."""
+        if not trace_ids:
+            return {}
+        rows = self.engine.query(
+            "run_flags",
+            "SELECT TraceId, "
+            "countIf(StatusCode = 'Error' AND (ParentSpanId = '' OR Operation = 'action')) > 0, "
+            "countIf(GuardrailVerdict = 'block') > 0, "
+            "countIf(HumanDecision IN ('reject', 'override')) > 0, "
+            "countIf(Operation = 'action' AND Mode = 'assist') > 0, "
+            "countIf(Operation = 'human') > 0 "
+            f"FROM {self.db}.otel_traces WHERE TraceId IN {{trace_ids:Array(String)}} GROUP BY TraceId",
+            {"trace_ids": trace_ids},
+        )
+        return {
+            trace: RunFlags(failed=failed, blocked=blocked, overridden=overridden, assisted=assisted, reviewed=reviewed)
+            for trace, failed, blocked, overridden, assisted, reviewed in rows
+        }
+
+    def find_agents(self, *, text: str, limit: int = 10) -> list[str]:
+        """Agents whose name contains ``text``."""
+        rows = self.engine.query(
+            "find_agents",
+            f"SELECT DISTINCT Agent FROM {self.db}.otel_traces "
+            "WHERE Agent != '' AND positionCaseInsensitive(Agent, {text:String}) > 0 ORDER BY Agent LIMIT {limit:UInt32}",
+            {"text": text, "limit": limit},
+        )
+        return [row[0] for row in rows]
+
+    def find_traces(self, *, id_prefix: str, limit: int = 10) -> list[str]:
+        """Trace ids starting with a hex prefix (a primary-key range read)."""
+        rows = self.engine.query(
+            "find_traces",
+            f"SELECT DISTINCT TraceId FROM {self.db}.otel_traces "
+            "WHERE startsWith(TraceId, {prefix:String}) ORDER BY TraceId LIMIT {limit:UInt32}",
+            {"prefix": id_prefix.lower(), "limit": limit},
+        )
+        return [row[0] for row in rows]
+
+    def objects_by_span_text(self, *, text: str, limit: int = 10) -> list[ObjectRef]:
+        """Objects linked to runs whose span names or error messages contain ``text``."""
+        rows = self.engine.query(
+            "objects_by_span_text",
+            f"SELECT DISTINCT ObjectType, ObjectId FROM {self.db}.object_links WHERE TraceId IN ("
+            f"SELECT DISTINCT TraceId FROM {self.db}.otel_traces WHERE positionCaseInsensitive(SpanName, {{text:String}}) > 0 "
+            "OR positionCaseInsensitive(StatusMessage, {text:String}) > 0 LIMIT 50"
+            ") ORDER BY ObjectType, ObjectId LIMIT {limit:UInt32}",
+            {"text": text, "limit": limit},
+        )
+        return [ObjectRef(type=kind, id=ident) for kind, ident in rows]
 
     def stats(self) -> StoreStats:
         """Counts of what is queryable now: spans and traces (each once), objects, rejected spans."""

@@ -1,0 +1,355 @@
+"""Narration: an object's spans, time-ordered, into a story of plain sentences.
+
+Deterministic, no I/O, no LLM. Each span kind has one small function that
+writes its sentence; retries of one tool call collapse into one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stories import text as tx
+from stories.models import ObjectSummary, Severity, Story, StoryStep
+from store.models import ObjectActivity, ObjectRef, RunFlags, SpanRecord
+
+HUMAN_VERBS = {"approve": "approved", "edit": "edited", "reject": "rejected", "override": "overrode"}
+GUARDRAIL_VERBS = {"pass": "passed", "warn": "warned", "block": "blocked"}
+RETRY_ATTR = "flightrec.retry.attempt"
+
+
+def _error_message(span: SpanRecord) -> str:
+    for event in span.events:
+        if event.name == "exception" and event.attributes.get("exception.message"):
+            kind = event.attributes.get("exception.type", "")
+            message = event.attributes["exception.message"]
+            return tx.shorten(message if not kind or kind in message else f"{kind}: {message}", 160)
+    return tx.shorten(span.status_message, 160) if span.status_message else "no reason given"
+
+
+def _failed(span: SpanRecord) -> bool:
+    return span.status_code == "Error"
+
+
+def _flow(span: SpanRecord) -> str:
+    return span.name.replace("_", " ")
+
+
+def _actor(span: SpanRecord) -> str:
+    return span.agent or span.service or "an agent"
+
+
+def _step(span: SpanRecord, kind: str, sentence: str, severity: Severity = "info", **details: str) -> StoryStep:
+    facts = {key: value for key, value in details.items() if value}
+    return StoryStep(
+        time=span.start_time,
+        agent=_actor(span),
+        kind=kind,  # type: ignore[arg-type]
+        sentence=sentence,
+        severity=severity,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        details=facts,
+    )
+
+
+def agent_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    about = tx.records(span.objects) or "its work"
+    setup = ", ".join(
+        part
+        for part in (
+            span.model,
+            f"prompt {span.prompt_version}" if span.prompt_version else "",
+            f"agent version {span.agent_version}" if span.agent_version else "",
+        )
+        if part
+    )
+    sentence = f"{_actor(span)} started “{_flow(span)}” on {about}" + (f" ({setup})." if setup else ".")
+    severity: Severity = "info"
+    if _failed(span):
+        sentence += f" The run failed: {_error_message(span)}."
+        severity = "critical"
+    return _step(
+        span, "agent", sentence, severity, flow=span.name, model=span.model, prompt_version=span.prompt_version,
+        agent_version=span.agent_version, session=span.session_id,
+    )
+
+
+def llm_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    model = span.model or "a language model"
+    tokens = (
+        f" ({span.input_tokens:,} tokens in, {span.output_tokens:,} out)" if span.input_tokens or span.output_tokens else ""
+    )
+    sentence = f"{_actor(span)} asked {model}{tokens}"
+    output = span.attributes.get("gen_ai.output.messages") or span.attributes.get("output.value", "")
+    conclusion, calls = tx.message_text(output), tx.tool_calls(output)
+    if _failed(span):
+        sentence += f", but the call failed: {_error_message(span)}."
+    elif conclusion:
+        sentence += f", which concluded: “{conclusion}”"
+        sentence += "." if not sentence.endswith((".", "!", "?", "”")) else ""
+    elif calls:
+        sentence += f", which chose to call {tx.join_words(calls)}."
+    else:
+        sentence += "."
+    return _step(
+        span, "llm", sentence, "warning" if _failed(span) else "info", model=span.model,
+        prompt_version=span.prompt_version, input_tokens=str(span.input_tokens or ""),
+        output_tokens=str(span.output_tokens or ""), cost_usd=f"{span.cost_usd:.4f}" if span.cost_usd else "",
+        input=tx.message_text(span.attributes.get("gen_ai.input.messages") or span.attributes.get("input.value", "")),
+    )
+
+
+def tool_step(span: SpanRecord, attempts: list[SpanRecord]) -> StoryStep:
+    last = attempts[-1]
+    tool = span.tool or span.name
+    arguments = tx.describe_fields(span.attributes.get("gen_ai.tool.call.arguments", ""))
+    sentence = f"{_actor(span)} called {tool}" + (f" with {arguments}" if arguments else "")
+    read = sorted({ref for attempt in attempts for ref in attempt.inputs})
+    if read:
+        sentence += f", reading {tx.records(read)}"
+    failures = sum(1 for attempt in attempts if _failed(attempt))
+    severity: Severity = "info"
+    if _failed(last):
+        retried = len(attempts) - 1
+        sentence += (
+            f"; retried {tx.count(retried, 'time')}, then failed: {_error_message(last)}."
+            if retried
+            else f", but it failed: {_error_message(last)}."
+        )
+        severity = "critical" if retried else "warning"
+    else:
+        result = tx.describe_fields(last.attributes.get("gen_ai.tool.call.result", ""))
+        if failures:
+            sentence += f"; it failed {tx.count(failures, 'time')} ({_error_message(attempts[0])}) and succeeded on retry"
+            severity = "notice"
+        sentence += f", and got {result}." if result else "."
+    return _step(
+        span, "tool", sentence, severity, tool=tool, arguments=arguments, attempts=str(len(attempts)),
+        based_on=tx.records(read), result=tx.describe_fields(last.attributes.get("gen_ai.tool.call.result", "")),
+    )
+
+
+def retrieval_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    what = tx.records(span.inputs) or span.name
+    sentence = f"{_actor(span)} retrieved {what}."
+    if _failed(span):
+        sentence = f"{_actor(span)} tried to retrieve {what}, but it failed: {_error_message(span)}."
+    return _step(span, "retrieval", sentence, "warning" if _failed(span) else "info", based_on=tx.records(span.inputs))
+
+
+def guardrail_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    name = span.attributes.get("flightrec.guardrail.name") or span.name
+    verdict = span.guardrail_verdict
+    reason = span.attributes.get("flightrec.guardrail.reason", "")
+    verb = GUARDRAIL_VERBS.get(verdict, "checked")
+    sentence = f"The {name.replace('_', ' ')} guardrail {verb}" + (f": {tx.shorten(reason, 160)}." if reason else ".")
+    severity: Severity = {"block": "warning", "warn": "notice"}.get(verdict, "info")  # type: ignore[assignment]
+    return _step(span, "guardrail", sentence, severity, guardrail=name, verdict=verdict, reason=reason)
+
+
+def human_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    actor = span.attributes.get("flightrec.human.actor") or "a person"
+    decision = span.human_decision
+    reason = span.attributes.get("flightrec.human.reason", "")
+    verb = HUMAN_VERBS.get(decision, "reviewed")
+    sentence = f"{actor} {verb} the agent's proposal" + (f": “{tx.shorten(reason, 160)}”" if reason else "") + "."
+    severity: Severity = "warning" if decision in ("reject", "override") else "notice"
+    return _step(span, "human", sentence, severity, person=actor, decision=decision, reason=reason)
+
+
+def action_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    base, past = tx.action_phrase(span.action_name or span.name)
+    amount = f" of {tx.money(span.action_amount, span.action_currency)}" if span.action_amount else ""
+    on = f" for {tx.records(span.objects)}" if span.objects else ""
+    system = f" in {span.action_system}" if span.action_system else ""
+    what = f"{amount}{on}{system}"
+    actor = _actor(span)
+    severity: Severity = "notice" if span.action_risk == "high" else "info"
+    if _failed(span):
+        sentence = f"{actor} tried to {base}{what}, but it failed: {_error_message(span)}."
+        severity = "critical"
+    elif span.mode == "observe":
+        sentence = f"{actor} would have {past}{what} (observe mode: nothing was changed)."
+    elif span.mode == "assist":
+        sentence = f"{actor} suggested to {base}{what}, for a person to carry out."
+    else:
+        sentence = f"{actor} {past}{what}."
+    reversible = "yes" if span.attributes.get("flightrec.undo.kind") else "no"
+    return _step(
+        span, "action", sentence, severity, action=span.action_name, system=span.action_system, risk=span.action_risk,
+        mode=span.mode or "auto", amount=tx.money(span.action_amount, span.action_currency) if span.action_amount else "",
+        reversible=reversible,
+    )
+
+
+def other_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    if _failed(span):
+        return _step(span, "other", f"{_actor(span)} ran {span.name}, which failed: {_error_message(span)}.", "warning")
+    return _step(span, "other", f"{_actor(span)} ran {span.name}.")
+
+
+STEP_WRITERS: dict[str, Callable[[SpanRecord, list[SpanRecord]], StoryStep]] = {
+    "agent": agent_step,
+    "llm": llm_step,
+    "tool": tool_step,
+    "retrieval": retrieval_step,
+    "guardrail": guardrail_step,
+    "human": human_step,
+    "action": action_step,
+    "other": other_step,
+}
+
+
+def _tool_key(span: SpanRecord) -> tuple[str, str, str, str]:
+    return (span.trace_id, span.parent_span_id, span.tool or span.name, span.attributes.get("gen_ai.tool.call.arguments", ""))
+
+
+def group_attempts(spans: list[SpanRecord]) -> list[list[SpanRecord]]:
+    """Spans as groups: a tool call and its retries (same call, marked or after a failure) are one group."""
+    groups: list[list[SpanRecord]] = []
+    open_tools: dict[tuple[str, str, str, str], list[SpanRecord]] = {}
+    for span in spans:
+        if span.operation == "tool":
+            key = _tool_key(span)
+            previous = open_tools.get(key)
+            if previous is not None and (RETRY_ATTR in span.attributes or _failed(previous[-1])):
+                previous.append(span)
+                continue
+            group = [span]
+            open_tools[key] = group
+            groups.append(group)
+        else:
+            groups.append([span])
+    return groups
+
+
+def run_flags(spans: list[SpanRecord]) -> RunFlags:
+    """The same facts the store computes per trace, from spans in hand."""
+    return RunFlags(
+        failed=any(_failed(span) and (not span.parent_span_id or span.operation == "action") for span in spans),
+        blocked=any(span.guardrail_verdict == "block" for span in spans),
+        overridden=any(span.human_decision in ("reject", "override") for span in spans),
+        assisted=any(span.operation == "action" and span.mode == "assist" for span in spans),
+        reviewed=any(span.operation == "human" for span in spans),
+    )
+
+
+def status_of(flags: RunFlags) -> str:
+    """How one run ended: failed, blocked, overridden, pending (a suggestion nobody reviewed) or completed."""
+    if flags.failed:
+        return "failed"
+    if flags.blocked:
+        return "blocked"
+    if flags.overridden:
+        return "overridden"
+    if flags.assisted and not flags.reviewed:
+        return "pending"
+    return "completed"
+
+
+def _summary(obj: ObjectRef, spans: list[SpanRecord], steps: list[StoryStep], traces: list[str]) -> str:
+    agents = sorted({_actor(span) for span in spans})
+    first, last = spans[0].start_time, spans[-1].start_time
+    when = f"on {first:%Y-%m-%d} between {first:%H:%M} and {last:%H:%M} UTC" if first.date() == last.date() else (
+        f"between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M} UTC"
+    )
+    parts = [
+        f"{obj.type.capitalize()} {obj.id} was handled by {tx.count(len(agents), 'agent')} "
+        f"({tx.join_words(agents)}) in {tx.count(len(traces), 'run')} {when}."
+    ]
+    actions = [span for span in spans if span.operation == "action" and not _failed(span)]
+    done = [span for span in actions if span.mode not in ("observe", "assist")]
+    suggested = [span for span in actions if span.mode == "assist"]
+    observed = [span for span in actions if span.mode == "observe"]
+    clauses = []
+    if done:
+        names = tx.join_words(sorted({tx.action_phrase(span.action_name)[1] for span in done}))
+        clauses.append(f"took {tx.count(len(done), 'action')} themselves ({names})")
+    if suggested:
+        clauses.append(f"suggested {tx.count(len(suggested), 'action')} for people to carry out")
+    if observed:
+        clauses.append(f"would have taken {tx.count(len(observed), 'more action')} in observe mode")
+    if clauses:
+        parts.append(f"The agents {tx.join_words(clauses)}.")
+    moved = sum(span.action_amount for span in done if span.action_amount)
+    currencies = sorted({span.action_currency for span in done if span.action_amount})
+    if moved and len(currencies) == 1:
+        parts.append(f"Money moved by agents: {tx.money(moved, currencies[0])}.")
+    humans = [span for span in spans if span.operation == "human"]
+    if humans:
+        decisions = [
+            f"{span.attributes.get('flightrec.human.actor') or 'a person'} {HUMAN_VERBS.get(span.human_decision, 'reviewed')}"
+            for span in humans
+        ]
+        parts.append(f"People stepped in {tx.count(len(humans), 'time')}: {tx.join_words(decisions)}.")
+    blocks = sum(1 for span in spans if span.guardrail_verdict == "block")
+    if blocks:
+        parts.append(f"Guardrails blocked {tx.count(blocks, 'step')}.")
+    failed_steps = [step for step in steps if step.severity == "critical" or (step.severity == "warning" and "fail" in step.sentence)]
+    recovered = sum(1 for step in steps if "succeeded on retry" in step.sentence)
+    if failed_steps or recovered:
+        text = f"{tx.count(len(failed_steps), 'step')} failed" if failed_steps else "No step failed for good"
+        parts.append(text + (f"; {recovered} recovered on retry." if recovered else "."))
+    return " ".join(parts)
+
+
+def _outcome(by_trace: dict[str, list[SpanRecord]], last_trace: str) -> tuple[str, str]:
+    statuses = {trace: status_of(run_flags(spans)) for trace, spans in by_trace.items()}
+    spans = by_trace[last_trace]
+    root = next((span for span in spans if span.operation == "agent"), spans[0])
+    status = statuses[last_trace]
+    words = {
+        "failed": "failed",
+        "blocked": "was stopped by a guardrail",
+        "overridden": "was overridden by a person",
+        "pending": "left a suggestion waiting for a person",
+        "completed": "completed",
+    }
+    text = f"The last run (“{_flow(root)}” by {_actor(root)} at {root.start_time:%Y-%m-%d %H:%M} UTC) {words[status]}."
+    others = [value for trace, value in statuses.items() if trace != last_trace]
+    if others:
+        tally = {value: others.count(value) for value in sorted(set(others))}
+        text += " Earlier runs: " + ", ".join(f"{n} {value}" for value, n in tally.items()) + "."
+    return text, status
+
+
+def narrate(obj: ObjectRef, spans: list[SpanRecord]) -> Story:
+    """The story of one object from its spans: steps run by run, runs in the order they started."""
+    if not spans:
+        raise ValueError(f"no spans to narrate for {obj}")
+    spans = sorted(spans, key=lambda span: (span.start_time, span.trace_id, span.span_id))
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    traces = sorted(by_trace, key=lambda trace: by_trace[trace][0].start_time)
+    # Run by run (in the order they started), each run's steps in time order: runs that
+    # overlap in time (a human review taking minutes) still read as one account each.
+    steps = [
+        STEP_WRITERS.get(group[0].operation, other_step)(group[0], group)
+        for trace in traces
+        for group in group_attempts(by_trace[trace])
+    ]
+    outcome, status = _outcome(by_trace, max(by_trace, key=lambda trace: by_trace[trace][-1].end_time))
+    return Story(
+        object=obj,
+        summary=_summary(obj, spans, steps, traces),
+        steps=steps,
+        outcome=outcome,
+        status=status,
+        traces=traces,
+        agents=sorted({_actor(span) for span in spans}),
+        first_seen=spans[0].start_time,
+        last_seen=max(span.end_time for span in spans),
+    )
+
+
+def object_summary(activity: ObjectActivity) -> ObjectSummary:
+    """A list entry for an object, its status told the same way as in its story."""
+    return ObjectSummary(
+        type=activity.type,
+        id=activity.id,
+        last_seen=activity.last_seen,
+        traces=activity.traces,
+        agents=activity.agents,
+        last_status=status_of(activity.last_run),
+    )
