@@ -71,7 +71,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return out
 
 
-def _span_problem(span: Any) -> str | None:
+def _span_problem(span: Any, oldest_ns: int) -> str | None:
     """What makes a span invalid, or None."""
     if len(span.trace_id) != 16:
         return f"trace_id must be 16 bytes, got {len(span.trace_id)}"
@@ -87,17 +87,22 @@ def _span_problem(span: Any) -> str | None:
         return "start_time_unix_nano is missing"
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
         return "end_time_unix_nano is before start_time_unix_nano"
+    if span.start_time_unix_nano < oldest_ns:
+        return "start time is older than the retention period, so it would be deleted at once"
     return None
 
 
-def validate_request(request: ExportTraceServiceRequest, reasons: list[str]) -> tuple[int, int]:
-    """Remove invalid spans in place; return (accepted, rejected) and append reasons."""
+def validate_request(request: ExportTraceServiceRequest, reasons: list[str], oldest_ns: int = 0) -> tuple[int, int]:
+    """Remove invalid spans in place; return (accepted, rejected) and append reasons.
+
+    ``oldest_ns``: spans starting before it fall outside retention and are rejected.
+    """
     accepted = rejected = 0
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
             bad: list[int] = []
             for index, span in enumerate(scope_spans.spans):
-                problem = _span_problem(span)
+                problem = _span_problem(span, oldest_ns)
                 if problem is None:
                     accepted += 1
                     continue
@@ -198,7 +203,7 @@ def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequ
     return request, dropped
 
 
-def decode_body(body: bytes, content_type: str | None) -> DecodedRequest:
+def decode_body(body: bytes, content_type: str | None, oldest_ns: int = 0) -> DecodedRequest:
     """Decode and validate an (already decompressed) OTLP/HTTP body."""
     kind = media_type(content_type)
     reasons: list[str] = []
@@ -211,14 +216,8 @@ def decode_body(body: bytes, content_type: str | None) -> DecodedRequest:
             ErrorKind.UNSUPPORTED_MEDIA,
             f"Content-Type {content_type!r} is not supported; use application/x-protobuf or application/json",
         )
-    return finish_request(request, reasons, dropped, original=body if kind in PROTOBUF_TYPES else None)
-
-
-def finish_request(
-    request: ExportTraceServiceRequest, reasons: list[str], dropped: int = 0, original: bytes | None = None
-) -> DecodedRequest:
-    """Validate a decoded request and pick its WAL payload (the original bytes when nothing was dropped)."""
-    accepted, rejected = validate_request(request, reasons)
+    original = body if kind in PROTOBUF_TYPES else None
+    accepted, rejected = validate_request(request, reasons, oldest_ns)
     rejected += dropped
     payload = original if original is not None and rejected == 0 else request.SerializeToString()
     return DecodedRequest(request=request, payload=payload, accepted=accepted, rejected=rejected, reasons=reasons)

@@ -43,7 +43,9 @@ class GrpcReceiver:
         metadata = dict(context.invocation_metadata())
         try:
             self.pipeline.authorize(metadata.get("authorization"))
-            decoded = self.pipeline.ingest(decode_body(body, "application/x-protobuf"), transport="grpc")
+            decoded = self.pipeline.ingest(
+                decode_body(body, "application/x-protobuf", self.pipeline.oldest_ns()), transport="grpc"
+            )
         except IngestError as error:
             self.pipeline.refused()
             _abort(context, error)

@@ -167,8 +167,8 @@ def text_of(attrs: dict[str, str], field: str) -> str:
     if value:
         return value
     prefix = cv.TEXT_PREFIXES[field]
-    parts = [attrs[key] for key in sorted(attrs) if key.startswith(prefix) and key.endswith(".content")]
-    return "\n".join(parts)
+    keys = [key for key in attrs if key.startswith(prefix) and key.endswith(".content")]
+    return "\n".join(attrs[key] for key in sorted(keys)) if keys else ""
 
 
 def objects_of(attrs: dict[str, str], aliases: dict[str, str]) -> list[str]:
@@ -310,6 +310,8 @@ class Normalizer:
             vocabulary("human_decision", attrs.get("flightrec.human.decision", "")),
             _first(attrs, res, "session_id"),
             _first(attrs, res, "user_id"),
+            text_of(attrs, "input_text"),
+            text_of(attrs, "output_text"),
         )
         links = [(*ref.split(":", 1), trace_id, span_id, start, tenant, agent) for ref in objects]
         return row, links

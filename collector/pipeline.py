@@ -5,12 +5,13 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 
 from pydantic import BaseModel, Field
 
 from collector.decode import DecodedRequest, decode_body, decompress
 from collector.errors import ErrorKind, IngestError
-from collector.wal import WriteAheadLog
+from collector.wal import BacklogFull, WriteAheadLog
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ class IntakeConfig(BaseModel):
     ingest_tokens: list[str] = Field(default_factory=list, description="accepted Bearer tokens; empty = open")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest body after decompression")
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent when the backlog is full")
+    retention_days: int = Field(default=0, ge=0, description="reject spans older than this (0: no limit)")
 
 
 class IntakeMetrics(BaseModel):
@@ -65,22 +67,27 @@ class IngestPipeline:
     def ingest_body(self, body: bytes, content_type: str | None, content_encoding: str | None) -> DecodedRequest:
         """OTLP/HTTP: decompress within limits, decode, then :meth:`ingest`."""
         raw = decompress(body, content_encoding, self.config.max_body_bytes)
-        return self.ingest(decode_body(raw, content_type), transport="http")
+        return self.ingest(decode_body(raw, content_type, self.oldest_ns()), transport="http")
+
+    def oldest_ns(self) -> int:
+        """Spans starting before this fall outside retention: rejecting them beats acknowledging a loss."""
+        if not self.config.retention_days:
+            return 0
+        return time.time_ns() - self.config.retention_days * 86_400 * 1_000_000_000
 
     def ingest(self, decoded: DecodedRequest, transport: str) -> DecodedRequest:
         """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
         if not self._open:
             raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
         if decoded.accepted:
-            backlog = self.wal.backlog_spans
-            if backlog + decoded.accepted > self.wal.config.max_backlog_spans:
-                raise IngestError(
-                    ErrorKind.OVERLOADED,
-                    f"ingest backlog is full ({backlog} spans waiting for the store); retry later",
-                    retry_after_s=self.config.retry_after_s,
-                )
             try:
                 self.wal.append(decoded.payload, decoded.accepted)
+            except BacklogFull as exc:
+                raise IngestError(
+                    ErrorKind.OVERLOADED,
+                    f"ingest backlog is full ({exc.backlog} spans waiting for the store); retry later",
+                    retry_after_s=self.config.retry_after_s,
+                ) from exc
             except OSError as exc:
                 log.error("wal: append failed: %s", exc)
                 raise IngestError(

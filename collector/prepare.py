@@ -7,6 +7,9 @@ it on every core while the store owner only hands bytes to ClickHouse.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 from collector.decode import decode_protobuf
@@ -44,10 +47,18 @@ class SegmentPreparer:
 _worker_preparer: SegmentPreparer | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker outlives a killed server otherwise (it never sees its pipe close)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def init_worker(config_json: str, insert_types: dict[str, list[str]]) -> None:
-    """Process-pool initializer: build this worker's preparer once."""
+    """Process-pool initializer: build this worker's preparer once; die with the parent."""
     global _worker_preparer
     _worker_preparer = SegmentPreparer(NormalizeConfig.model_validate_json(config_json), insert_types)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def prepare_in_worker(path: str) -> PreparedBatch:

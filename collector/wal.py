@@ -47,6 +47,14 @@ def read_payloads(path: Path) -> list[bytes]:
     return payloads
 
 
+class BacklogFull(Exception):
+    """The backlog is at its bound: the batch was not written."""
+
+    def __init__(self, backlog: int) -> None:
+        super().__init__(f"backlog full at {backlog} spans")
+        self.backlog = backlog
+
+
 class WalConfig(BaseModel):
     """Where the WAL lives and its bounds."""
 
@@ -136,11 +144,18 @@ class WriteAheadLog:
         return self._backlog
 
     def append(self, payload: bytes, spans: int) -> None:
-        """Write one batch and make it durable; raises OSError if the disk refuses it."""
+        """Write one batch and make it durable.
+
+        Raises :class:`BacklogFull` past ``max_backlog_spans`` (checked under the same
+        lock as the write, so concurrent requests cannot overshoot) and OSError if the
+        disk refuses the batch.
+        """
         record = HEADER.pack(MAGIC, len(payload), spans, zlib.crc32(payload)) + payload
         with self._lock:
             if self._closed:
                 raise OSError("the write-ahead log is closed")
+            if self._backlog + spans > self.config.max_backlog_spans:
+                raise BacklogFull(self._backlog)
             if self._active is None:
                 self._open_segment()
             assert self._active is not None

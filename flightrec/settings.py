@@ -73,7 +73,9 @@ class Settings(BaseSettings):
         return WalConfig(directory=self.data / "wal", fsync=self.wal_fsync, max_backlog_spans=self.max_backlog_spans)
 
     def intake_config(self) -> IntakeConfig:
-        return IntakeConfig(ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes)
+        return IntakeConfig(
+            ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days
+        )
 
     def normalize_config(self) -> NormalizeConfig:
         return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)

@@ -54,6 +54,8 @@ SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("HumanDecision", ""),
     ("SessionId", ""),
     ("UserId", ""),
+    ("InputText", ""),
+    ("OutputText", ""),
 )
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 
@@ -153,6 +155,8 @@ class SpanRecord(BaseModel):
     human_decision: str
     session_id: str
     user_id: str
+    input_text: str
+    output_text: str
     attributes: dict[str, str]
     resource_attributes: dict[str, str]
     events: list[SpanEvent]

@@ -28,7 +28,7 @@ SPAN_SELECT = """
     StatusCode, StatusMessage, ServiceName, Tenant, Agent, Operation, Model,
     PromptVersion, AgentVersion, InputTokens, OutputTokens, CostUsd, Tool,
     Objects, Inputs, ActionName, ActionSystem, ActionRisk, ActionAmount, ActionCurrency,
-    Mode, GuardrailVerdict, HumanDecision, SessionId, UserId,
+    Mode, GuardrailVerdict, HumanDecision, SessionId, UserId, InputText, OutputText,
     SpanAttributes, ResourceAttributes,
     arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ns, Events.Name, Events.Attributes
 """
@@ -42,7 +42,7 @@ def _record_from_row(row: tuple) -> SpanRecord:
     (trace_id, span_id, parent, name, kind, start_ns, duration, status_code, status_message, service,
      tenant, agent, operation, model, prompt_version, agent_version, tokens_in, tokens_out, cost, tool,
      objects, inputs, action_name, action_system, action_risk, action_amount, action_currency,
-     mode, verdict, decision, session_id, user_id, attributes, resource, event_ns, event_names,
+     mode, verdict, decision, session_id, user_id, input_text, output_text, attributes, resource, event_ns, event_names,
      event_attrs) = row
     return SpanRecord(
         trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind,
@@ -54,6 +54,7 @@ def _record_from_row(row: tuple) -> SpanRecord:
         action_name=action_name, action_system=action_system, action_risk=action_risk,
         action_amount=action_amount, action_currency=action_currency, mode=mode,
         guardrail_verdict=verdict, human_decision=decision, session_id=session_id, user_id=user_id,
+        input_text=input_text, output_text=output_text,
         attributes=dict(attributes), resource_attributes=dict(resource),
         events=[
             SpanEvent(time=_ns_to_datetime(ns), name=ev_name, attributes=dict(ev_attrs))

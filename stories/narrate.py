@@ -80,8 +80,7 @@ def llm_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
         f" ({span.input_tokens:,} tokens in, {span.output_tokens:,} out)" if span.input_tokens or span.output_tokens else ""
     )
     sentence = f"{_actor(span)} asked {model}{tokens}"
-    output = span.attributes.get("gen_ai.output.messages") or span.attributes.get("output.value", "")
-    conclusion, calls = tx.message_text(output), tx.tool_calls(output)
+    conclusion, calls = tx.message_text(span.output_text), tx.tool_calls(span.output_text)
     if _failed(span):
         sentence += f", but the call failed: {_error_message(span)}."
     elif conclusion:
@@ -95,7 +94,7 @@ def llm_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
         span, "llm", sentence, "warning" if _failed(span) else "info", model=span.model,
         prompt_version=span.prompt_version, input_tokens=str(span.input_tokens or ""),
         output_tokens=str(span.output_tokens or ""), cost_usd=f"{span.cost_usd:.4f}" if span.cost_usd else "",
-        input=tx.message_text(span.attributes.get("gen_ai.input.messages") or span.attributes.get("input.value", "")),
+        input=tx.message_text(span.input_text),
     )
 
 
@@ -198,6 +197,26 @@ STEP_WRITERS: dict[str, Callable[[SpanRecord, list[SpanRecord]], StoryStep]] = {
     "action": action_step,
     "other": other_step,
 }
+
+
+def inherit_agents(spans: list[SpanRecord]) -> list[SpanRecord]:
+    """Credit each span to the agent of its nearest agent ancestor.
+
+    An LLM or tool call made inside ``invoke_agent`` often names no agent itself
+    (only its service); the agent span above it does.
+    """
+    by_key = {(span.trace_id, span.span_id): span for span in spans}
+    resolved: list[SpanRecord] = []
+    for span in spans:
+        node, seen = span, 0
+        while node.operation != "agent" and node.parent_span_id and seen < 64:
+            parent = by_key.get((node.trace_id, node.parent_span_id))
+            if parent is None:
+                break
+            node, seen = parent, seen + 1
+        agent = node.agent if node.operation == "agent" and node.agent else span.agent
+        resolved.append(span if agent == span.agent else span.model_copy(update={"agent": agent}))
+    return resolved
 
 
 def _tool_key(span: SpanRecord) -> tuple[str, str, str, str]:
@@ -317,7 +336,7 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord]) -> Story:
     """The story of one object from its spans: steps run by run, runs in the order they started."""
     if not spans:
         raise ValueError(f"no spans to narrate for {obj}")
-    spans = sorted(spans, key=lambda span: (span.start_time, span.trace_id, span.span_id))
+    spans = inherit_agents(sorted(spans, key=lambda span: (span.start_time, span.trace_id, span.span_id)))
     by_trace: dict[str, list[SpanRecord]] = {}
     for span in spans:
         by_trace.setdefault(span.trace_id, []).append(span)

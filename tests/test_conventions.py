@@ -217,3 +217,17 @@ def test_normalize_request_fills_a_batch_with_spans_and_links() -> None:
     spans = [make_span("a", {"ticket.id": "T-1"}), make_span("b")]
     batch = Normalizer().normalize_request(make_request(spans))
     assert batch.span_count == 2 and batch.link_count == 1
+
+
+@pytest.mark.parametrize(
+    ("attrs", "texts"),
+    [
+        ({"gen_ai.input.messages": "[in]", "gen_ai.output.messages": "[out]"}, ("[in]", "[out]")),
+        ({"input.value": "question", "output.value": "answer"}, ("question", "answer")),
+        ({"gen_ai.prompt.0.content": "a", "gen_ai.prompt.1.content": "b", "gen_ai.completion.0.content": "c"}, ("a\nb", "c")),
+        ({}, ("", "")),
+    ],
+)
+def test_input_and_output_text_columns(attrs: dict, texts: tuple[str, str]) -> None:
+    row = normalized(attrs)
+    assert (row["InputText"], row["OutputText"]) == texts

@@ -70,3 +70,18 @@ def test_closed_wal_refuses_appends(tmp_path: Path) -> None:
         assert "closed" in str(exc)
     else:
         raise AssertionError("append after close must fail")
+
+
+def test_backlog_bound_is_checked_with_the_write(tmp_path: Path) -> None:
+    from collector.wal import BacklogFull
+
+    wal = wal_at(tmp_path, max_backlog_spans=10)
+    wal.append(b"a", 8)
+    try:
+        wal.append(b"b", 3)
+    except BacklogFull as exc:
+        assert exc.backlog == 8
+    else:
+        raise AssertionError("the bound must hold")
+    wal.append(b"c", 2)
+    assert wal.backlog_spans == 10

@@ -83,3 +83,8 @@ CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections ON CLUSTER fr
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY Timestamp;
+
+-- 0002_span_text
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+    ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)) AFTER UserId,
+    ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3)) AFTER InputText;

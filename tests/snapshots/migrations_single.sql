@@ -83,3 +83,8 @@ CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections
 )
 ENGINE = MergeTree
 ORDER BY Timestamp;
+
+-- 0002_span_text
+ALTER TABLE flightrec.otel_traces 
+    ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)) AFTER UserId,
+    ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3)) AFTER InputText;
