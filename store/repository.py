@@ -173,22 +173,37 @@ class Store:
         )
         return [_record_from_row(row) for row in rows]
 
-    def object_anchors(self, *, obj: ObjectRef) -> set[tuple[str, str]]:
-        """The (trace id, span id) pairs whose spans name this object."""
+    def object_anchors(self, *, obj: ObjectRef, runs: int | None = None) -> set[tuple[str, str]]:
+        """The (trace id, span id) pairs whose spans name this object; with ``runs``, only the latest runs'."""
+        latest = (
+            "AND TraceId IN (SELECT TraceId FROM {db}.object_links WHERE ObjectType = {{type:String}} "
+            "AND ObjectId = {{id:String}} GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {{runs:UInt32}})"
+        ).format(db=self.db) if runs else ""
         rows = self.engine.query(
             "object_anchors",
             f"SELECT DISTINCT TraceId, SpanId FROM {self.db}.object_links "
-            "WHERE ObjectType = {type:String} AND ObjectId = {id:String}",
-            {"type": obj.type, "id": obj.id},
+            f"WHERE ObjectType = {{type:String}} AND ObjectId = {{id:String}} {latest}",
+            {"type": obj.type, "id": obj.id, "runs": runs or 0},
         )
         return {(row[0], row[1]) for row in rows}
 
-    def object_spans(self, *, obj: ObjectRef) -> list[SpanRecord]:
+    def object_run_count(self, *, obj: ObjectRef) -> int:
+        """How many runs (traces) ever touched the object."""
+        return self.engine.query(
+            "object_run_count",
+            f"SELECT uniqExact(TraceId) FROM {self.db}.object_links WHERE ObjectType = {{type:String}} "
+            "AND ObjectId = {id:String}",
+            {"type": obj.type, "id": obj.id},
+        )[0][0]
+
+    def object_spans(self, *, obj: ObjectRef, runs: int | None = None) -> list[SpanRecord]:
         """Every span linked to the object, across traces and agents, time-ordered.
 
-        A link covers its span and all the span's descendants.
+        A link covers its span and all the span's descendants. With ``runs``, only
+        the latest that many runs (traces) are read: an object touched by thousands
+        of runs still answers fast.
         """
-        anchors = self.object_anchors(obj=obj)
+        anchors = self.object_anchors(obj=obj, runs=runs)
         if not anchors:
             return []
         trace_ids = sorted({trace_id for trace_id, _ in anchors})

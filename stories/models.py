@@ -35,6 +35,7 @@ class Story(BaseModel):
     outcome: str
     status: str = Field(description="completed, failed, blocked, overridden, pending or undone")
     traces: list[str]
+    runs_total: int = Field(description="runs that ever touched the object; the story tells the latest len(traces)")
     agents: list[str]
     first_seen: datetime
     last_seen: datetime

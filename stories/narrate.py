@@ -332,7 +332,7 @@ def _outcome(by_trace: dict[str, list[SpanRecord]], last_trace: str) -> tuple[st
     return text, status
 
 
-def narrate(obj: ObjectRef, spans: list[SpanRecord]) -> Story:
+def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = None) -> Story:
     """The story of one object from its spans: steps run by run, runs in the order they started."""
     if not spans:
         raise ValueError(f"no spans to narrate for {obj}")
@@ -349,13 +349,18 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord]) -> Story:
         for group in group_attempts(by_trace[trace])
     ]
     outcome, status = _outcome(by_trace, max(by_trace, key=lambda trace: by_trace[trace][-1].end_time))
+    summary = _summary(obj, spans, steps, traces)
+    runs_total = max(runs_total or 0, len(traces))
+    if runs_total > len(traces):
+        summary = f"Showing the latest {len(traces)} of {runs_total:,} runs. " + summary
     return Story(
         object=obj,
-        summary=_summary(obj, spans, steps, traces),
+        summary=summary,
         steps=steps,
         outcome=outcome,
         status=status,
         traces=traces,
+        runs_total=runs_total,
         agents=sorted({_actor(span) for span in spans}),
         first_seen=spans[0].start_time,
         last_seen=max(span.end_time for span in spans),

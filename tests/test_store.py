@@ -116,7 +116,9 @@ def test_spans_table_keeps_the_otel_exporter_columns(store: Store) -> None:
 
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     assert store.migrate() == []
-    versions = store.engine.query("versions", f"SELECT version FROM {store.db}.flightrec_migrations")
+    versions = store.engine.query(
+        "versions", f"SELECT version FROM {store.db}.flightrec_migrations ORDER BY version"
+    )
     assert [v for (v,) in versions] == [m.version for m in load_migrations(store.db)]
 
 

@@ -217,3 +217,12 @@ def test_text_helpers() -> None:
     assert message_text("plain words") == "plain words"
     assert tool_calls('[{"parts":[{"type":"tool_call","name":"get_order"}]}]') == ["get_order"]
     assert tool_calls('[{"tool_calls":[{"function":{"name":"search"}}]}]') == ["search"]
+
+
+def test_a_busy_object_tells_its_latest_runs(store: Store) -> None:
+    runs = [Run(at_ms=i * 100) for i in range(5)]
+    story_of(store, *runs)
+    latest = store.object_spans(obj=TICKET, runs=2)
+    assert {span.trace_id for span in latest} == {runs[3].trace_id.hex(), runs[4].trace_id.hex()}
+    story = narrate(TICKET, latest, runs_total=store.object_run_count(obj=TICKET))
+    assert story.runs_total == 5 and story.summary.startswith("Showing the latest 2 of 5 runs.")

@@ -20,12 +20,20 @@ class ObjectSpans(BaseModel):
     spans: list[SpanRecord]
 
 
-def _spans_or_404(store: Store, type: str, id: str) -> tuple[ObjectRef, list[SpanRecord]]:
+RunsQuery = Query(50, ge=1, le=1000, description="tell the latest this many runs (traces) of the object")
+
+
+def _spans_or_404(store: Store, type: str, id: str, runs: int | None = None) -> tuple[ObjectRef, list[SpanRecord]]:
     obj = ObjectRef(type=type.strip().lower(), id=id.strip())
-    spans = store.object_spans(obj=obj)
+    spans = store.object_spans(obj=obj, runs=runs)
     if not spans:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no spans linked to {obj}: check the type and id")
     return obj, spans
+
+
+def _story(store: Store, type: str, id: str, runs: int) -> Story:
+    obj, spans = _spans_or_404(store, type, id, runs)
+    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj))
 
 
 @router.get("/objects", summary="Recently touched business objects, with their last status", response_model=Page[ObjectSummary])
@@ -56,8 +64,8 @@ def object_spans(type: str, id: str, store: Store = Depends(get_store)) -> Objec
     response_model=Story,
     responses=NOT_FOUND,
 )
-def object_story(type: str, id: str, store: Store = Depends(get_store)) -> Story:
-    return narrate(*_spans_or_404(store, type, id))
+def object_story(type: str, id: str, runs: int = RunsQuery, store: Store = Depends(get_store)) -> Story:
+    return _story(store, type, id, runs)
 
 
 @router.get(
@@ -66,7 +74,7 @@ def object_story(type: str, id: str, store: Store = Depends(get_store)) -> Story
     response_class=HTMLResponse,
     responses=NOT_FOUND,
 )
-def object_story_html(type: str, id: str, store: Store = Depends(get_store)) -> HTMLResponse:
-    story = narrate(*_spans_or_404(store, type, id))
+def object_story_html(type: str, id: str, runs: int = RunsQuery, store: Store = Depends(get_store)) -> HTMLResponse:
+    story = _story(store, type, id, runs)
     filename = f"story-{story.object.type}-{story.object.id}.html".replace('"', "")
     return HTMLResponse(story_html(story), headers={"Content-Disposition": f'inline; filename="{filename}"'})
