@@ -36,6 +36,7 @@ COPY store ./store
 COPY collector ./collector
 COPY flightrec ./flightrec
 COPY stories ./stories
+COPY rollback ./rollback
 RUN pip install --no-deps . \
  && pip check \
  && flightrec --help >/dev/null \

@@ -75,7 +75,8 @@ OPERATION_VALUES: dict[str, dict[str, str]] = {
         "unknown": "other",
     },
     "flightrec.operation": {
-        name: name for name in ("agent", "llm", "tool", "retrieval", "guardrail", "action", "human", "other")
+        name: name
+        for name in ("agent", "llm", "tool", "retrieval", "guardrail", "action", "human", "undo", "other")
     },
 }
 # Without an operation attribute, Flight Recorder's own attributes still say what a span is.

@@ -117,6 +117,126 @@ def story(
     console.print(f"\n[bold]Outcome.[/bold] {body['outcome']}")
 
 
+ApiOpt = typer.Option(None, "--api", help="API base URL [FLIGHTREC_API_URL, default http://127.0.0.1:4318]")
+ActorOpt = typer.Option(..., "--actor", envvar="FLIGHTREC_ACTOR", help="Who is acting (recorded in the audit log)")
+
+
+def _api_call(api: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    """One API request; any failure is printed as a fix-it message and exits."""
+    settings = _settings(api_url=api)
+    try:
+        with api_client(settings) as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the API at {settings.api_url} ({exc}); is `flightrec serve` running? (--api URL)")
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        _fail(f"{detail} (HTTP {response.status_code})")
+    return response.json()
+
+
+@app.command()
+def actions(
+    agent: str = typer.Option("", "--agent", help="Only this agent's actions"),
+    object: str = typer.Option("", "--object", help="Only actions on this object, TYPE:ID"),
+    last: int = typer.Option(20, "--last", min=1, help="How many, newest first"),
+    api: str = ApiOpt,
+) -> None:
+    """List the actions agents took or proposed, newest first."""
+    page = _api_call(api, "GET", "/api/actions", params={"agent": agent, "object": object, "last": last})
+    table = Table("time (UTC)", "agent", "action", "status", "risk", "amount", "objects", "undo")
+    for item in page["items"]:
+        amount = f"{item['amount']:,.2f} {item['currency']}" if item["amount"] else ""
+        table.add_row(item["time"][:19].replace("T", " "), item["agent"], item["name"], item["status"], item["risk"],
+                      amount, ", ".join(item["objects"]), item["undo_kind"] or "none")
+    console.print(table)
+
+
+def _print_plan(plan: dict) -> None:
+    table = Table("action", "agent", "time (UTC)", "risk", "status", "reason / call", title=f"plan {plan['id']}: {plan['status']}")
+    for step in plan["steps"]:
+        call = step.get("call") or {}
+        detail = step["reason"] or (f"{call.get('kind')} {call.get('target')}" if call else "")
+        table.add_row(step["action"], step["agent"], step["time"][:19].replace("T", " "), step["risk"], step["status"], detail)
+    console.print(table)
+    if plan["requires_approval"] and not plan["approvals"]:
+        console.print(f"High-risk steps: a second person must approve: flightrec approve {plan['id']} --actor NAME")
+    if plan.get("error"):
+        console.print(f"[red]{plan['error']}[/red] — fix the cause, then resume: flightrec rollback --plan {plan['id']} --execute")
+
+
+@app.command()
+def rollback(
+    agent: str = typer.Option("", "--agent", help="Undo this agent's last actions"),
+    object: str = typer.Option("", "--object", help="Undo the last actions on this object, TYPE:ID"),
+    last: int = typer.Option(10, "--last", min=1, help="How many actions, newest first"),
+    plan_id: str = typer.Option("", "--plan", help="Execute (or resume) an existing plan instead of making one"),
+    execute: bool = typer.Option(False, "--execute/--dry-run", help="Execute the plan, or only show it (default)"),
+    actor: str = ActorOpt,
+    api: str = ApiOpt,
+) -> None:
+    """Plan the undo of an agent's (or object's) last N actions; --execute carries it out."""
+    if not plan_id and not (agent or object):
+        _fail("say what to undo: --agent NAME or --object TYPE:ID (or --plan ID to run a plan)")
+    plan = _api_call(api, "GET", f"/api/rollback/plans/{plan_id}") if plan_id else _api_call(
+        api, "POST", "/api/rollback/plans", json={"agent": agent, "object": object, "last": last, "actor": actor}
+    )
+    if execute:
+        plan = _api_call(api, "POST", f"/api/rollback/plans/{plan['id']}/execute", json={"actor": actor, "wait": True})
+    _print_plan(plan)
+    if execute and plan["status"] != "done":
+        raise typer.Exit(1)
+
+
+@app.command()
+def approve(plan_id: str = typer.Argument(..., help="The plan to approve"), actor: str = ActorOpt, api: str = ApiOpt) -> None:
+    """Approve a rollback plan (anyone but its author)."""
+    _print_plan(_api_call(api, "POST", f"/api/rollback/plans/{plan_id}/approve", json={"actor": actor}))
+
+
+def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, max_per_minute: int = 0) -> None:
+    control = _api_call(api, "POST", f"/api/controls/agents/{agent}/{command}",
+                        json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
+    console.print(f"{agent}: {control['state']}" + (f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""))
+
+
+ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log)")
+AgentArg = typer.Argument(..., help="The agent's name")
+
+
+@app.command()
+def pause(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+    """Pause an agent: its next actions are refused (within the SDK's cache time)."""
+    _switch("pause", agent, actor, reason, api)
+
+
+@app.command()
+def resume(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+    """Let a paused, throttled or draining agent run normally again."""
+    _switch("resume", agent, actor, reason, api)
+
+
+@app.command()
+def drain(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+    """Stop an agent taking new work while in-flight work finishes."""
+    _switch("drain", agent, actor, reason, api)
+
+
+@app.command()
+def throttle(
+    agent: str = AgentArg,
+    per_minute: int = typer.Option(..., "--per-minute", min=1, help="Actions allowed per minute"),
+    actor: str = ActorOpt,
+    reason: str = ReasonOpt,
+    api: str = ApiOpt,
+) -> None:
+    """Limit an agent to N actions a minute."""
+    _switch("throttle", agent, actor, reason, api, per_minute)
+
+
 def _run_fleet_with_progress(fleet_config: Any) -> Any:
     from flightrec.fleet import run_fleet
 
@@ -235,3 +355,18 @@ def demo(
         server.stop()
 
 
+@app.command()
+def ui(
+    api: str = typer.Option(
+        "http://127.0.0.1:4318", "--api", envvar="FLIGHTREC_API_URL", help="Base URL of the API the dashboards read"
+    ),
+    port: int = typer.Option(8501, min=1, max=65535, help="Port the dashboards listen on"),
+    host: str = typer.Option("127.0.0.1", help="Interface the dashboards bind (0.0.0.0 exposes them to the network)"),
+) -> None:
+    """Serve the dashboards (Streamlit) on the API at --api; FLIGHTREC_API_TOKEN is passed along."""
+    from dashboards.launch import exec_ui
+
+    if not api.startswith(("http://", "https://")):
+        _fail(f"--api {api!r} is not an http(s) URL; pass the server's base URL, e.g. http://127.0.0.1:4318")
+    console.print(f"Flight Recorder dashboards on http://{host}:{port}, reading the API at {api}")
+    exec_ui(api, port, host)

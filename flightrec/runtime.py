@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from collector import BatchWriter, IngestPipeline, WriteAheadLog, WriterConfig
+from collector.decode import decode_body
 from collector.grpc_server import GrpcReceiver
 from flightrec.settings import Settings
+from rollback import KillSwitches, RollbackService, UndoExecutor
 from store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -22,6 +26,9 @@ class Runtime:
         self.writer: BatchWriter | None = None
         self.pipeline: IngestPipeline | None = None
         self.grpc: GrpcReceiver | None = None
+        self.rollback: RollbackService | None = None
+        self.switches: KillSwitches | None = None
+        self._executor: UndoExecutor | None = None
 
     def start(self) -> None:
         """Open the store, replay the WAL, start the writer and the gRPC receiver; undo on failure."""
@@ -38,10 +45,18 @@ class Runtime:
             self.pipeline = IngestPipeline(self.settings.intake_config(), self.wal, self.store)
             self.grpc = GrpcReceiver(self.pipeline, self.settings.host, self.settings.grpc_port)
             self.grpc.start()
+            self.switches = KillSwitches(self.store)
+            self._executor = UndoExecutor(self.settings.records_url)
+            self.rollback = RollbackService(self.store, self._executor, emit=self._emit)
         except Exception:
             self.shutdown()
             raise
         log.info("flightrec: store %s, gRPC on %s", self.settings.store_config().target().describe(), self.grpc.address)
+
+    def _emit(self, request: ExportTraceServiceRequest) -> None:
+        """Spans Flight Recorder writes about itself (undo steps) take the agents' ingest path."""
+        assert self.pipeline is not None
+        self.pipeline.ingest(decode_body(request.SerializeToString(), "application/x-protobuf"), transport="internal")
 
     def shutdown(self) -> None:
         """Stop intake, flush the WAL into the store, close everything; safe to call twice."""
@@ -56,6 +71,9 @@ class Runtime:
         if self.wal is not None:
             self.wal.close()
             self.wal = None
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         if self.store is not None:
             self.store.close()
             self.store = None

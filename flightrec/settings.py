@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(default=None, description="Bearer token required on /api/*")
     api_url: str = Field(default="http://127.0.0.1:4318", description="API base URL for client commands")
+    records_url: str = Field(
+        default="http://127.0.0.1:4400", description="systems-of-record base URL that undo handlers call"
+    )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest OTLP body, decompressed")
     max_backlog_spans: int = Field(default=400_000, ge=1, description="WAL backlog past which intake answers 503")
     wal_fsync: bool = Field(default=True, description="fsync each batch before acknowledging it")

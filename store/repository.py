@@ -9,6 +9,7 @@ from store.engine import Engine
 from store.links import covered_spans
 from store.migrations import migrate
 from store.native import PreparedBatch
+from store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
 from store.models import (
     LINK_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
@@ -70,6 +71,10 @@ class Store:
         self.engine = engine
         self.config = config
         self.db = config.database
+        self.actions = ActionsRepository(engine, self.db)
+        self.controls = ControlsRepository(engine, self.db)
+        self.plans = PlansRepository(engine, self.db)
+        self.audit = AuditRepository(engine, self.db)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -181,6 +181,20 @@ def action_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     )
 
 
+def undo_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
+    person = span.attributes.get("flightrec.human.actor") or "a person"
+    base, _past = tx.action_phrase(span.action_name or span.name.removeprefix("undo "))
+    whose = f"{span.agent}'s" if span.agent and span.agent != span.service else "the"
+    plan = span.attributes.get("flightrec.rollback.plan", "")
+    amount = span.attributes.get("flightrec.rollback.amount", "")
+    what = f"{whose} action to {base}" + (f" ({amount})" if amount else "")
+    if _failed(span):
+        sentence = f"{person} tried to undo {what}, but the undo failed: {_error_message(span)}."
+        return _step(span, "undo", sentence, "critical", person=person, plan=plan)
+    return _step(span, "undo", f"{person} undid {what} with a rollback plan.", "notice", person=person, plan=plan,
+                 undone_action=span.attributes.get("flightrec.undo.of", ""))
+
+
 def other_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     if _failed(span):
         return _step(span, "other", f"{_actor(span)} ran {span.name}, which failed: {_error_message(span)}.", "warning")
@@ -195,6 +209,7 @@ STEP_WRITERS: dict[str, Callable[[SpanRecord, list[SpanRecord]], StoryStep]] = {
     "guardrail": guardrail_step,
     "human": human_step,
     "action": action_step,
+    "undo": undo_step,
     "other": other_step,
 }
 
@@ -332,6 +347,21 @@ def _outcome(by_trace: dict[str, list[SpanRecord]], last_trace: str) -> tuple[st
     return text, status
 
 
+def _mark_undone(steps: list[StoryStep], spans: list[SpanRecord]) -> None:
+    """An action later undone says so, naming who undid it and when."""
+    undos = {
+        span.attributes.get("flightrec.undo.of", ""): span
+        for span in spans
+        if span.operation == "undo" and not _failed(span)
+    }
+    for step in steps:
+        undo = undos.get(f"{step.trace_id}:{step.span_id}") if step.kind == "action" else None
+        if undo is not None:
+            person = undo.attributes.get("flightrec.human.actor") or "a person"
+            step.sentence += f" It was later undone by {person} at {undo.start_time:%Y-%m-%d %H:%M} UTC."
+            step.details["undone_by"] = person
+
+
 def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = None) -> Story:
     """The story of one object from its spans: steps run by run, runs in the order they started."""
     if not spans:
@@ -348,8 +378,17 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = No
         for trace in traces
         for group in group_attempts(by_trace[trace])
     ]
-    outcome, status = _outcome(by_trace, max(by_trace, key=lambda trace: by_trace[trace][-1].end_time))
-    summary = _summary(obj, spans, steps, traces)
+    _mark_undone(steps, spans)
+    work = [trace for trace in traces if any(span.operation != "undo" for span in by_trace[trace])] or traces
+    outcome, status = _outcome(
+        {trace: by_trace[trace] for trace in work}, max(work, key=lambda trace: by_trace[trace][-1].end_time)
+    )
+    if any(step.details.get("undone_by") for step in steps):
+        undone = sum(1 for step in steps if step.details.get("undone_by"))
+        outcome += f" {tx.count(undone, 'action')} {'was' if undone == 1 else 'were'} later undone by a rollback."
+        if status == "completed":
+            status = "undone"
+    summary = _summary(obj, [span for span in spans if span.operation != "undo"] or spans, steps, work)
     runs_total = max(runs_total or 0, len(traces))
     if runs_total > len(traces):
         summary = f"Showing the latest {len(traces)} of {runs_total:,} runs. " + summary

@@ -8,6 +8,7 @@ from fastapi import HTTPException, Request, status
 
 from collector import IngestPipeline
 from flightrec.runtime import Runtime
+from rollback import KillSwitches, RollbackService
 from store import Store
 
 
@@ -30,6 +31,20 @@ def get_pipeline(request: Request) -> IngestPipeline:
     if pipeline is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is not running")
     return pipeline
+
+
+def get_rollback(request: Request) -> RollbackService:
+    service = get_runtime(request).rollback
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rollback is not running")
+    return service
+
+
+def get_switches(request: Request) -> KillSwitches:
+    switches = get_runtime(request).switches
+    if switches is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "kill switches are not running")
+    return switches
 
 
 def require_api_token(request: Request) -> None:

@@ -88,3 +88,43 @@ ORDER BY Timestamp;
 ALTER TABLE flightrec.otel_traces 
     ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)) AFTER UserId,
     ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3)) AFTER InputText;
+
+-- 0003_controls_rollback_audit
+CREATE TABLE IF NOT EXISTS flightrec.controls 
+(
+    Scope LowCardinality(String),
+    Name String,
+    State LowCardinality(String),
+    MaxPerMinute UInt32,
+    Actor String,
+    Reason String,
+    UpdatedAt DateTime64(6)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (Scope, Name);
+
+CREATE TABLE IF NOT EXISTS flightrec.rollback_plans 
+(
+    PlanId String,
+    Version UInt64,
+    Status LowCardinality(String),
+    Author String,
+    Body String CODEC(ZSTD(3)),
+    UpdatedAt DateTime64(6)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY PlanId;
+
+CREATE TABLE IF NOT EXISTS flightrec.audit_log 
+(
+    Seq UInt64,
+    Time DateTime64(6),
+    Actor String,
+    Act LowCardinality(String),
+    Subject String,
+    Details String,
+    PrevHash String,
+    Hash String
+)
+ENGINE = MergeTree
+ORDER BY Seq;

@@ -1,0 +1,76 @@
+"""Kill switches for agents and flows, and the check agents make before they act."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from flightrec.api.deps import get_switches
+from flightrec.api.envelope import Page
+from rollback import ControlDecision, ControlState, KillSwitches
+
+router = APIRouter(tags=["controls"])
+Scope = Literal["agents", "flows"]
+STATES = {"pause": "paused", "resume": "running", "throttle": "throttled", "drain": "draining"}
+
+
+class ControlRequest(BaseModel):
+    actor: str = Field(description="the person acting")
+    reason: str = ""
+    max_per_minute: int = Field(default=0, ge=0, description="throttle only: actions allowed per minute")
+
+
+class ControlView(BaseModel):
+    """A switch as agents and people read it."""
+
+    agent: str | None = None
+    flow: str | None = None
+    state: str
+    max_per_minute: int
+    actor: str
+    reason: str
+    updated_at: datetime | None
+
+
+def _view(control: ControlState) -> ControlView:
+    named = {"agent": control.name} if control.scope == "agent" else {"flow": control.name}
+    return ControlView(**named, state=control.state, max_per_minute=control.max_per_minute, actor=control.actor,
+                       reason=control.reason, updated_at=control.updated_at)
+
+
+@router.get("/controls", summary="Every switch that was ever set", response_model=Page[ControlView])
+def list_controls(switches: KillSwitches = Depends(get_switches)) -> Page[ControlView]:
+    return Page.of([_view(control) for control in switches.all()])
+
+
+@router.get("/controls/check", summary="May this agent act (or start new work) now?", response_model=ControlDecision)
+def check(
+    agent: str = Query(..., min_length=1), flow: str = Query(""),
+    starting: bool = Query(False, description="asking to start new work (refused while draining)"),
+    switches: KillSwitches = Depends(get_switches),
+) -> ControlDecision:
+    return switches.decide(agent=agent, flow=flow, starting=starting)
+
+
+@router.get("/controls/{scope}/{name}", summary="An agent's or flow's switch", response_model=ControlView)
+def get_control(scope: Scope, name: str, switches: KillSwitches = Depends(get_switches)) -> ControlView:
+    return _view(switches.get(scope=scope[:-1], name=name))
+
+
+@router.post("/controls/{scope}/{name}/{command}", summary="pause, resume, throttle or drain an agent or flow",
+             response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"}})
+def set_control(
+    scope: Scope, name: str, command: Literal["pause", "resume", "throttle", "drain"], body: ControlRequest,
+    switches: KillSwitches = Depends(get_switches),
+) -> ControlView:
+    if not body.actor.strip():
+        raise HTTPException(400, "actor is required: who is flipping the switch")
+    try:
+        control = switches.set_state(scope=scope[:-1], name=name, state=STATES[command], actor=body.actor,  # type: ignore[arg-type]
+                                     reason=body.reason, max_per_minute=body.max_per_minute)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return _view(control)
