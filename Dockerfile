@@ -17,10 +17,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# Extra packages the image needs beyond pyproject's dependencies: the dashboards run on
-# Streamlit, which pyproject does not (yet) list.
-ARG EXTRA_PACKAGES="streamlit>=1.40"
-
 WORKDIR /src
 
 # 1. Dependencies only: this layer is rebuilt only when pyproject.toml changes.
@@ -28,7 +24,7 @@ WORKDIR /src
 COPY pyproject.toml README* ./
 RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt ${EXTRA_PACKAGES} \
+ && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 # 2. The project itself: the packages setuptools installs (tool.setuptools.packages).
@@ -37,6 +33,7 @@ COPY collector ./collector
 COPY flightrec ./flightrec
 COPY stories ./stories
 COPY rollback ./rollback
+COPY dashboards ./dashboards
 RUN pip install --no-deps . \
  && pip check \
  && flightrec --help >/dev/null \

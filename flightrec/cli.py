@@ -370,3 +370,19 @@ def ui(
         _fail(f"--api {api!r} is not an http(s) URL; pass the server's base URL, e.g. http://127.0.0.1:4318")
     console.print(f"Flight Recorder dashboards on http://{host}:{port}, reading the API at {api}")
     exec_ui(api, port, host)
+
+
+@app.command()
+def records(
+    port: int = typer.Option(4400, min=1, max=65535, help="Port the records service listens on"),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (the service has no auth: keep it on loopback)"),
+    db: Path = typer.Option(Path(".flightrec/records.db"), "--db", help="SQLite file holding the state (created)"),
+    log_level: str = typer.Option("warning", help="uvicorn log level"),
+) -> None:
+    """Serve the demo system of record the fleet acts on (refunds, credits, plans, orders, tickets; undo)."""
+    from flightrec.records import serve_records
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/yellow] the records service has no auth and binds {host}")
+    console.print(f"Flight Recorder demo records on http://{host}:{port} (state in {db}); the fleet: --records URL")
+    serve_records(port, host, db, log_level)

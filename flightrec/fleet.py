@@ -10,23 +10,32 @@ Output is deterministic for a seed and a start time: ids come from a seeded `IdG
 every span gets explicit timestamps from a simulated clock. From `regression_at` on, the
 support agent switches model and prompt and its error and override rates rise.
 
+With `records_url`, every `auto` action is really performed on the demo system of record
+(`flightrec records`) before its span ends: the span records a failed call as an ERROR, and its
+undo descriptor carries the ids and previous values the service answered. `observe` and `assist`
+actions are never performed. With `check_controls`, the kill switches are asked before each
+action; a refused action is not performed and its span says `flightrec.action.status=blocked`.
+
 `build_workflow_spans` yields the finished spans in memory; `run_fleet` sends them to a
 collector with the real OTLP exporter (HTTP or gRPC).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import random
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
@@ -70,7 +79,10 @@ class FleetConfig(BaseModel):
     regression_at: int | None = Field(None, ge=0, description="First regressed workflow; default workflows // 2")
     no_regression: bool = Field(False, description="Clean control run without the support-agent regression")
     ingest_token: str | None = Field(None, description="Sent as 'Authorization: Bearer <token>'")
-    records_url: str | None = Field(None, description="System of record base URL used in undo targets")
+    records_url: str | None = Field(
+        None, description="Demo system of record: auto actions are performed there; base URL of undo targets"
+    )
+    check_controls: bool = Field(False, description="Ask the kill switches (flightrec.sdk) before each action")
     start: datetime | None = Field(None, description="Simulated clock start (UTC); default now - workflows * 30 s")
 
     @model_validator(mode="after")
@@ -118,6 +130,60 @@ class SeededIdGenerator(IdGenerator):
 
 class _WorkflowFailed(Exception):
     """Raised inside a flow when a step fails for good; the root span records it."""
+
+
+class _Blocked(Exception):
+    """Raised inside a flow when a kill switch refused an action; the workflow stops there."""
+
+
+class Decision(Protocol):
+    """What a kill-switch check answers."""
+
+    allowed: bool
+    state: str
+
+
+class Controls(Protocol):
+    """The kill-switch client the fleet asks before each action (`flightrec.sdk.ControlClient`)."""
+
+    def check(self, agent: str, flow: str) -> Decision: ...
+
+
+Answer = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """How the records service performs an action, and the undo descriptor built from its answer.
+
+    `simulated` stands in for the answer when the action is not performed (no service, or not auto).
+    """
+
+    path: str
+    body: Answer
+    simulated: Answer
+    undo: Callable[[Answer], tuple[str, Answer]]
+
+
+class _Records:
+    """Client of the demo system of record: one POST per performed action."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout_s)
+
+    def perform(self, path: str, body: Answer) -> tuple[Answer, tuple[str, str] | None]:
+        """POST the action; its answer, or the (exception type, message) it failed with."""
+        try:
+            response = self.http.post(path, json=body, headers={"Idempotency-Key": f"fleet-{uuid.uuid4().hex}"})
+        except httpx.HTTPError as exc:
+            return {}, (type(exc).__name__, f"POST {path} failed: {exc}")
+        if not response.is_success:
+            return {}, ("RecordsError", f"POST {path} answered {response.status_code}: {response.text[:200]}")
+        return response.json(), None
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.http.close()
 
 
 def _dumps(value: Any) -> str:
@@ -201,9 +267,12 @@ class _Run:
         regressed: bool,
         records_url: str,
         start_ns: int,
+        records: _Records | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.tracer, self.rng, self.profile, self.behaviour = tracer, rng, profile, behaviour
         self.regressed, self.records_url, self.cursor = regressed, records_url, start_ns
+        self.records, self.controls, self.flow = records, controls, ""
         self.spans = 0
         self.calls = 0
         self.fail_at = rng.randint(1, 3) if rng.random() < behaviour.error_rate else 0
@@ -267,12 +336,15 @@ class _Run:
             "flightrec.prompt.version": self.behaviour.prompt_version,
         }
         self._link(attrs, link, extra)
+        self.flow = flow
         root = self.tracer.start_span(flow, context=_ROOT_CONTEXT, attributes=attrs, start_time=self.cursor)
         self.ctx = trace.set_span_in_context(root)
         try:
             yield
         except _WorkflowFailed as failed:
             root.set_status(Status(StatusCode.ERROR, f"workflow failed: {failed}"))
+        except _Blocked:
+            pass
         self.cursor += self.rng.randint(1, 30) * MS
         root.end(end_time=self.cursor)
         self.spans += 1
@@ -405,10 +477,14 @@ class _Run:
         link: tuple[str, str],
         mode: str,
         risk: str,
-        undo: tuple[str, dict[str, Any]] | None = None,
+        call: _Call | None = None,
         money: tuple[float, str] | None = None,
     ) -> None:
-        """A side effect in a system of record, with its undo descriptor unless irreversible."""
+        """A side effect in a system of record, with its undo descriptor unless irreversible (no `call`).
+
+        A refused kill-switch check emits the span as blocked and stops the workflow; a failed
+        records call emits it as an ERROR without undo descriptor and fails the workflow.
+        """
         attrs: dict[str, Any] = {
             "flightrec.operation": "action",
             "flightrec.action.name": name,
@@ -419,8 +495,17 @@ class _Run:
         self._link(attrs, link)
         if money:
             attrs["flightrec.action.amount"], attrs["flightrec.action.currency"] = money
-        if undo:
-            record_id, args = undo
+        duration = self.rng.randint(80, 900) * MS
+        decision = self.controls.check(self.profile.name, self.flow) if self.controls else None
+        if decision is not None and not decision.allowed:
+            attrs["flightrec.action.status"], attrs["flightrec.control.state"] = "blocked", decision.state
+            self._emit(name, attrs, duration, SpanKind.CLIENT)
+            raise _Blocked(decision.state)
+        answer, error = (call.simulated if call else {}), None
+        if call and mode == "auto" and self.records:
+            answer, error = self.records.perform(call.path, call.body)
+        if call and not error:
+            record_id, args = call.undo(answer)
             if name in cat.HTTP_UNDO_PATHS:
                 attrs["flightrec.undo.kind"] = "http"
                 attrs["flightrec.undo.target"] = self.records_url + cat.HTTP_UNDO_PATHS[name].format(id=record_id)
@@ -428,7 +513,9 @@ class _Run:
                 attrs["flightrec.undo.kind"] = "handler"
                 attrs["flightrec.undo.target"] = cat.HANDLER_UNDO[name]
             attrs["flightrec.undo.args"] = _dumps(args)
-        self._emit(name, attrs, self.rng.randint(80, 900) * MS, SpanKind.CLIENT)
+        self._emit(name, attrs, duration, SpanKind.CLIENT, error)
+        if error:
+            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
 
 
 def _text(rng: random.Random, table: dict[str, tuple[str, ...]], flow: str, index: int | None = None, **kw: Any) -> str:
@@ -444,15 +531,22 @@ def _adjust(rng: random.Random, amount: float, full: float, decision: str) -> fl
 
 
 def _set_status(run: _Run, w: _World, ticket: str, status: str, mode: str) -> None:
-    args = {"ticket_id": ticket, "status": status, "previous_status": w.status[ticket]}
-    run.action("ticket.status", ("ticket", ticket), mode, "low", undo=(ticket, args))
+    def undo(done: Answer) -> tuple[str, Answer]:
+        return ticket, {"ticket_id": ticket, "status": status, "previous_status": done["previous_status"]}
+
+    call = _Call(f"/tickets/{ticket}/status", {"status": status}, {"previous_status": w.status[ticket]}, undo)
+    run.action("ticket.status", ("ticket", ticket), mode, "low", call)
     if mode != "observe":
         w.status[ticket] = status
 
 
 def _assign(run: _Run, w: _World, ticket: str, assignee: str, mode: str) -> None:
-    args = {"ticket_id": ticket, "assignee": assignee, "previous_assignee": w.assignee[ticket]}
-    run.action("ticket.assign", ("ticket", ticket), mode, "low", undo=(ticket, args))
+    def undo(done: Answer) -> tuple[str, Answer]:
+        return ticket, {"ticket_id": ticket, "assignee": assignee, "previous_assignee": done["previous_assignee"]}
+
+    call = _Call(f"/tickets/{ticket}/assignee", {"assignee": assignee}, {"previous_assignee": w.assignee[ticket]},
+                 undo)
+    run.action("ticket.assign", ("ticket", ticket), mode, "low", call)
     if mode != "observe":
         w.assignee[ticket] = assignee
 
@@ -461,16 +555,24 @@ def _email(run: _Run, customer: str, mode: str) -> None:
     run.action("email.send", ("customer", customer), mode, "low")
 
 
+def _ledger_call(path: str, key: str, simulated_id: str, body: Answer) -> _Call:
+    """A refund or credit: the service names the new entry; its undo re-checks the entry's fields."""
+    def undo(done: Answer) -> tuple[str, Answer]:
+        return done[key], {key: done[key], **body}
+
+    return _Call(path, body, {key: simulated_id}, undo)
+
+
 def _refund(run: _Run, w: _World, link: tuple[str, str], money: tuple[float, str], mode: str, risk: str) -> None:
-    refund_id = w.next_id("RF")
-    args = {"refund_id": refund_id, f"{link[0]}_id": link[1], "amount": money[0], "currency": money[1]}
-    run.action("refund.issue", link, mode, risk, undo=(refund_id, args), money=money)
+    body = {f"{link[0]}_id": link[1], "amount": money[0], "currency": money[1]}
+    call = _ledger_call("/refunds", "refund_id", w.next_id("RF"), body)
+    run.action("refund.issue", link, mode, risk, call, money=money)
 
 
 def _credit(run: _Run, w: _World, account: str, money: tuple[float, str], mode: str, risk: str) -> None:
-    credit_id = w.next_id("CR")
-    args = {"credit_id": credit_id, "account_id": account, "amount": money[0], "currency": money[1]}
-    run.action("credit.apply", ("account", account), mode, risk, undo=(credit_id, args), money=money)
+    body = {"account_id": account, "amount": money[0], "currency": money[1]}
+    call = _ledger_call("/credits", "credit_id", w.next_id("CR"), body)
+    run.action("credit.apply", ("account", account), mode, risk, call, money=money)
 
 
 def _get_ticket(run: _Run, w: _World, ticket: str) -> None:
@@ -578,8 +680,9 @@ def _change_plan(run: _Run, w: _World) -> None:
         if gate.decision in ("edit", "override"):
             new = rng.choice([plan for plan in cat.PLANS if plan not in (old, new)])
             delta = abs(cat.PLANS[new] - cat.PLANS[old])
-        args = {"account_id": account, "plan": new, "previous_plan": old}
-        run.action("plan.change", ("account", account), gate.mode, risk, undo=(account, args), money=(delta, currency))
+        call = _Call(f"/accounts/{account}/plan", {"plan": new}, {"previous_plan": old},
+                     lambda done: (account, {"plan": done["previous_plan"], "expected_plan": new}))
+        run.action("plan.change", ("account", account), gate.mode, risk, call, money=(delta, currency))
         if gate.mode != "observe":
             w.plan[account] = new
         _email(run, customer, gate.mode)
@@ -634,9 +737,10 @@ def _update_order(run: _Run, w: _World) -> None:
         gate = run.gate(("address_verification",), run.mode("update_order"), "medium")
         if gate is None:
             return
-        args = {"order_id": order, "field": field, "value": value, "previous_value": previous}
+        call = _Call(f"/orders/{order}", {"field": field, "value": value}, {"previous_value": previous},
+                     lambda done: (order, {"field": field, "value": done["previous_value"], "expected_value": value}))
         money = (fee, currency) if fee else None
-        run.action("order.update", ("order", order), gate.mode, "medium", undo=(order, args), money=money)
+        run.action("order.update", ("order", order), gate.mode, "medium", call, money=money)
         _email(run, customer, gate.mode)
 
 
@@ -773,6 +877,11 @@ class _Fleet:
         self.world = _World(config.workflows, random.Random(f"world:{config.seed}"))
         self.ids = SeededIdGenerator()
         self.records_url = (config.records_url or cat.DEFAULT_RECORDS_URL).rstrip("/")
+        self.controls: Controls | None = None
+        if config.check_controls:
+            sdk = importlib.import_module("flightrec.sdk")
+            self.controls = sdk.ControlClient(api_url=config.endpoint)
+        self.records = _Records(self.records_url) if config.records_url else None
         self.providers: dict[str, TracerProvider] = {}
         self.tracers: dict[str, Tracer] = {}
         for profile in cat.AGENTS:
@@ -806,7 +915,8 @@ class _Fleet:
             flow = rng.choices(names, flow_weights)[0]
             start = self.start_ns + index * cat.WORKFLOW_SPACING_S * SECOND + rng.randrange(20_000) * MS
             behaviour = cat.REGRESSED_BEHAVIOUR if regressed else profile.behaviour
-            run = _Run(self.tracers[profile.name], rng, profile, behaviour, regressed, self.records_url, start)
+            run = _Run(self.tracers[profile.name], rng, profile, behaviour, regressed, self.records_url, start,
+                       self.records, self.controls)
             _FLOWS[flow](run, self.world)
             self.world.touched.update(run.objects)
             self.ran[profile.name] += 1
@@ -838,9 +948,14 @@ class _Fleet:
             provider.force_flush()
 
     def shutdown(self) -> None:
-        """Shut every agent's tracer provider down."""
+        """Shut every agent's tracer provider down and close the clients."""
         for provider in self.providers.values():
             provider.shutdown()
+        if self.records:
+            self.records.close()
+        close = getattr(self.controls, "close", None)
+        if callable(close):
+            close()
 
 
 def build_workflow_spans(config: FleetConfig) -> Iterator[list[ReadableSpan]]:

@@ -1,17 +1,27 @@
 """Static catalog of the simulated fleet: agents, flows, texts, guardrails and undo routes.
 
-Pure data, no behaviour: `flightrec.fleet` draws from these tables with a seeded RNG. The undo
-routes below are the contract with the demo system of record (`records_url`):
+Pure data, no behaviour: `flightrec.fleet` draws from these tables with a seeded RNG. The routes
+below are the contract with the demo system of record (`flightrec records`, at `records_url`).
+With `records_url` set, an `auto` action is performed by the POST listed below, and its
+undo descriptor is built from the answer (the real refund or credit id, the real previous value).
+An http undo is `POST <target>` with the args as JSON body; a handler undo is run by the rollback
+executor's registered handler, which calls the ticket route with the previous value.
 
-| action | system | undo kind | undo target |
-|---|---|---|---|
-| `refund.issue` | billing | http | `{records_url}/refunds/{refund_id}/undo` |
-| `credit.apply` | billing | http | `{records_url}/credits/{credit_id}/undo` |
-| `plan.change` | billing | http | `{records_url}/accounts/{account_id}/plan/undo` |
-| `order.update` | crm | http | `{records_url}/orders/{order_id}/undo` |
-| `ticket.assign` | helpdesk | handler | `helpdesk.reassign` |
-| `ticket.status` | helpdesk | handler | `helpdesk.set_status` |
-| `email.send` | helpdesk | none | irreversible |
+Per action: how it is performed, then its undo (http targets are relative to `records_url`):
+
+- `refund.issue`: `POST /refunds {order_id|invoice_id, amount, currency}`;
+  http `/refunds/{refund_id}/undo` `{refund_id, order_id|invoice_id, amount, currency}`
+- `credit.apply`: `POST /credits {account_id, amount, currency}`;
+  http `/credits/{credit_id}/undo` `{credit_id, account_id, amount, currency}`
+- `plan.change`: `POST /accounts/{id}/plan {plan}`;
+  http `/accounts/{id}/plan/undo` `{plan: previous, expected_plan: new}`
+- `order.update`: `POST /orders/{id} {field, value}`;
+  http `/orders/{id}/undo` `{field, value: previous, expected_value: new}`
+- `ticket.assign`: `POST /tickets/{id}/assignee {assignee}`;
+  handler `helpdesk.reassign` `{ticket_id, assignee, previous_assignee}`
+- `ticket.status`: `POST /tickets/{id}/status {status}`;
+  handler `helpdesk.set_status` `{ticket_id, status, previous_status}`
+- `email.send`: not performed; irreversible (no undo descriptor)
 """
 
 from __future__ import annotations

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent import futures
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 
 from flightrec import fleet_catalog as cat
 from flightrec.fleet import FleetConfig, build_workflow_spans, run_fleet
+from tests.conftest import free_port
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 START_NS = int(START.timestamp()) * 1_000_000_000
@@ -268,14 +272,87 @@ def test_actions_carry_undo_descriptors_or_are_irreversible(fleet: list[Workflow
     assert set(kinds) == {"http", "handler"}
 
 
-def test_records_url_is_carried_into_undo_targets() -> None:
-    targets = {
-        span.attributes["flightrec.undo.target"]
-        for workflow in build(records_url="https://records.example:9000/")
-        for span in workflow
-        if span.attributes.get("flightrec.undo.kind") == "http"
-    }
-    assert targets and all(t.startswith("https://records.example:9000/") and "//" not in t[8:] for t in targets)
+def actions_of(workflows: list[Workflow]) -> list[ReadableSpan]:
+    return [span for workflow in workflows for span in workflow if op(span) == "action"]
+
+
+def test_without_records_url_no_call_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the fleet called a records service without records_url")
+
+    monkeypatch.setattr(httpx.Client, "send", refuse)
+    actions = actions_of(build())
+    assert actions and not any(span.status.status_code is StatusCode.ERROR for span in actions)
+
+
+def test_records_url_is_carried_into_undo_targets_and_only_auto_actions_call_it() -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    actions = actions_of(build(records_url=base + "/"))
+    for span in actions:
+        attrs = span.attributes
+        called = attrs["flightrec.mode"] == "auto" and attrs["flightrec.action.name"] not in cat.IRREVERSIBLE_ACTIONS
+        assert (span.status.status_code is StatusCode.ERROR) == called
+        if called:
+            assert span.events[0].attributes["exception.type"] == "ConnectError"
+            assert not any(key in attrs for key in UNDO_KEYS)
+        elif attrs.get("flightrec.undo.kind") == "http":
+            target = attrs["flightrec.undo.target"]
+            assert target.startswith(base + "/") and "//" not in target[len("http://"):]
+    assert any(span.status.status_code is StatusCode.ERROR for span in actions)
+    assert any("flightrec.undo.target" in span.attributes for span in actions)
+
+
+class FakeControls:
+    """Stands in for flightrec.sdk.ControlClient: pauses the agents named in `paused`."""
+
+    paused: set[str] = set()
+    made: list[FakeControls] = []
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url, self.checks = api_url, []
+        FakeControls.made.append(self)
+
+    def check(self, agent: str, flow: str) -> SimpleNamespace:
+        self.checks.append((agent, flow))
+        paused = agent in self.paused
+        return SimpleNamespace(allowed=not paused, state="paused" if paused else "running")
+
+
+@pytest.fixture
+def controls(monkeypatch: pytest.MonkeyPatch) -> type[FakeControls]:
+    sdk = ModuleType("flightrec.sdk")
+    sdk.ControlClient = FakeControls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "flightrec.sdk", sdk)
+    monkeypatch.setattr(FakeControls, "paused", set())
+    monkeypatch.setattr(FakeControls, "made", [])
+    return FakeControls
+
+
+def test_controls_are_checked_before_each_action(controls: type[FakeControls]) -> None:
+    checked = build(check_controls=True, endpoint="http://api.example:4318")
+    assert [[fingerprint(s) for s in wf] for wf in checked] == [[fingerprint(s) for s in wf] for wf in build()]
+    (client,) = controls.made
+    assert client.api_url == "http://api.example:4318"
+    expected = [(agent_of(wf), root_of(wf).name) for wf in checked
+                for span in sorted(wf, key=lambda s: s.start_time) if op(span) == "action"]
+    assert client.checks == expected
+
+
+def test_a_paused_agent_acts_no_more(controls: type[FakeControls]) -> None:
+    controls.paused = {"finance-agent"}
+    workflows = build(check_controls=True, records_url=f"http://127.0.0.1:{free_port()}")
+    finance = [wf for wf in workflows if agent_of(wf) == "finance-agent"]
+    blocked = actions_of(finance)
+    assert blocked and len(blocked) <= len(finance)
+    for span in blocked:
+        attrs = span.attributes
+        assert attrs["flightrec.action.status"] == "blocked" and attrs["flightrec.control.state"] == "paused"
+        assert span.status.status_code is StatusCode.UNSET
+        assert not any(key in attrs for key in UNDO_KEYS)
+        assert root_of(next(wf for wf in finance if span in wf)).status.status_code is StatusCode.UNSET
+    others = actions_of([wf for wf in workflows if agent_of(wf) != "finance-agent"])
+    assert not any("flightrec.action.status" in span.attributes for span in others)
+    assert any(span.status.status_code is StatusCode.ERROR for span in others)
 
 
 def test_errors_and_retries(fleet: list[Workflow]) -> None:

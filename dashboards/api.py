@@ -1,0 +1,116 @@
+"""The one HTTP client of the dashboards: every page reads the Flight Recorder API through here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import streamlit as st
+
+DEFAULT_API_URL = "http://127.0.0.1:4318"
+TTL_S = 30
+
+
+class ApiError(Exception):
+    """The API could not be reached or refused the request; ``message`` says what to do."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def api_url() -> str:
+    return os.environ.get("FLIGHTREC_API_URL", DEFAULT_API_URL).rstrip("/")
+
+
+def _api_token() -> str | None:
+    return os.environ.get("FLIGHTREC_API_TOKEN") or None
+
+
+@st.cache_resource(show_spinner=False)
+def _client(base_url: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(30, connect=3))
+
+
+def _explain(response: httpx.Response, base_url: str) -> str:
+    try:
+        detail = response.json().get("detail", "")
+    except ValueError:
+        detail = ""
+    if response.status_code == 401:
+        return f"The API at {base_url} refused the token: set FLIGHTREC_API_TOKEN to the server's API token."
+    if response.status_code >= 500:
+        return f"The API at {base_url} failed ({response.status_code}): {detail or 'see the server log'}."
+    return str(detail) if detail else f"The API answered {response.status_code} for {response.request.url.path}."
+
+
+def _get(base_url: str, token: str | None, path: str, params: tuple[tuple[str, Any], ...]) -> httpx.Response:
+    try:
+        response = _client(base_url, token).get(path, params=dict(params))
+    except httpx.HTTPError as exc:
+        raise ApiError(
+            f"Cannot reach the Flight Recorder API at {base_url} ({type(exc).__name__}). "
+            "Start it with `flightrec serve`, or point FLIGHTREC_API_URL (flightrec ui --api) at it."
+        ) from exc
+    if response.is_error:
+        raise ApiError(_explain(response, base_url), response.status_code)
+    return response
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _get_json(base_url: str, token: str | None, path: str, params: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return _get(base_url, token, path, params).json()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _get_bytes(base_url: str, token: str | None, path: str) -> bytes:
+    return _get(base_url, token, path, ()).content
+
+
+def get_json(path: str, **params: Any) -> dict[str, Any]:
+    """GET an API path (cached for ``TTL_S``); raise ApiError with a readable message."""
+    given = tuple(sorted((key, value) for key, value in params.items() if value not in (None, "")))
+    return _get_json(api_url(), _api_token(), path, given)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``ticket:TCK-1042`` -> (``ticket``, ``TCK-1042``); ValueError naming the expected form."""
+    kind, sep, ident = ref.partition(":")
+    if not sep or not kind.strip() or not ident.strip():
+        raise ValueError(f"{ref!r} is not an object reference of the form type:id (e.g. ticket:TCK-1042)")
+    return kind.strip().lower(), ident.strip()
+
+
+def _object_path(ref: str) -> str:
+    kind, ident = split_ref(ref)
+    return f"/api/objects/{quote(kind, safe='')}/{quote(ident, safe='')}"
+
+
+def objects(type: str | None = None, q: str | None = None, limit: int = 100) -> dict[str, Any]:
+    return get_json("/api/objects", type=type, q=q, limit=limit)
+
+
+def story(ref: str) -> dict[str, Any]:
+    return get_json(f"{_object_path(ref)}/story")
+
+
+def story_html(ref: str) -> bytes:
+    return _get_bytes(api_url(), _api_token(), f"{_object_path(ref)}/story.html")
+
+
+def search(q: str) -> dict[str, Any]:
+    return get_json("/api/search", q=q)
+
+
+def trace(trace_id: str) -> dict[str, Any]:
+    return get_json(f"/api/traces/{quote(trace_id.strip(), safe='')}")
+
+
+def clear_cache() -> None:
+    """Forget cached answers so the next read sees what was recorded since."""
+    _get_json.clear()
+    _get_bytes.clear()

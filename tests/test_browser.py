@@ -1,0 +1,100 @@
+"""End to end in a real browser: serve, record a fleet, run ``flightrec ui``, and open a shared
+story link in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flightrec.fleet import FleetConfig, run_fleet
+from tests.conftest import ROOT, ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"flightrec ui exited with {process.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"flightrec ui did not start: {log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def ui(server: ServerProcess, tmp_path: Path) -> Iterator[str]:
+    """``flightrec ui`` on a free port, reading ``server``; its URL."""
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flightrec", "ui", "--api", server.url, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, server: ServerProcess, ui: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    report = run_fleet(FleetConfig(endpoint=server.url, workflows=30, seed=7))
+    server.wait_drained()
+    ticket = next(ref for ref in report.example_objects if ref.startswith("ticket:"))
+    kind, _, ident = ticket.partition(":")
+    with server.client() as client:
+        story = client.get(f"/api/objects/{kind}/{ident}/story").raise_for_status().json()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
+            page.goto(f"{ui}/?object={ticket}")
+            expect(page.get_by_role("heading", name=f"Ticket {ident}")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(story["summary"])).to_be_visible()
+            for step in story["steps"][:5]:
+                expect(page.get_by_text(step["sentence"]).first).to_be_visible()
+            expect(page.get_by_role("button", name="Download story")).to_be_visible()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "story.png"))
+        finally:
+            browser.close()

@@ -1,0 +1,204 @@
+"""Every dashboard page under Streamlit's AppTest, reading a real ``flightrec serve`` that
+recorded a real fleet; plus the clear messages for unknown objects and an API that is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.launch import APP, ui_command
+from dashboards.ui import STATUS_COLORS
+from flightrec.fleet import FleetConfig, FleetReport, run_fleet
+from tests.conftest import ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+
+class Recorded:
+    """A server holding a fleet's spans, and what its API says about them."""
+
+    def __init__(self, server: ServerProcess, report: FleetReport) -> None:
+        self.server = server
+        self.report = report
+        self.ticket = next(ref for ref in report.example_objects if ref.startswith("ticket:"))
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        with self.server.client() as client:
+            response = client.get(path, params=params)
+            response.raise_for_status()
+            return response.json()
+
+    def story(self, ref: str) -> dict[str, Any]:
+        kind, _, ident = ref.partition(":")
+        return self.get(f"/api/objects/{kind}/{ident}/story")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """One server and one fleet for the module (the make_server machinery, started once)."""
+    server = ServerProcess(tmp_path_factory.mktemp("dashboards") / "srv").start()
+    try:
+        report = run_fleet(FleetConfig(endpoint=server.url, workflows=40, seed=7))
+        server.wait_drained()
+        yield Recorded(server, report)
+    finally:
+        server.stop()
+
+
+def app(
+    monkeypatch: pytest.MonkeyPatch,
+    api_url: str,
+    token: str | None = None,
+    state: dict[str, Any] | None = None,
+    **params: str,
+) -> AppTest:
+    """The dashboards run once against ``api_url`` with these query params and widget state."""
+    monkeypatch.setenv("FLIGHTREC_API_URL", api_url)
+    if token:
+        monkeypatch.setenv("FLIGHTREC_API_TOKEN", token)
+    else:
+        monkeypatch.delenv("FLIGHTREC_API_TOKEN", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update(params)
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    return at
+
+
+def shown(markdown: str) -> str:
+    """Markdown as read on screen: without the escapes that keep text literal."""
+    return markdown.replace("\\", "")
+
+
+def texts(elements: Any) -> list[str]:
+    return [shown(element.value) for element in elements]
+
+
+def test_story_page_shows_summary_outcome_and_narrated_steps(monkeypatch, recorded: Recorded) -> None:
+    story = recorded.story(recorded.ticket)
+    at = app(monkeypatch, recorded.server.url, object=recorded.ticket)
+
+    assert at.title[0].value.endswith(recorded.ticket.split(":", 1)[1])
+    markdown = texts(at.markdown)
+    assert story["summary"] in markdown
+    assert any(story["status"] in text and "badge" in text for text in markdown)
+    outcomes = texts([*at.success, *at.warning, *at.error, *at.info])
+    assert any(story["outcome"] in text for text in outcomes)
+    labels = [shown(expander.label) for expander in at.expander]
+    assert len(labels) == len(story["steps"])
+    for label, step in zip(labels, story["steps"], strict=True):
+        assert step["sentence"] in label
+    assert any(text.startswith(f"**Run 1 of {len(story['traces'])}**") for text in markdown)
+    assert at.get("plotly_chart"), "the timeline across agents"
+    assert [button.label for button in at.get("download_button")] == ["Download story"]
+
+
+def test_story_step_opens_to_its_raw_span(monkeypatch, recorded: Recorded) -> None:
+    story = recorded.story(recorded.ticket)
+    at = app(monkeypatch, recorded.server.url, object=recorded.ticket)
+    assert not at.get("json"), "raw spans stay closed until a step is opened"
+
+    at.session_state[f"step-{recorded.ticket}-0"] = True
+    at.run()
+    assert not at.exception
+    raw = [table.value for table in at.table if "field" in table.value.columns]
+    assert raw and story["steps"][0]["span_id"] in raw[0]["value"].tolist()
+    assert at.get("json"), "the span's attributes"
+    assert any(link.value == "Open the whole trace" for link in at.get("page_link"))
+
+
+def test_objects_page_lists_recent_objects_with_status_badges(monkeypatch, recorded: Recorded) -> None:
+    listed = recorded.get("/api/objects", limit=50)["items"]
+    at = app(monkeypatch, recorded.server.url)
+
+    assert at.title[0].value == "Business objects"
+    links = [link.value for link in at.main.get("page_link")]
+    assert links == [f"{item['type'].capitalize()} {item['id']}" for item in listed]
+    badges = [text for text in texts(at.markdown) if "-badge[" in text]
+    assert badges == [f":{STATUS_COLORS[item['last_status']]}-badge[{item['last_status']}]" for item in listed]
+
+
+def test_objects_page_filters_by_type_and_by_agent(monkeypatch, recorded: Recorded) -> None:
+    at = app(monkeypatch, recorded.server.url)
+    at.selectbox[0].select("invoice").run()
+    links = [link.value for link in at.main.get("page_link")]
+    assert links and all(link.startswith("Invoice ") for link in links)
+
+    agent = recorded.report.agents[0]
+    at = app(monkeypatch, recorded.server.url, agent=agent)
+    expected = [item for item in recorded.get("/api/objects", limit=50)["items"] if agent in item["agents"]]
+    assert [link.value for link in at.main.get("page_link")][1:] == [
+        f"{item['type'].capitalize()} {item['id']}" for item in expected
+    ]
+    assert any(agent in text for text in texts(at.info))
+
+
+def test_trace_page_shows_waterfall_and_span_table(monkeypatch, recorded: Recorded) -> None:
+    trace_id = recorded.story(recorded.ticket)["traces"][0]
+    spans = recorded.get(f"/api/traces/{trace_id}")["spans"]
+    at = app(monkeypatch, recorded.server.url, trace=trace_id)
+
+    assert at.title[0].value.startswith("Run “")
+    assert at.get("plotly_chart"), "the waterfall"
+    table = at.dataframe[0].value
+    assert len(table) == len(spans)
+    assert sorted(name.strip("\u00a0") for name in table["span"]) == sorted(span["name"] for span in spans)
+    assert recorded.ticket in [f"{link.value.split()[0].lower()}:{link.value.split()[1]}"
+                               for link in at.main.get("page_link")]
+
+
+def test_sidebar_search_links_to_story_pages(monkeypatch, recorded: Recorded) -> None:
+    ident = recorded.ticket.split(":", 1)[1]
+    # Set before the first run: AppTest (1.67) drops an st.navigation app's sidebar on reruns.
+    at = app(monkeypatch, recorded.server.url, state={"search": ident})
+    assert f"ticket {ident}" in [link.value for link in at.sidebar.get("page_link")]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"object": "ticket:NO-SUCH-TICKET"}, "nothing recorded for **ticket:NO-SUCH-TICKET**"),
+        ({"object": "not-a-reference"}, "is not an object reference of the form type:id"),
+        ({"trace": "f" * 32}, "has no trace"),
+        ({"trace": "not-hex"}, "is not 32 hex digits"),
+    ],
+)
+def test_unknown_objects_and_traces_get_a_clear_message(monkeypatch, recorded: Recorded, params, expected) -> None:
+    at = app(monkeypatch, recorded.server.url, **params)
+    assert any(expected in text for text in texts(at.warning)), texts(at.warning)
+    assert not at.error and not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("params", [{}, {"object": "ticket:TCK-1042"}, {"trace": "a" * 32}])
+def test_every_page_explains_an_api_that_is_down(monkeypatch, params: dict[str, str]) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    at = app(monkeypatch, down, **params)
+    errors = texts(at.error)
+    assert errors and f"Cannot reach the Flight Recorder API at {down}" in errors[0]
+    assert "flightrec serve" in errors[0]
+
+
+def test_the_api_token_is_sent_and_a_wrong_one_explained(monkeypatch, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "srv", env={"FLIGHTREC_API_TOKEN": "dash-token"}).start()
+    try:
+        refused = app(monkeypatch, server.url, token="wrong-token")
+        assert any("refused the token" in text and "FLIGHTREC_API_TOKEN" in text for text in texts(refused.error))
+        allowed = app(monkeypatch, server.url, token="dash-token")
+        assert not allowed.error
+        assert any("No business objects recorded yet" in text for text in texts(allowed.info))
+    finally:
+        server.stop()
+
+
+def test_ui_command_runs_streamlit_headless_on_the_given_address() -> None:
+    command = ui_command(port=9123, host="127.0.0.2")
+    assert command[1:5] == ["-m", "streamlit", "run", str(APP)]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert options["--server.port"] == "9123" and options["--server.address"] == "127.0.0.2"
+    assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
