@@ -257,6 +257,11 @@ def fleet(
     no_regression: bool = typer.Option(False, "--no-regression", help="A clean control run"),
     ingest_token: str = typer.Option(None, envvar="FLIGHTREC_INGEST_TOKEN", help="Bearer token to send"),
     records: str = typer.Option(None, "--records", help="Base URL of the demo system of record"),
+    check_controls: bool = typer.Option(
+        False, "--check-controls", help="Ask the kill switches before each action (paused agents' actions are blocked)"
+    ),
+    api: str = typer.Option(None, "--api", help="API base URL for the kill switches (default: the HTTP endpoint)"),
+    pace: float = typer.Option(0.0, "--pace", min=0, help="Seconds to wait between workflows (a live fleet)"),
 ) -> None:
     """Run a simulated agent fleet that exports real OTLP spans."""
     from flightrec.fleet import FleetConfig
@@ -271,6 +276,9 @@ def fleet(
             no_regression=no_regression,
             ingest_token=ingest_token,
             records_url=records,
+            check_controls=check_controls,
+            api_url=api,
+            pace_s=pace,
         )
     except ValidationError as exc:
         _fail(f"invalid fleet option: {exc}")

@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +84,8 @@ class FleetConfig(BaseModel):
         None, description="Demo system of record: auto actions are performed there; base URL of undo targets"
     )
     check_controls: bool = Field(False, description="Ask the kill switches (flightrec.sdk) before each action")
+    api_url: str | None = Field(None, description="API base URL for the kill switches; default: the HTTP endpoint")
+    pace_s: float = Field(0.0, ge=0, description="Real seconds to wait between workflows (a live fleet)")
     start: datetime | None = Field(None, description="Simulated clock start (UTC); default now - workflows * 30 s")
 
     @model_validator(mode="after")
@@ -103,6 +106,7 @@ class FleetReport(BaseModel):
     example_objects: list[str]
     regression_agent: str | None
     regression_at: int | None
+    refused: int = Field(0, description="Workflows not started because the agent was paused or draining")
 
 
 class SeededIdGenerator(IdGenerator):
@@ -146,7 +150,7 @@ class Decision(Protocol):
 class Controls(Protocol):
     """The kill-switch client the fleet asks before each action (`flightrec.sdk.ControlClient`)."""
 
-    def check(self, agent: str, flow: str) -> Decision: ...
+    def check(self, agent: str, flow: str, starting: bool = False) -> Decision: ...
 
 
 Answer = dict[str, Any]
@@ -880,7 +884,8 @@ class _Fleet:
         self.controls: Controls | None = None
         if config.check_controls:
             sdk = importlib.import_module("flightrec.sdk")
-            self.controls = sdk.ControlClient(api_url=config.endpoint)
+            api_url = config.api_url or (config.endpoint if config.protocol == "http" else cat.DEFAULT_API_URL)
+            self.controls = sdk.ControlClient(api_url=api_url.removesuffix("/v1/traces"))
         self.records = _Records(self.records_url) if config.records_url else None
         self.providers: dict[str, TracerProvider] = {}
         self.tracers: dict[str, Tracer] = {}
@@ -900,6 +905,7 @@ class _Fleet:
             self.tracers[profile.name] = provider.get_tracer(cat.SCOPE_NAME, cat.SCOPE_VERSION)
         self.ran: Counter[str] = Counter()
         self.spans = 0
+        self.refused = 0
 
     def run(self) -> Iterator[tuple[str, int]]:
         """Emit the workflows in order; yield (agent, span count) after each."""
@@ -913,6 +919,12 @@ class _Fleet:
             )
             names, flow_weights = zip(*profile.flows)
             flow = rng.choices(names, flow_weights)[0]
+            if index and self.config.pace_s:
+                time.sleep(self.config.pace_s)
+            if self.controls and not self.controls.check(profile.name, flow, starting=True).allowed:
+                self.refused += 1  # paused or draining: no new work
+                yield profile.name, 0
+                continue
             start = self.start_ns + index * cat.WORKFLOW_SPACING_S * SECOND + rng.randrange(20_000) * MS
             behaviour = cat.REGRESSED_BEHAVIOUR if regressed else profile.behaviour
             run = _Run(self.tracers[profile.name], rng, profile, behaviour, regressed, self.records_url, start,
@@ -940,6 +952,7 @@ class _Fleet:
             example_objects=[hottest[kind] for kind in OBJECT_TYPES if kind in hottest],
             regression_agent=cat.REGRESSION_AGENT if regression is not None else None,
             regression_at=regression,
+            refused=self.refused,
         )
 
     def force_flush(self) -> None:

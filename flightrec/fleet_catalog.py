@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 DEFAULT_RECORDS_URL = "http://127.0.0.1:4400"
 DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:4317"
+DEFAULT_API_URL = "http://127.0.0.1:4318"
 WORKFLOW_SPACING_S = 30
 ENVIRONMENT = "production"
 SCOPE_NAME = "flightrec.fleet"

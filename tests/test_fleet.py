@@ -303,16 +303,22 @@ def test_records_url_is_carried_into_undo_targets_and_only_auto_actions_call_it(
 
 
 class FakeControls:
-    """Stands in for flightrec.sdk.ControlClient: pauses the agents named in `paused`."""
+    """Stands in for flightrec.sdk.ControlClient (the real one is tested against a server in
+    test_rollback.py): agents in `paused` are refused actions, as when a pause lands mid-workflow;
+    agents in `draining` may not start new work."""
 
     paused: set[str] = set()
+    draining: set[str] = set()
     made: list[FakeControls] = []
 
     def __init__(self, api_url: str) -> None:
-        self.api_url, self.checks = api_url, []
+        self.api_url, self.checks, self.starts = api_url, [], []
         FakeControls.made.append(self)
 
-    def check(self, agent: str, flow: str) -> SimpleNamespace:
+    def check(self, agent: str, flow: str, starting: bool = False) -> SimpleNamespace:
+        if starting:
+            self.starts.append((agent, flow))
+            return SimpleNamespace(allowed=agent not in self.draining, state="draining")
         self.checks.append((agent, flow))
         paused = agent in self.paused
         return SimpleNamespace(allowed=not paused, state="paused" if paused else "running")
@@ -324,6 +330,7 @@ def controls(monkeypatch: pytest.MonkeyPatch) -> type[FakeControls]:
     sdk.ControlClient = FakeControls  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "flightrec.sdk", sdk)
     monkeypatch.setattr(FakeControls, "paused", set())
+    monkeypatch.setattr(FakeControls, "draining", set())
     monkeypatch.setattr(FakeControls, "made", [])
     return FakeControls
 
@@ -353,6 +360,14 @@ def test_a_paused_agent_acts_no_more(controls: type[FakeControls]) -> None:
     others = actions_of([wf for wf in workflows if agent_of(wf) != "finance-agent"])
     assert not any("flightrec.action.status" in span.attributes for span in others)
     assert any(span.status.status_code is StatusCode.ERROR for span in others)
+
+
+def test_a_draining_agent_starts_no_new_work(controls: type[FakeControls]) -> None:
+    controls.draining = {"ops-agent"}
+    workflows = [wf for wf in build(check_controls=True) if wf]
+    assert workflows and not any(agent_of(wf) == "ops-agent" for wf in workflows)
+    (client,) = controls.made
+    assert sum(1 for agent, _ in client.starts if agent == "ops-agent") > 0
 
 
 def test_errors_and_retries(fleet: list[Workflow]) -> None:
