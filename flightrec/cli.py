@@ -289,28 +289,6 @@ def fleet(
     console.print(f"sent {report.spans} spans in {report.traces} traces from {', '.join(report.agents)}")
 
 
-def _wait_for_backlog(client: httpx.Client, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if client.get("/api/health").json()["backlog_spans"] == 0:
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the store did not catch up with the fleet in time")
-
-
-def _print_object(client: httpx.Client, ref: str) -> None:
-    kind, _, ident = ref.partition(":")
-    response = client.get(f"/api/objects/{kind}/{ident}/spans")
-    response.raise_for_status()
-    table = Table("time (UTC)", "agent", "operation", "span", "detail", title=f"spans of {ref}")
-    for span in response.json()["spans"][:40]:
-        detail = span["model"] or span["tool"] or span["action_name"] or span["human_decision"] or span[
-            "guardrail_verdict"
-        ]
-        table.add_row(span["start_time"][11:19], span["agent"], span["operation"], span["name"], detail)
-    console.print(table)
-
-
 @app.command()
 def demo(
     workflows: int = typer.Option(300, min=1, help="How many agent workflows the fleet runs"),
@@ -318,49 +296,20 @@ def demo(
     data: Path = typer.Option(Path(".flightrec/demo"), help="Data directory of the demo store"),
     http_port: int = typer.Option(4318, help="OTLP/HTTP + API port"),
     grpc_port: int = typer.Option(4317, help="OTLP/gRPC port"),
+    records_port: int = typer.Option(4400, help="Port of the demo system of record"),
+    ui_port: int = typer.Option(8501, help="Port of the dashboards"),
+    no_ui: bool = typer.Option(False, "--no-ui", help="Do not start the dashboards"),
     exit_after: bool = typer.Option(False, "--exit", help="Stop once the demo is printed instead of serving on"),
 ) -> None:
-    """Serve on an embedded store, run the agent fleet into it, and show what was recorded."""
-    from flightrec.fleet import FleetConfig
-    from flightrec.server import BackgroundServer
+    """Serve on an embedded store with a demo system of record, run the agent fleet, show what was recorded."""
+    from flightrec.demo import DemoConfig, run_demo
 
-    settings = _settings(data=data, http_port=http_port, grpc_port=grpc_port, host="127.0.0.1")
-    server = BackgroundServer(settings)
+    config = DemoConfig(workflows=workflows, seed=seed, data=data, http_port=http_port, grpc_port=grpc_port,
+                        records_port=records_port, ui_port=ui_port, ui=not no_ui, serve_on=not exit_after)
     try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        _fail(f"could not start the server: {exc}")
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        report = _run_fleet_with_progress(
-            FleetConfig(endpoint=base, workflows=workflows, seed=seed)
-        )
-        with httpx.Client(base_url=base, timeout=30) as client:
-            _wait_for_backlog(client)
-            stats = client.get("/api/stats").json()
-            console.print(
-                f"\n[bold]Recorded[/bold] {stats['spans']} spans in {stats['traces']} traces, "
-                f"linked to {stats['objects']} business objects ({stats['rejected_spans']} rejected)."
-            )
-            example = next((ref for ref in report.example_objects if ref.startswith("ticket:")), None)
-            example = example or report.example_objects[0]
-            _print_object(client, example)
-        kind, _, ident = example.partition(":")
-        console.print(
-            f"\nOpen [bold]{base}/api/objects/{kind}/{ident}/spans[/bold] for that object's spans,\n"
-            f"[bold]{base}/docs[/bold] for the API, and point any OTLP exporter at {base} "
-            f"(gRPC: 127.0.0.1:{grpc_port})."
-        )
-        if not exit_after:
-            console.print("Serving; press Ctrl-C to stop.")
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    except (RuntimeError, httpx.HTTPError) as exc:
-        _fail(str(exc))
-    finally:
-        server.stop()
+        run_demo(config, console, _run_fleet_with_progress)
+    except (RuntimeError, OSError, httpx.HTTPError) as exc:
+        _fail(f"the demo stopped: {exc}")
 
 
 @app.command()

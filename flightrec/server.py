@@ -1,9 +1,10 @@
-"""Starting the built app: in the foreground (``serve``) or in a background thread (``demo``, tests)."""
+"""Starting the built apps: in the foreground (``serve``) or in background threads (``demo``, tests)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -24,18 +25,25 @@ def make_server(settings: Settings, log_level: str = "warning") -> uvicorn.Serve
     return uvicorn.Server(config)
 
 
+def make_records_server(port: int, db_path: Path, host: str = "127.0.0.1") -> uvicorn.Server:
+    """The demo system of record as a uvicorn server."""
+    from flightrec.records import build_records_app
+
+    config = uvicorn.Config(build_records_app(db_path), host=host, port=port, log_level="warning", access_log=False)
+    return uvicorn.Server(config)
+
+
 def serve_forever(settings: Settings, log_level: str = "info") -> None:
     """Run until SIGINT/SIGTERM; shutdown flushes the WAL into the store."""
     make_server(settings, log_level).run()
 
 
 class BackgroundServer:
-    """A server in a thread of this process (the embedded store stays owned by this process)."""
+    """A uvicorn server in a thread of this process (the embedded store stays owned by this process)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.server = make_server(settings)
-        self.thread = threading.Thread(target=self.server.run, name="flightrec-serve", daemon=True)
+    def __init__(self, server: uvicorn.Server, name: str = "flightrec-serve") -> None:
+        self.server = server
+        self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.thread.start()

@@ -22,7 +22,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
 
 def test_demo_records_the_fleet_and_lists_a_ticket(tmp_path: Path) -> None:
     result = run_cli(
-        "demo", "--exit", "--workflows", "40", "--data", str(tmp_path / "demo"),
+        "demo", "--exit", "--workflows", "40", "--data", str(tmp_path / "demo"), "--records-port", str(free_port()),
         "--http-port", str(free_port()), "--grpc-port", str(free_port()),
     )
     assert result.returncode == 0, result.stdout + result.stderr
