@@ -91,6 +91,13 @@ class Engine:
         """Run DDL or another statement that returns no rows."""
         return self._run(name, lambda: self._client.command(sql, parameters=params or {}))
 
+    @staticmethod
+    def _insert_settings(name: str, dedup_token: str | None) -> dict[str, Any]:
+        settings: dict[str, Any] = {"log_comment": name}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        return settings
+
     def insert(
         self,
         name: str,
@@ -100,9 +107,7 @@ class Engine:
         dedup_token: str | None = None,
     ) -> None:
         """Insert column-oriented data; ``dedup_token`` makes a replayed insert a no-op."""
-        settings: dict[str, Any] = {"log_comment": name}
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
+        settings = self._insert_settings(name, dedup_token)
         self._run(
             name,
             lambda: self._client.insert(
@@ -118,9 +123,7 @@ class Engine:
         self, name: str, table: str, column_names: Sequence[str], payload: bytes, dedup_token: str | None = None
     ) -> None:
         """Insert pre-encoded Native bytes (see ``store.native``)."""
-        settings: dict[str, Any] = {"log_comment": name}
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
+        settings = self._insert_settings(name, dedup_token)
         self._run(
             name,
             lambda: self._client.raw_insert(

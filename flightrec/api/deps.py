@@ -19,32 +19,27 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _running_part(request: Request, name: str, what: str):  # noqa: ANN202 - the part's own type
+    part = getattr(get_runtime(request), name)
+    if part is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} is not running")
+    return part
+
+
 def get_store(request: Request) -> Store:
-    store = get_runtime(request).store
-    if store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the store is not open")
-    return store
+    return _running_part(request, "store", "the store")
 
 
 def get_pipeline(request: Request) -> IngestPipeline:
-    pipeline = get_runtime(request).pipeline
-    if pipeline is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is not running")
-    return pipeline
+    return _running_part(request, "pipeline", "intake")
 
 
 def get_rollback(request: Request) -> RollbackService:
-    service = get_runtime(request).rollback
-    if service is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rollback is not running")
-    return service
+    return _running_part(request, "rollback", "rollback")
 
 
 def get_switches(request: Request) -> KillSwitches:
-    switches = get_runtime(request).switches
-    if switches is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "kill switches are not running")
-    return switches
+    return _running_part(request, "switches", "the kill switches")
 
 
 def require_api_token(request: Request) -> None:

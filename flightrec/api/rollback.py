@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
@@ -22,13 +20,7 @@ PLAN_ERRORS = {
 }
 
 
-class PlanRequest(BaseModel):
-    agent: str = ""
-    object: str = Field(default="", description="type:id")
-    flow: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-    last: int = Field(default=10, ge=1, le=10_000)
+class PlanRequest(Selector):
     actor: str = Field(description="who asks for the rollback")
 
 
