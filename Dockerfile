@@ -33,6 +33,7 @@ COPY collector ./collector
 COPY flightrec ./flightrec
 COPY stories ./stories
 COPY rollback ./rollback
+COPY detectors ./detectors
 COPY dashboards ./dashboards
 RUN pip install --no-deps . \
  && pip check \

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flightrec.cli_output import print_pass
 from flightrec.settings import Settings
 
 app = typer.Typer(help="Flight Recorder: a flight recorder for autonomous AI agents.", no_args_is_help=True)
@@ -201,6 +202,26 @@ def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, 
     control = _api_call(api, "POST", f"/api/controls/agents/{agent}/{command}",
                         json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
     console.print(f"{agent}: {control['state']}" + (f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""))
+
+
+@app.command()
+def detect(api: str = ApiOpt) -> None:
+    """Run one detector pass on the server and print the alerts it fired or resolved."""
+    print_pass(console, _api_call(api, "POST", "/api/detectors/run"))
+
+
+@app.command()
+def alerts(
+    status: str = typer.Option("firing", "--status", help="pending, firing, resolved, or '' for all"),
+    api: str = ApiOpt,
+) -> None:
+    """List alerts."""
+    body = _api_call(api, "GET", "/api/alerts", params={"status": status})
+    table = Table("since (UTC)", "status", "severity", "detector", "agent", "summary")
+    for alert in body["alerts"]:
+        table.add_row(alert["started_at"][:19].replace("T", " "), alert["status"], alert["severity"],
+                      alert["detector"], alert["agent"], alert["summary"])
+    console.print(table)
 
 
 ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log)")

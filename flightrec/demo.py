@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from flightrec.cli_output import print_pass
 from flightrec.fleet import FleetConfig, FleetReport
 from flightrec.server import BackgroundServer, make_records_server, make_server
 from flightrec.settings import Settings
@@ -79,6 +80,10 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
             )
             example = next((ref for ref in report.example_objects if ref.startswith("ticket:")), report.example_objects[0])
             print_object(console, client, example)
+            if report.regression_agent:
+                console.print(f"\n[bold]The fleet's injected regression[/bold]: {report.regression_agent} changed model "
+                              f"at workflow {report.regression_at}. A detector pass:")
+                print_pass(console, client.post("/api/detectors/run", timeout=120).json())
         if config.ui and config.serve_on:
             from dashboards.launch import start_ui
 

@@ -9,6 +9,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector import BatchWriter, IngestPipeline, WriteAheadLog, WriterConfig
 from collector.decode import decode_body
 from collector.grpc_server import GrpcReceiver
+from detectors.pager import PagerRoutes
+from detectors.runner import DetectorRunner
 from flightrec.settings import Settings
 from rollback import KillSwitches, RollbackService, UndoExecutor
 from store import Store, open_store
@@ -28,6 +30,7 @@ class Runtime:
         self.grpc: GrpcReceiver | None = None
         self.rollback: RollbackService | None = None
         self.switches: KillSwitches | None = None
+        self.detectors: DetectorRunner | None = None
         self._executor: UndoExecutor | None = None
 
     def start(self) -> None:
@@ -48,6 +51,10 @@ class Runtime:
             self.switches = KillSwitches(self.store)
             self._executor = UndoExecutor(self.settings.records_url)
             self.rollback = RollbackService(self.store, self._executor, emit=self._emit)
+            self.detectors = DetectorRunner(
+                self.store, self.settings.detectors_config(), PagerRoutes.from_config(self.settings.pager_config())
+            )
+            self.detectors.start(self.settings.detect_interval_s)
         except Exception:
             self.shutdown()
             raise
@@ -60,6 +67,9 @@ class Runtime:
 
     def shutdown(self) -> None:
         """Stop intake, flush the WAL into the store, close everything; safe to call twice."""
+        if self.detectors is not None:
+            self.detectors.shutdown()
+            self.detectors = None
         if self.pipeline is not None:
             self.pipeline.close_intake()
         if self.grpc is not None:

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from collector import IntakeConfig, NormalizeConfig, WalConfig
 from collector.normalize import DEFAULT_PRICES, ModelPrice
+from detectors.budgets import BudgetConfig
+from detectors.pager import PagerConfig
+from detectors.runner import DetectorsConfig
 from store import StoreConfig
 
 LOOPBACK_NAMES = {"localhost"}
@@ -48,6 +51,19 @@ class Settings(BaseSettings):
         ge=0,
         description="processes that decode and normalize WAL segments (0: in the writer thread)",
     )
+    detect_interval_s: float = Field(default=60.0, ge=0, description="seconds between detector passes in serve (0: off)")
+    detect_window_hours: float = Field(default=24.0, gt=0, description="how far back a detector pass looks")
+    run_budget_usd: float | None = Field(default=0.05, description="mean USD per run above which an agent alerts")
+    object_budget_usd: float | None = Field(default=5.0, description="USD per business object per window that alerts")
+    agent_budgets_usd: dict[str, float] = Field(default_factory=dict, description="USD per agent per window (JSON)")
+    ui_url: str = Field(default="http://127.0.0.1:8501", description="dashboards base URL, for links in alerts")
+    pagerduty_routing_key: SecretStr | None = Field(default=None, description="PagerDuty Events v2 routing key")
+    pagerduty_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events v2 endpoint"
+    )
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL (alerts posted to /api/v2/alerts)")
+    slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming webhook URL")
+    webhook_url: str | None = Field(default=None, description="generic webhook receiving alert transitions as JSON")
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
     )
@@ -82,6 +98,21 @@ class Settings(BaseSettings):
 
     def normalize_config(self) -> NormalizeConfig:
         return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)
+
+    def detectors_config(self) -> DetectorsConfig:
+        return DetectorsConfig(
+            window_hours=self.detect_window_hours,
+            budgets=BudgetConfig(run_usd=self.run_budget_usd, object_usd=self.object_budget_usd,
+                                 agent_usd=self.agent_budgets_usd),
+            ui_url=self.ui_url,
+        )
+
+    def pager_config(self) -> PagerConfig:
+        return PagerConfig(
+            pagerduty_routing_key=self.pagerduty_routing_key, pagerduty_url=self.pagerduty_url,
+            alertmanager_url=self.alertmanager_url, slack_webhook_url=self.slack_webhook_url,
+            webhook_url=self.webhook_url, ui_url=self.ui_url,
+        )
 
     def binds_loopback_only(self) -> bool:
         if self.host in LOOPBACK_NAMES:

@@ -87,6 +87,13 @@ class Engine:
             name, lambda: self._client.query(sql, parameters=params or {}, settings=settings).result_rows
         )
 
+    def query_columns(self, name: str, sql: str, params: dict[str, Any] | None = None) -> dict[str, list]:
+        """Run a SELECT and return its result column by column, keyed by column name."""
+        settings = {"log_comment": name}
+        result = self._run(name, lambda: self._client.query(sql, parameters=params or {}, settings=settings))
+        return {column: list(values) for column, values in zip(result.column_names, result.result_columns)} if (
+            result.result_columns) else {column: [] for column in result.column_names}
+
     def command(self, name: str, sql: str, params: dict[str, Any] | None = None) -> Any:
         """Run DDL or another statement that returns no rows."""
         return self._run(name, lambda: self._client.command(sql, parameters=params or {}))

@@ -10,6 +10,7 @@ from store.links import covered_spans
 from store.migrations import migrate
 from store.native import PreparedBatch
 from store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
+from store.signals import AlertsRepository, SignalsRepository
 from store.models import (
     LINK_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
@@ -75,6 +76,8 @@ class Store:
         self.controls = ControlsRepository(engine, self.db)
         self.plans = PlansRepository(engine, self.db)
         self.audit = AuditRepository(engine, self.db)
+        self.signals = SignalsRepository(engine, self.db)
+        self.alerts = AlertsRepository(engine, self.db)
 
     # -- lifecycle ---------------------------------------------------------------
 

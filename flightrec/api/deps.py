@@ -7,6 +7,7 @@ import hmac
 from fastapi import HTTPException, Request, status
 
 from collector import IngestPipeline
+from detectors.runner import DetectorRunner
 from flightrec.runtime import Runtime
 from rollback import KillSwitches, RollbackService
 from store import Store
@@ -40,6 +41,10 @@ def get_rollback(request: Request) -> RollbackService:
 
 def get_switches(request: Request) -> KillSwitches:
     return _running_part(request, "switches", "the kill switches")
+
+
+def get_detectors(request: Request) -> DetectorRunner:
+    return _running_part(request, "detectors", "the detectors")
 
 
 def require_api_token(request: Request) -> None:

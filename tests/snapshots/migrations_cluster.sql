@@ -128,3 +128,17 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY Seq;
+
+-- 0004_alerts
+CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr
+(
+    DedupKey String,
+    Version UInt64,
+    Status LowCardinality(String),
+    Detector LowCardinality(String),
+    Agent LowCardinality(String),
+    Body String CODEC(ZSTD(3)),
+    UpdatedAt DateTime64(6)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY DedupKey;

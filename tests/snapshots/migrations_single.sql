@@ -128,3 +128,17 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_log
 )
 ENGINE = MergeTree
 ORDER BY Seq;
+
+-- 0004_alerts
+CREATE TABLE IF NOT EXISTS flightrec.alerts 
+(
+    DedupKey String,
+    Version UInt64,
+    Status LowCardinality(String),
+    Detector LowCardinality(String),
+    Agent LowCardinality(String),
+    Body String CODEC(ZSTD(3)),
+    UpdatedAt DateTime64(6)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY DedupKey;

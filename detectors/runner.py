@@ -1,0 +1,122 @@
+"""One detector pass: read the window once, run every detector, update alerts, page on changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from detectors.alerts import AlertBook
+from detectors.budgets import BudgetConfig, BudgetDetector
+from detectors.context import PassContext, Runs
+from detectors.drift import BaselineDriftDetector, DriftConfig
+from detectors.loops import LoopConfig, LoopDetector
+from detectors.models import Alert, Finding
+from detectors.outliers import OutlierConfig, UnusualTraceDetector
+from detectors.pager import Delivery, PagerRoutes
+from detectors.version import VersionRegressionConfig, VersionRegressionDetector
+from store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, ctx: PassContext) -> list[Finding]: ...
+
+
+class DetectorsConfig(BaseModel):
+    """Every detector's settings, the window they look at, and how long a finding must hold to fire."""
+
+    window_hours: float = Field(default=24.0, gt=0, description="how far back each pass looks")
+    version: VersionRegressionConfig = Field(default_factory=VersionRegressionConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    outliers: OutlierConfig = Field(default_factory=OutlierConfig)
+    loops: LoopConfig = Field(default_factory=LoopConfig)
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    for_s: dict[str, float] = Field(default_factory=dict, description="per detector: seconds pending before firing")
+    ui_url: str = Field(default="http://127.0.0.1:8501", description="dashboards base URL, for links in alerts")
+
+
+class PassResult(BaseModel):
+    """What one pass found and changed."""
+
+    since: datetime
+    until: datetime
+    runs: int
+    findings: int
+    fired: list[Alert]
+    resolved: list[Alert]
+    deliveries: list[Delivery]
+    seconds: float
+
+
+class DetectorRunner:
+    """Runs passes, one at a time, on demand or on an interval."""
+
+    def __init__(self, store: Store, config: DetectorsConfig | None = None, pager: PagerRoutes | None = None) -> None:
+        self.store = store
+        self.config = config or DetectorsConfig()
+        self.pager = pager
+        self.book = AlertBook(store, self.config.for_s, self.config.ui_url)
+        self.detectors: list[Detector] = [
+            VersionRegressionDetector(self.config.version),
+            BaselineDriftDetector(self.config.drift),
+            UnusualTraceDetector(self.config.outliers),
+            LoopDetector(store, self.config.loops),
+            BudgetDetector(store, self.config.budgets),
+        ]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_pass(self, until: datetime | None = None) -> PassResult:
+        with self._lock:
+            started = time.perf_counter()
+            until = until or datetime.now(tz=timezone.utc)
+            since = until - timedelta(hours=self.config.window_hours)
+            ctx = PassContext(since=since, until=until, runs=Runs.from_features(
+                self.store.signals.run_features(since=since, until=until)))
+            findings: list[Finding] = []
+            judged: set[str] = set()
+            for detector in self.detectors:
+                try:
+                    findings.extend(detector.detect(ctx))
+                    judged.add(detector.name)
+                except Exception:  # one broken detector must not silence the others
+                    log.exception("detector %s failed; its alerts are left as they were", detector.name)
+            transitions = self.book.apply(findings, until, judged)
+            deliveries = self.pager.notify(transitions) if self.pager and transitions else []
+            return PassResult(
+                since=since, until=until, runs=len(ctx.runs), findings=len(findings),
+                fired=[t.alert for t in transitions if t.change == "fired"],
+                resolved=[t.alert for t in transitions if t.change == "resolved"],
+                deliveries=deliveries, seconds=time.perf_counter() - started,
+            )
+
+    def start(self, interval_s: float) -> None:
+        """Run a pass every ``interval_s`` seconds in a background thread (0 disables)."""
+        if interval_s <= 0 or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.run_pass()
+                except Exception:
+                    log.exception("detector pass failed")
+
+        self._thread = threading.Thread(target=loop, name="flightrec-detectors", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+

@@ -1,0 +1,140 @@
+"""Statements detectors read: per-run features, rollups, loops, costs; and the alerts they keep."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel
+
+from store.engine import Engine
+
+# One row per run (trace): the features every detector works from.
+RUN_FEATURES = """
+SELECT
+    TraceId AS trace_id,
+    anyIf(Agent, ParentSpanId = '') AS agent,
+    anyIf(SpanName, ParentSpanId = '') AS flow,
+    anyIf(Model, ParentSpanId = '') AS model,
+    anyIf(PromptVersion, ParentSpanId = '') AS prompt_version,
+    anyIf(AgentVersion, ParentSpanId = '') AS agent_version,
+    toUnixTimestamp64Milli(min(Timestamp)) AS start_ms,
+    maxIf(Duration, ParentSpanId = '') / 1e6 AS duration_ms,
+    count() AS spans,
+    countIf(Operation = 'tool') AS tool_calls,
+    uniqExactIf(Tool, Operation = 'tool') AS distinct_tools,
+    sum(InputTokens) AS tokens_in,
+    sum(OutputTokens) AS tokens_out,
+    sum(CostUsd) AS cost_usd,
+    countIf(StatusCode = 'Error') AS errors,
+    countIf(StatusCode = 'Error' AND ParentSpanId = '') > 0 AS failed,
+    countIf(SpanAttributes['flightrec.retry.attempt'] != '') AS retries,
+    countIf(GuardrailVerdict = 'block') AS blocks,
+    countIf(HumanDecision = 'override') AS overrides,
+    countIf(HumanDecision = 'reject') AS rejects,
+    countIf(Operation = 'human') AS human_decisions,
+    countIf(Operation = 'action' AND Mode = 'observe') AS observe_actions,
+    countIf(Operation = 'action' AND Mode = 'assist') AS assist_actions,
+    countIf(Operation = 'action' AND Mode NOT IN ('observe', 'assist')) AS auto_actions,
+    anyIf(Objects[1], ParentSpanId = '') AS object
+FROM (SELECT * FROM {db}.otel_traces
+      WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64})
+      LIMIT 1 BY TraceId, SpanId)
+GROUP BY TraceId
+HAVING countIf(ParentSpanId = '') > 0
+ORDER BY start_ms
+"""
+
+
+class RunFeatures(BaseModel):
+    """Per-run features, column by column (lists of equal length), from :data:`RUN_FEATURES`."""
+
+    columns: dict[str, list]
+
+    def __len__(self) -> int:
+        return len(self.columns.get("trace_id", []))
+
+    def column(self, name: str) -> list:
+        return self.columns[name]
+
+
+class LoopRow(BaseModel):
+    trace_id: str
+    agent: str
+    tool: str
+    arguments: str
+    calls: int
+    object: str
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class SignalsRepository:
+    """What detectors read, for a time window [since, until)."""
+
+    def __init__(self, engine: Engine, db: str) -> None:
+        self.engine, self.db = engine, db
+
+    def run_features(self, *, since: datetime, until: datetime) -> RunFeatures:
+        return RunFeatures(columns=self.engine.query_columns(
+            "run_features", RUN_FEATURES.replace("{db}", self.db), {"since_ms": _ms(since), "until_ms": _ms(until)}
+        ))
+
+    def repeated_tool_calls(self, *, since: datetime, until: datetime, min_calls: int) -> list[LoopRow]:
+        """Tool calls repeated with identical arguments within one run (retries excluded)."""
+        rows = self.engine.query(
+            "repeated_tool_calls",
+            f"SELECT TraceId, any(Agent), Tool, SpanAttributes['gen_ai.tool.call.arguments'] AS arguments, count(), "
+            f"any(Objects[1]) FROM {self.db}.otel_traces "
+            "WHERE Operation = 'tool' AND SpanAttributes['flightrec.retry.attempt'] = '' "
+            "AND Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64}) "
+            "GROUP BY TraceId, Tool, arguments HAVING count() >= {min_calls:UInt32} ORDER BY count() DESC LIMIT 1000",
+            {"since_ms": _ms(since), "until_ms": _ms(until), "min_calls": min_calls},
+        )
+        return [LoopRow(trace_id=t, agent=a, tool=tool, arguments=args, calls=c, object=o) for t, a, tool, args, c, o in rows]
+
+    def object_costs(self, *, since: datetime, until: datetime, min_usd: float) -> list[tuple[str, float, int]]:
+        """(object, USD, runs) for objects whose runs cost at least ``min_usd`` in the window."""
+        rows = self.engine.query(
+            "object_costs",
+            f"SELECT concat(l.ObjectType, ':', l.ObjectId) AS object, sum(t.cost) AS usd, count() AS runs FROM "
+            f"(SELECT DISTINCT ObjectType, ObjectId, TraceId FROM {self.db}.object_links "
+            "WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64})) AS l "
+            f"INNER JOIN (SELECT TraceId, sum(CostUsd) AS cost FROM {self.db}.otel_traces "
+            "WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64}) "
+            "GROUP BY TraceId) AS t ON l.TraceId = t.TraceId "
+            "GROUP BY object HAVING usd >= {min_usd:Float64} ORDER BY usd DESC LIMIT 100",
+            {"since_ms": _ms(since), "until_ms": _ms(until), "min_usd": min_usd},
+        )
+        return [(obj, float(usd), int(runs)) for obj, usd, runs in rows]
+
+    def latest_time(self) -> datetime | None:
+        """The newest span's start: passes over simulated or replayed data end there."""
+        rows = self.engine.query("latest_time", f"SELECT toUnixTimestamp64Milli(max(Timestamp)), count() FROM {self.db}.otel_traces")
+        return datetime.fromtimestamp(rows[0][0] / 1000, tz=timezone.utc) if rows and rows[0][1] else None
+
+
+class AlertsRepository:
+    """Alerts as versioned JSON documents; the newest version per dedup key is the alert."""
+
+    def __init__(self, engine: Engine, db: str) -> None:
+        self.engine, self.db = engine, db
+
+    def save(self, *, dedup_key: str, version: int, status: str, detector: str, agent: str, body: str) -> None:
+        self.engine.insert(
+            "save_alert", f"{self.db}.alerts",
+            [[dedup_key], [version], [status], [detector], [agent], [body], [datetime.now(tz=timezone.utc)]],
+            ["DedupKey", "Version", "Status", "Detector", "Agent", "Body", "UpdatedAt"],
+        )
+
+    def latest(self, *, status: str = "", limit: int = 1000) -> list[tuple[int, str]]:
+        """(version, body) of each alert's newest version, optionally only in one status; newest first."""
+        rows = self.engine.query(
+            "latest_alerts",
+            f"SELECT max(Version), argMax(Body, Version), argMax(Status, Version) AS status FROM {self.db}.alerts "
+            "GROUP BY DedupKey HAVING ({status:String} = '' OR status = {status:String}) "
+            "ORDER BY max(UpdatedAt) DESC LIMIT {limit:UInt32}",
+            {"status": status, "limit": limit},
+        )
+        return [(int(version), body) for version, body, _ in rows]
