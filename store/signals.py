@@ -45,6 +45,29 @@ ORDER BY start_ms
 """
 
 
+ROLLUPS = """
+SELECT agent, flow, model, prompt_version,
+    intDiv(toInt64(start_ms), {bucket_s:UInt32} * 1000) * {bucket_s:UInt32} * 1000 AS bucket_ms,
+    count() AS runs,
+    avg(failed) AS error_rate,
+    quantile(0.5)(duration_ms) AS p50_ms,
+    quantile(0.95)(duration_ms) AS p95_ms,
+    sum(tokens_in + tokens_out) AS tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(blocks) AS guardrail_blocks,
+    avg(overrides > 0) AS override_rate,
+    avg(rejects > 0) AS reject_rate,
+    sum(tool_calls) AS tool_calls,
+    sum(human_decisions) AS human_decisions,
+    sum(observe_actions) AS observe_actions,
+    sum(assist_actions) AS assist_actions,
+    sum(auto_actions) AS auto_actions
+FROM ({runs})
+GROUP BY agent, flow, model, prompt_version, bucket_ms
+ORDER BY bucket_ms, agent, flow
+"""
+
+
 class RunFeatures(BaseModel):
     """Per-run features, column by column (lists of equal length), from :data:`RUN_FEATURES`."""
 
@@ -80,6 +103,14 @@ class SignalsRepository:
         return RunFeatures(columns=self.engine.query_columns(
             "run_features", RUN_FEATURES.replace("{db}", self.db), {"since_ms": _ms(since), "until_ms": _ms(until)}
         ))
+
+    def rollups(self, *, since: datetime, until: datetime, bucket_s: int) -> dict[str, list]:
+        """Golden signals per agent x flow x model x prompt version x time bucket, column by column."""
+        runs = RUN_FEATURES.replace("{db}", self.db).replace("ORDER BY start_ms", "")
+        return self.engine.query_columns(
+            "rollups", ROLLUPS.replace("{runs}", runs),
+            {"since_ms": _ms(since), "until_ms": _ms(until), "bucket_s": bucket_s},
+        )
 
     def repeated_tool_calls(self, *, since: datetime, until: datetime, min_calls: int) -> list[LoopRow]:
         """Tool calls repeated with identical arguments within one run (retries excluded)."""
