@@ -135,7 +135,8 @@ def alert_links(config: PagerConfig, alert: Alert, limit: int = 5) -> list[dict[
     """[{href, text}]: the triage view, then example stories, then any other links the alert carries."""
     base = config.ui_url.rstrip("/")
     links = [{"href": triage_link(config, alert), "text": f"Triage {alert.agent or alert.detector}"}]
-    links += [{"href": f"{base}/?object={quote(ref, safe=':')}", "text": f"Story {ref}"} for ref in alert.objects[:limit]]
+    stories = alert.objects[:limit]
+    links += [{"href": f"{base}/?object={quote(ref, safe=':')}", "text": f"Story {ref}"} for ref in stories]
     known = {link["href"] for link in links}
     links += [{"href": href, "text": name} for name, href in alert.links.items() if href not in known]
     return links

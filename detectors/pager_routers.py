@@ -185,7 +185,8 @@ class SlackRouter(HttpRouter):
     def headline(transition: AlertTransition) -> str:
         alert = transition.alert
         emoji, word = HEADLINE[transition.change]
-        return f"{emoji} {word} [{alert.severity}] {alert.agent or alert.detector}: {truncate(alert.summary, SUMMARY_MAX)}"
+        who = alert.agent or alert.detector
+        return f"{emoji} {word} [{alert.severity}] {who}: {truncate(alert.summary, SUMMARY_MAX)}"
 
     def block(self, transition: AlertTransition) -> dict[str, object]:
         links = " · ".join(
