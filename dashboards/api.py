@@ -39,8 +39,11 @@ def _client(base_url: str, token: str | None) -> httpx.Client:
 def _explain(response: httpx.Response, base_url: str) -> str:
     try:
         detail = response.json().get("detail", "")
-    except ValueError:
+    except (ValueError, AttributeError):
         detail = ""
+    if isinstance(detail, list):  # FastAPI's validation errors: say which field and why
+        detail = "; ".join(f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: {item.get('msg', '')}"
+                           if isinstance(item, dict) else str(item) for item in detail)
     if response.status_code == 401:
         return f"The API at {base_url} refused the token: set FLIGHTREC_API_TOKEN to the server's API token."
     if response.status_code >= 500:
@@ -48,9 +51,10 @@ def _explain(response: httpx.Response, base_url: str) -> str:
     return str(detail) if detail else f"The API answered {response.status_code} for {response.request.url.path}."
 
 
-def _get(base_url: str, token: str | None, path: str, params: tuple[tuple[str, Any], ...]) -> httpx.Response:
+def _send(base_url: str, token: str | None, method: str, path: str, params: tuple[tuple[str, Any], ...] = (),
+          body: dict[str, Any] | None = None) -> httpx.Response:
     try:
-        response = _client(base_url, token).get(path, params=dict(params))
+        response = _client(base_url, token).request(method, path, params=dict(params), json=body)
     except httpx.HTTPError as exc:
         raise ApiError(
             f"Cannot reach the Flight Recorder API at {base_url} ({type(exc).__name__}). "
@@ -59,6 +63,10 @@ def _get(base_url: str, token: str | None, path: str, params: tuple[tuple[str, A
     if response.is_error:
         raise ApiError(_explain(response, base_url), response.status_code)
     return response
+
+
+def _get(base_url: str, token: str | None, path: str, params: tuple[tuple[str, Any], ...]) -> httpx.Response:
+    return _send(base_url, token, "GET", path, params)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -108,6 +116,72 @@ def search(q: str) -> dict[str, Any]:
 
 def trace(trace_id: str) -> dict[str, Any]:
     return get_json(f"/api/traces/{quote(trace_id.strip(), safe='')}")
+
+
+def get_fresh(path: str, **params: Any) -> dict[str, Any]:
+    """GET an API path bypassing the cache: for state that changes while people watch (plans, switches)."""
+    given = tuple(sorted((key, value) for key, value in params.items() if value not in (None, "")))
+    return _send(api_url(), _api_token(), "GET", path, given).json()
+
+
+def post_json(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a JSON body (never cached); raise ApiError with the API's own explanation."""
+    return _send(api_url(), _api_token(), "POST", path, body=body).json()
+
+
+# --- rollback console: actions, undo plans, kill switches ---------------------------------------
+
+def actions(agent: str = "", object: str = "", last: int = 20, performed: bool = False) -> dict[str, Any]:
+    """An agent's or an object's last actions, newest first (``{"items": [ActionRecord...]}``);
+    ``performed``: only those that took effect."""
+    return get_fresh("/api/actions", agent=agent, object=object, last=last, performed=performed or None)
+
+
+def action_agents(scan: int = 2000) -> list[str]:
+    """Agents that acted recently (from the actions registry), plus any with a kill switch set."""
+    recent = get_json("/api/actions", last=scan)["items"]
+    switched = get_json("/api/controls")["items"]
+    names = [item["agent"] for item in recent] + [item["agent"] for item in switched if item.get("agent")]
+    return sorted(set(filter(None, names)))
+
+
+def _plan_path(plan_id: str, *rest: str) -> str:
+    return "/".join(["/api/rollback/plans", quote(plan_id.strip(), safe=""), *rest])
+
+
+def create_plan(*, actor: str, last: int, agent: str = "", object: str = "") -> dict[str, Any]:
+    """Plan the undo of an agent's or an object's last ``last`` actions (a dry run: nothing executes)."""
+    body: dict[str, Any] = {"agent": agent, "object": object, "last": last, "actor": actor}
+    return post_json("/api/rollback/plans", {key: value for key, value in body.items() if value not in ("", None)})
+
+
+def plans(limit: int = 20) -> dict[str, Any]:
+    return get_fresh("/api/rollback/plans", limit=limit)
+
+
+def plan(plan_id: str) -> dict[str, Any]:
+    return get_fresh(_plan_path(plan_id))
+
+
+def approve_plan(plan_id: str, actor: str) -> dict[str, Any]:
+    """Approve as ``actor``; the API refuses (403) the plan's own author."""
+    return post_json(_plan_path(plan_id, "approve"), {"actor": actor})
+
+
+def execute_plan(plan_id: str, actor: str) -> dict[str, Any]:
+    """Start or resume a plan without waiting for it; poll ``plan`` for progress."""
+    return post_json(_plan_path(plan_id, "execute"), {"actor": actor, "wait": False})
+
+
+def control(agent: str) -> dict[str, Any]:
+    """An agent's kill switch: ``{agent, state, max_per_minute, actor, reason, updated_at}``."""
+    return get_fresh(f"/api/controls/agents/{quote(agent.strip(), safe='')}")
+
+
+def set_control(agent: str, command: str, *, actor: str, reason: str = "", max_per_minute: int = 0) -> dict[str, Any]:
+    """``command`` is pause, resume, drain or throttle."""
+    return post_json(f"/api/controls/agents/{quote(agent.strip(), safe='')}/{command}",
+                     {"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
 
 
 def clear_cache() -> None:

@@ -1,7 +1,8 @@
 """Flight Recorder dashboards: the entrypoint only routes (``flightrec ui`` runs it).
 
 ``/?object=ticket:TCK-1042`` opens that object's story and ``/?trace=<id>`` that trace,
-so links to a story or a trace can be shared as they are.
+so links to a story or a trace can be shared as they are; ``/?plan=<id>`` opens that undo plan
+in the rollback console (the link a plan's author sends to the person who approves it).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ st.set_page_config(page_title="Flight Recorder", page_icon=":material/flight:", 
 home = st.Page(ui.OBJECTS_PAGE, title="Objects", icon=":material/list_alt:", url_path="objects", default=True)
 story = st.Page(ui.STORY_PAGE, title="Story", icon=":material/menu_book:", url_path="story")
 trace = st.Page(ui.TRACE_PAGE, title="Trace", icon=":material/account_tree:", url_path="trace")
-page = st.navigation([home, story, trace])
+rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", url_path="rollback")
+page = st.navigation([home, story, trace, rollback])
 if page.url_path == home.url_path:
-    target = story if "object" in st.query_params else trace if "trace" in st.query_params else None
+    target = (story if "object" in st.query_params else trace if "trace" in st.query_params
+              else rollback if "plan" in st.query_params else None)
     if target is not None:
         st.switch_page(target, query_params=st.query_params.to_dict())
 with st.sidebar:

@@ -14,6 +14,8 @@ from dashboards import api
 OBJECTS_PAGE = "pages/objects.py"
 STORY_PAGE = "pages/story.py"
 TRACE_PAGE = "pages/trace.py"
+ROLLBACK_PAGE = "pages/rollback.py"
+ACTOR_KEY = "you_are"
 
 STATUS_COLORS = {
     "completed": "green",
@@ -72,6 +74,22 @@ def duration(ms: float) -> str:
 def status_badge(status: str) -> str:
     """Markdown for a colored status badge."""
     return f":{STATUS_COLORS.get(status, 'gray')}-badge[{status or 'unknown'}]"
+
+
+def badge(text: str, colors: dict[str, str], label: str | None = None) -> str:
+    """Markdown for a badge colored by ``colors[text]`` (gray when unknown), reading ``label`` if given."""
+    return f":{colors.get(text, 'gray')}-badge[{plain(label or text or 'unknown')}]"
+
+
+def you_are() -> str:
+    """The sidebar's "You are" field: the acting person's name, kept in session state across pages."""
+    widget = f"_{ACTOR_KEY}"
+    if widget not in st.session_state:
+        st.session_state[widget] = st.session_state.get(ACTOR_KEY, "")
+    name = st.sidebar.text_input("You are", key=widget, placeholder="your name",
+                                 help="Who is acting: recorded with every pause, plan, approval and execution")
+    st.session_state[ACTOR_KEY] = name.strip()
+    return name.strip()
 
 
 def object_label(ref: str) -> str:

@@ -274,8 +274,17 @@ def fleet(
     protocol: str = typer.Option("http", help="OTLP protocol: http or grpc"),
     workflows: int = typer.Option(200, min=1, help="How many agent workflows to run"),
     seed: int = typer.Option(7, help="Random seed; the same seed gives the same fleet"),
-    regression_at: int = typer.Option(None, "--regression-at", help="Workflow index where the regression starts"),
-    no_regression: bool = typer.Option(False, "--no-regression", help="A clean control run"),
+    regression_at: int = typer.Option(
+        None, "--regression-at", help="Workflow index where the injections start (default: workflows // 2)"
+    ),
+    no_regression: bool = typer.Option(False, "--no-regression", help="A clean control run: no injection at all"),
+    inject: list[str] = typer.Option(
+        None,
+        "--inject",
+        metavar="KIND",
+        help="Inject a labeled regression, repeatable: version, loop, cost, drift, outlier (default: version)",
+    ),
+    spacing: float = typer.Option(None, "--spacing", metavar="SECONDS", help="Simulated seconds between workflows"),
     ingest_token: str = typer.Option(None, envvar="FLIGHTREC_INGEST_TOKEN", help="Bearer token to send"),
     records: str = typer.Option(None, "--records", help="Base URL of the demo system of record"),
     check_controls: bool = typer.Option(
@@ -295,6 +304,8 @@ def fleet(
             seed=seed,
             regression_at=regression_at,
             no_regression=no_regression,
+            inject=inject or [],
+            spacing_s=spacing,
             ingest_token=ingest_token,
             records_url=records,
             check_controls=check_controls,

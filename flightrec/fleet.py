@@ -1,14 +1,33 @@
-"""A simulated agent fleet that emits real OpenTelemetry traces.
+"""A simulated agent fleet that emits real OpenTelemetry traces, with labeled injected regressions.
 
 Three agents (`support-agent`, `ops-agent`, `finance-agent`) work a shared, bounded pool of
 tickets, orders, invoices, customers and accounts, so objects recur across workflows and
-agents. Every workflow is one trace built with the opentelemetry-sdk: an `invoke_agent` root
-named after the flow, with LLM calls, tool calls (with retries), guardrail checks, human reviews
-and actions that carry undo descriptors, all following the conventions in DESIGN.md.
+agents. Every workflow is one trace built with the opentelemetry-sdk; what one looks like (an
+`invoke_agent` root named after the flow, LLM calls, tool calls with retries, guardrails, human
+reviews, actions with undo descriptors) lives in `flightrec.fleet_flows`.
 
 Output is deterministic for a seed and a start time: ids come from a seeded `IdGenerator` and
-every span gets explicit timestamps from a simulated clock. From `regression_at` on, the
-support agent switches model and prompt and its error and override rates rise.
+every span gets explicit timestamps from a simulated clock. Workflow k starts in its slot
+[start + k * spacing, start + k * spacing + 2/3 spacing); one that would still be running at the
+end of the window, start + workflows * spacing, is moved earlier as a whole so that every span of
+the run lies inside [start, start + workflows * spacing] (unless it is longer than the window).
+
+Injections, each from workflow `regression_at` on (default workflows // 2), each on one agent
+(`fleet_catalog.INJECTION_AGENTS`), listed in `FleetReport.injections`:
+
+- `version` (the default when `inject` is empty): support-agent switches model and prompt; its
+  error, override and guardrail-block rates rise.
+- `loop`: ~30% of ops-agent's workflows call their first tool 9-15 times with the same arguments.
+- `cost`: finance-agent's LLM calls carry 8x the input tokens; no version change.
+- `drift`: ops-agent's span durations (root included) and error rate climb linearly, x1 -> x3 and
+  2% -> 20%, from `regression_at` to the last workflow; no version change.
+- `outlier`: 5-10 support-agent traces with 60+ spans, ~30 distinct tools, swelling prompts,
+  minutes of tool calls and 3-5 guardrail blocks.
+
+`inject` lists the kinds to make (so `["loop"]` is a loop without the version regression);
+`no_regression` is a clean control run with no injection at all. Workflows before
+`regression_at` are identical to the clean run's, and which agent and flow runs at each index
+never depends on the injections.
 
 With `records_url`, every `auto` action is really performed on the demo system of record
 (`flightrec records`) before its span ends: the span records a failed call as an ERROR, and its
@@ -16,34 +35,28 @@ undo descriptor carries the ids and previous values the service answered. `obser
 actions are never performed. With `check_controls`, the kill switches are asked before each
 action; a refused action is not performed and its span says `flightrec.action.status=blocked`.
 
-`build_workflow_spans` yields the finished spans in memory; `run_fleet` sends them to a
-collector with the real OTLP exporter (HTTP or gRPC).
+`build_workflow_spans` yields the finished spans in memory (`FleetSimulation` too, and keeps the
+report); `run_fleet` sends them to a collector with the real OTLP exporter (HTTP or gRPC).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import random
 import threading
 import time
-import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol
+from typing import Literal, get_args
 
-import httpx
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -53,18 +66,20 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, Field, model_validator
 
 from flightrec import fleet_catalog as cat
+from flightrec.fleet_flows import FLOWS, MS, NO_TWIST, SECOND, Controls, Records, Run, Twist, World
 
-MS = 1_000_000
-SECOND = 1_000 * MS
 EXPORT_BATCH_SIZE = 512
 QUEUE_SIZE = 8192
 OBJECT_TYPES = ("ticket", "order", "invoice", "customer", "account")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ROOT_CONTEXT = Context()
+_WEIGHTS = [profile.weight for profile in cat.AGENTS]
+
+InjectionKind = Literal["version", "loop", "cost", "drift", "outlier"]
+INJECTION_KINDS: tuple[str, ...] = get_args(InjectionKind)
+PER_TRACE_KINDS = frozenset({"loop", "outlier"})
 
 
 class FleetConfig(BaseModel):
@@ -77,8 +92,18 @@ class FleetConfig(BaseModel):
     protocol: Literal["http", "grpc"] = Field("http", description="OTLP transport: proto-http or proto-grpc")
     workflows: int = Field(200, ge=1, description="How many workflows (one trace each) to run")
     seed: int = Field(7, description="RNG seed; the same seed and start give identical spans")
-    regression_at: int | None = Field(None, ge=0, description="First regressed workflow; default workflows // 2")
-    no_regression: bool = Field(False, description="Clean control run without the support-agent regression")
+    regression_at: int | None = Field(
+        None, ge=0, description="First workflow the injections change; default workflows // 2"
+    )
+    no_regression: bool = Field(False, description="Clean control run: no injection at all")
+    inject: list[InjectionKind] = Field(
+        default_factory=list,
+        description="Injections to make from regression_at: version, loop, cost, drift, outlier; "
+        "empty means the version regression alone",
+    )
+    spacing_s: float | None = Field(
+        None, gt=0, description=f"Simulated seconds between workflow starts; default {cat.WORKFLOW_SPACING_S}"
+    )
     ingest_token: str | None = Field(None, description="Sent as 'Authorization: Bearer <token>'")
     records_url: str | None = Field(
         None, description="Demo system of record: auto actions are performed there; base URL of undo targets"
@@ -86,7 +111,9 @@ class FleetConfig(BaseModel):
     check_controls: bool = Field(False, description="Ask the kill switches (flightrec.sdk) before each action")
     api_url: str | None = Field(None, description="API base URL for the kill switches; default: the HTTP endpoint")
     pace_s: float = Field(0.0, ge=0, description="Real seconds to wait between workflows (a live fleet)")
-    start: datetime | None = Field(None, description="Simulated clock start (UTC); default now - workflows * 30 s")
+    start: datetime | None = Field(
+        None, description="Simulated clock start (UTC); default now - workflows * spacing"
+    )
 
     @model_validator(mode="after")
     def _grpc_default_endpoint(self) -> FleetConfig:
@@ -94,6 +121,32 @@ class FleetConfig(BaseModel):
         if self.protocol == "grpc" and "endpoint" not in self.model_fields_set:
             self.endpoint = cat.DEFAULT_GRPC_ENDPOINT
         return self
+
+    @model_validator(mode="after")
+    def _one_meaning_of_clean(self) -> FleetConfig:
+        """Refuse a clean run that asks for injections; list each kind once."""
+        if self.no_regression and self.inject:
+            raise ValueError("no_regression is a clean run without any injection; drop it or drop inject")
+        self.inject = list(dict.fromkeys(self.inject))
+        return self
+
+    @property
+    def spacing(self) -> float:
+        """Simulated seconds between workflow starts."""
+        return self.spacing_s if self.spacing_s is not None else cat.WORKFLOW_SPACING_S
+
+
+class Injection(BaseModel):
+    """One labeled injected regression of a run."""
+
+    kind: InjectionKind
+    agent: str
+    start_index: int = Field(description="First workflow index the injection may change")
+    description: str
+    workflows: int = Field(0, description="How many workflows it changed")
+    trace_ids: list[str] = Field(
+        default_factory=list, description="The changed traces (32 hex digits), for the per-trace kinds loop and outlier"
+    )
 
 
 class FleetReport(BaseModel):
@@ -104,9 +157,10 @@ class FleetReport(BaseModel):
     traces: int
     agents: list[str]
     example_objects: list[str]
-    regression_agent: str | None
-    regression_at: int | None
+    regression_agent: str | None = Field(description="The agent of the version regression, if one was injected")
+    regression_at: int | None = Field(description="First workflow the injections change; None for a clean run")
     refused: int = Field(0, description="Workflows not started because the agent was paused or draining")
+    injections: list[Injection] = Field(default_factory=list, description="The injected regressions, labeled")
 
 
 class SeededIdGenerator(IdGenerator):
@@ -132,743 +186,192 @@ class SeededIdGenerator(IdGenerator):
         return True
 
 
-class _WorkflowFailed(Exception):
-    """Raised inside a flow when a step fails for good; the root span records it."""
-
-
-class _Blocked(Exception):
-    """Raised inside a flow when a kill switch refused an action; the workflow stops there."""
-
-
-class Decision(Protocol):
-    """What a kill-switch check answers."""
-
-    allowed: bool
-    state: str
-
-
-class Controls(Protocol):
-    """The kill-switch client the fleet asks before each action (`flightrec.sdk.ControlClient`)."""
-
-    def check(self, agent: str, flow: str, starting: bool = False) -> Decision: ...
-
-
-Answer = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """How the records service performs an action, and the undo descriptor built from its answer.
-
-    `simulated` stands in for the answer when the action is not performed (no service, or not auto).
-    """
-
-    path: str
-    body: Answer
-    simulated: Answer
-    undo: Callable[[Answer], tuple[str, Answer]]
-
-
-class _Records:
-    """Client of the demo system of record: one POST per performed action."""
-
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        self.http = httpx.Client(base_url=url, timeout=timeout_s)
-
-    def perform(self, path: str, body: Answer) -> tuple[Answer, tuple[str, str] | None]:
-        """POST the action; its answer, or the (exception type, message) it failed with."""
-        try:
-            response = self.http.post(path, json=body, headers={"Idempotency-Key": f"fleet-{uuid.uuid4().hex}"})
-        except httpx.HTTPError as exc:
-            return {}, (type(exc).__name__, f"POST {path} failed: {exc}")
-        if not response.is_success:
-            return {}, ("RecordsError", f"POST {path} answered {response.status_code}: {response.text[:200]}")
-        return response.json(), None
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self.http.close()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _money(amount: float) -> str:
-    return f"{amount:.2f}"
-
-
-def _mangle(object_ref: str) -> str:
-    """Return the kind of wrong id a weaker model hallucinates (a letter O for a zero)."""
-    return object_ref.replace("0", "O", 1) if "0" in object_ref else object_ref + "7"
-
-
-class _World:
-    """The bounded pool of business objects and their mutable state."""
-
-    def __init__(self, workflows: int, rng: random.Random) -> None:
-        self.accounts = [f"ACC-{50 + k}" for k in range(max(3, workflows // 12))]
-        self.customers = [f"CUS-{300 + k}" for k in range(max(4, workflows // 8))]
-        self.tickets = [f"TCK-{1000 + k}" for k in range(max(6, workflows // 3))]
-        self.orders = [f"ORD-{20000 + 3 * k + rng.randrange(3)}" for k in range(max(6, workflows // 3))]
-        self.invoices = [f"INV-{7700 + k}" for k in range(max(5, workflows // 4))]
-        plans = list(cat.PLANS)
-        self.plan = {a: rng.choice(plans) for a in self.accounts}
-        self.currency = {a: "EUR" if rng.random() < 0.7 else "USD" for a in self.accounts}
-        self.account_of = {c: self.accounts[k % len(self.accounts)] for k, c in enumerate(self.customers)}
-        self.customers_of: dict[str, list[str]] = {a: [] for a in self.accounts}
-        for customer, account in self.account_of.items():
-            self.customers_of[account].append(customer)
-        self.customer_of = self._spread(self.tickets, self.customers, rng) | self._spread(
-            self.orders, self.customers, rng
-        )
-        self.orders_of: dict[str, list[str]] = {c: [] for c in self.customers}
-        for order in self.orders:
-            self.orders_of[self.customer_of[order]].append(order)
-        self.invoice_account = self._spread(self.invoices, self.accounts, rng)
-        self.invoices_of: dict[str, list[str]] = {a: [] for a in self.accounts}
-        for invoice, account in self.invoice_account.items():
-            self.invoices_of[account].append(invoice)
-        self.total = {o: round(rng.uniform(12, 480), 2) for o in self.orders + self.invoices}
-        self.status = dict.fromkeys(self.tickets, "new")
-        self.assignee = dict.fromkeys(self.tickets, "unassigned")
-        self.touched: Counter[str] = Counter()
-        self._sequence = 0
-
-    @staticmethod
-    def _spread(items: list[str], owners: list[str], rng: random.Random) -> dict[str, str]:
-        """Give every owner at least one item, the rest at random."""
-        return {item: owners[k] if k < len(owners) else rng.choice(owners) for k, item in enumerate(items)}
-
-    @staticmethod
-    def pick(items: Sequence[str], rng: random.Random) -> str:
-        """Pick an object, skewed so a few are hot (touched by many workflows)."""
-        return items[int(len(items) * rng.random() ** 1.6)]
-
-    def next_id(self, prefix: str) -> str:
-        """Return a fresh id for a created record (refund, credit)."""
-        self._sequence += 1
-        return f"{prefix}-{50000 + self._sequence}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Gate:
-    """The outcome of a guardrail and review step: the mode to act in and the human decision."""
-
-    mode: str
-    decision: str
-
-
-class _Run:
-    """Emits the spans of one workflow on a simulated clock."""
-
-    def __init__(
-        self,
-        tracer: Tracer,
-        rng: random.Random,
-        profile: cat.AgentProfile,
-        behaviour: cat.Behaviour,
-        regressed: bool,
-        records_url: str,
-        start_ns: int,
-        records: _Records | None = None,
-        controls: Controls | None = None,
-    ) -> None:
-        self.tracer, self.rng, self.profile, self.behaviour = tracer, rng, profile, behaviour
-        self.regressed, self.records_url, self.cursor = regressed, records_url, start_ns
-        self.records, self.controls, self.flow = records, controls, ""
-        self.spans = 0
-        self.calls = 0
-        self.fail_at = rng.randint(1, 3) if rng.random() < behaviour.error_rate else 0
-        self.context_tokens = rng.randint(400, 1200)
-        self.next_input = ""
-        self.objects: set[str] = set()
-        self.ctx = _ROOT_CONTEXT
-
-    def _emit(
-        self,
-        name: str,
-        attrs: dict[str, Any],
-        duration_ns: int,
-        kind: SpanKind = SpanKind.INTERNAL,
-        error: tuple[str, str] | None = None,
-    ) -> None:
-        start = self.cursor + self.rng.randint(1, 25) * MS
-        end = start + duration_ns
-        span = self.tracer.start_span(name, context=self.ctx, kind=kind, attributes=attrs, start_time=start)
-        if error:
-            span.add_event("exception", {"exception.type": error[0], "exception.message": error[1]}, timestamp=end)
-            span.set_status(Status(StatusCode.ERROR, f"{error[0]}: {error[1]}"))
-        span.end(end_time=end)
-        self.cursor = end
-        self.spans += 1
-
-    def _link(self, attrs: dict[str, Any], link: tuple[str, str] | None, extra: Sequence[tuple[str, str]] = ()) -> None:
-        """Add object links: the primary one, plus extras as `flightrec.objects` or aliases."""
-        if link:
-            attrs["flightrec.object.type"], attrs["flightrec.object.id"] = link
-            self.objects.add(f"{link[0]}:{link[1]}")
-        if not extra:
-            return
-        refs = [f"{kind}:{oid}" for kind, oid in extra]
-        self.objects.update(refs)
-        if self.rng.random() < 0.5:
-            attrs["flightrec.objects"] = refs
-        else:
-            attrs.update({f"{kind}.id": oid for kind, oid in extra})
-
-    def _failure(self, kind: str, **fields: str) -> tuple[str, str] | None:
-        """Count a model/tool call and return its error if this is the workflow's failing call."""
-        self.calls += 1
-        if self.calls != self.fail_at:
-            return None
-        table = cat.REGRESSION_ERRORS if self.regressed else cat.BASE_ERRORS
-        etype, message = self.rng.choice(table[kind])
-        return etype, message.format(**fields)
-
-    @contextmanager
-    def workflow(
-        self, flow: str, link: tuple[str, str] | None, extra: Sequence[tuple[str, str]] = ()
-    ) -> Iterator[None]:
-        """Open the `invoke_agent` root span; a failed step ends it with an ERROR status."""
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": self.profile.name,
-            "gen_ai.request.model": self.behaviour.model,
-            "gen_ai.conversation.id": f"conv_{self.rng.getrandbits(48):012x}",
-            "flightrec.agent.version": self.profile.version,
-            "flightrec.prompt.version": self.behaviour.prompt_version,
-        }
-        self._link(attrs, link, extra)
-        self.flow = flow
-        root = self.tracer.start_span(flow, context=_ROOT_CONTEXT, attributes=attrs, start_time=self.cursor)
-        self.ctx = trace.set_span_in_context(root)
-        try:
-            yield
-        except _WorkflowFailed as failed:
-            root.set_status(Status(StatusCode.ERROR, f"workflow failed: {failed}"))
-        except _Blocked:
-            pass
-        self.cursor += self.rng.randint(1, 30) * MS
-        root.end(end_time=self.cursor)
-        self.spans += 1
-
-    @contextmanager
-    def group(self, name: str, link: tuple[str, str]) -> Iterator[None]:
-        """Open a sub-step span (one item of a batch) that links its own object."""
-        attrs: dict[str, Any] = {}
-        self._link(attrs, link)
-        span = self.tracer.start_span(name, context=self.ctx, attributes=attrs, start_time=self.cursor)
-        outer, self.ctx = self.ctx, trace.set_span_in_context(span)
-        try:
-            yield
-        except _WorkflowFailed as failed:
-            span.set_status(Status(StatusCode.ERROR, str(failed)))
-            raise
-        finally:
-            self.ctx = outer
-            self.cursor += self.rng.randint(1, 10) * MS
-            span.end(end_time=self.cursor)
-            self.spans += 1
-
-    def ask(self, text: str) -> None:
-        """Set the user message the next LLM call answers."""
-        self.next_input = _dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}])
-
-    def _chat(self, output: dict[str, Any], finish: str, output_tokens: int) -> None:
-        self.context_tokens += self.rng.randint(60, 260)
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": self.profile.provider,
-            "gen_ai.request.model": self.behaviour.model,
-            "gen_ai.request.temperature": 0.2,
-            "gen_ai.response.model": self.behaviour.response_model,
-            "gen_ai.usage.input_tokens": self.context_tokens,
-            "gen_ai.usage.output_tokens": output_tokens,
-            "gen_ai.input.messages": self.next_input,
-        }
-        error = self._failure("chat", model=self.behaviour.model)
-        if not error:
-            attrs["gen_ai.output.messages"] = _dumps([{"role": "assistant", **output, "finish_reason": finish}])
-            attrs["gen_ai.response.finish_reasons"] = [finish]
-        duration = (250 + output_tokens * self.rng.randint(8, 20)) * MS
-        self._emit(f"chat {self.behaviour.model}", attrs, duration, SpanKind.CLIENT, error)
-        if error:
-            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
-
-    def tool(self, name: str, args: dict[str, Any], result: dict[str, Any], inputs: Sequence[str] = ()) -> None:
-        """An LLM call that requests a tool, then the tool call itself (with transient retries)."""
-        call_id = f"call_{self.rng.getrandbits(48):012x}"
-        call = {"type": "tool_call", "id": call_id, "name": name, "arguments": args}
-        self._chat({"parts": [call]}, "tool_call", self.rng.randint(15, 60))
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": call_id,
-            "gen_ai.tool.type": "function",
-            "gen_ai.tool.call.arguments": _dumps(args),
-        }
-        if inputs:
-            attrs["flightrec.inputs"] = list(inputs)
-        attempt = 0
-        while attempt < 2 and self.rng.random() < (0.02 if attempt == 0 else 0.25):
-            transient = (cat.TRANSIENT_ERROR[0], cat.TRANSIENT_ERROR[1].format(tool=name))
-            retry = {"flightrec.retry.attempt": attempt} if attempt else {}
-            self._emit(f"execute_tool {name}", attrs | retry, 2000 * MS, error=transient)
-            attempt += 1
-        if attempt:
-            attrs["flightrec.retry.attempt"] = attempt
-        subject = _mangle(inputs[0]) if self.regressed and inputs else (inputs[0] if inputs else name)
-        error = self._failure("tool", tool=name, object=subject)
-        if not error:
-            attrs["gen_ai.tool.call.result"] = _dumps(result)
-        self._emit(f"execute_tool {name}", attrs, self.rng.randint(40, 600) * MS, error=error)
-        if error:
-            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
-        response = {"type": "tool_call_response", "id": call_id, "response": result}
-        self.next_input = _dumps([{"role": "tool", "parts": [response]}])
-
-    def decide(self, text: str) -> None:
-        """The LLM call that states the agent's decision and its rationale."""
-        self._chat({"parts": [{"type": "text", "content": text}]}, "stop", self.rng.randint(40, 220))
-
-    def mode(self, flow: str) -> str:
-        """Draw the autonomy mode (observe / assist / auto) for this flow."""
-        return self.rng.choices(cat.MODES, cat.MODE_WEIGHTS[flow])[0]
-
-    def _guardrail(self, name: str) -> str:
-        verdict = self.rng.choices(cat.VERDICTS, self.behaviour.guardrail_weights)[0]
-        attrs = {
-            "flightrec.operation": "guardrail",
-            "flightrec.guardrail.name": name,
-            "flightrec.guardrail.verdict": verdict,
-            "flightrec.guardrail.reason": cat.GUARDRAIL_REASONS[name][cat.VERDICTS.index(verdict)],
-        }
-        self._emit(f"guardrail {name}", attrs, self.rng.randint(5, 80) * MS)
-        return verdict
-
-    def _human(self) -> str:
-        if self.rng.random() < self.behaviour.override_rate:
-            decision = "reject" if self.rng.random() < 0.5 else "override"
-        else:
-            decision = "approve" if self.rng.random() < 0.8 else "edit"
-        attrs = {
-            "flightrec.operation": "human",
-            "flightrec.human.decision": decision,
-            "flightrec.human.actor": self.rng.choice(self.profile.actors),
-            "flightrec.human.reason": self.rng.choice(cat.HUMAN_REASONS[decision]),
-        }
-        self._emit("human review", attrs, self.rng.randint(20, 360) * SECOND)
-        return decision
-
-    def gate(self, guardrails: Sequence[str], mode: str, risk: str) -> _Gate | None:
-        """Run guardrails, then a human review when assisting, warned or high risk; None = stop."""
-        verdicts = [self._guardrail(name) for name in guardrails]
-        if "block" in verdicts:
-            return None
-        if mode == "observe":
-            return _Gate(mode, "none")
-        if mode == "auto" and ("warn" in verdicts or risk == "high"):
-            mode = "assist"
-        if mode == "auto":
-            return _Gate(mode, "none")
-        decision = self._human()
-        return None if decision == "reject" else _Gate(mode, decision)
-
-    def action(
-        self,
-        name: str,
-        link: tuple[str, str],
-        mode: str,
-        risk: str,
-        call: _Call | None = None,
-        money: tuple[float, str] | None = None,
-    ) -> None:
-        """A side effect in a system of record, with its undo descriptor unless irreversible (no `call`).
-
-        A refused kill-switch check emits the span as blocked and stops the workflow; a failed
-        records call emits it as an ERROR without undo descriptor and fails the workflow.
-        """
-        attrs: dict[str, Any] = {
-            "flightrec.operation": "action",
-            "flightrec.action.name": name,
-            "flightrec.action.system": cat.ACTION_SYSTEMS[name],
-            "flightrec.action.risk": risk,
-            "flightrec.mode": mode,
-        }
-        self._link(attrs, link)
-        if money:
-            attrs["flightrec.action.amount"], attrs["flightrec.action.currency"] = money
-        duration = self.rng.randint(80, 900) * MS
-        decision = self.controls.check(self.profile.name, self.flow) if self.controls else None
-        if decision is not None and not decision.allowed:
-            attrs["flightrec.action.status"], attrs["flightrec.control.state"] = "blocked", decision.state
-            self._emit(name, attrs, duration, SpanKind.CLIENT)
-            raise _Blocked(decision.state)
-        answer, error = (call.simulated if call else {}), None
-        if call and mode == "auto" and self.records:
-            answer, error = self.records.perform(call.path, call.body)
-        if call and not error:
-            record_id, args = call.undo(answer)
-            if name in cat.HTTP_UNDO_PATHS:
-                attrs["flightrec.undo.kind"] = "http"
-                attrs["flightrec.undo.target"] = self.records_url + cat.HTTP_UNDO_PATHS[name].format(id=record_id)
-            else:
-                attrs["flightrec.undo.kind"] = "handler"
-                attrs["flightrec.undo.target"] = cat.HANDLER_UNDO[name]
-            attrs["flightrec.undo.args"] = _dumps(args)
-        self._emit(name, attrs, duration, SpanKind.CLIENT, error)
-        if error:
-            raise _WorkflowFailed(f"{error[0]}: {error[1]}")
-
-
-def _text(rng: random.Random, table: dict[str, tuple[str, ...]], flow: str, index: int | None = None, **kw: Any) -> str:
-    options = table[flow]
-    return (options[index] if index is not None else rng.choice(options)).format(**kw)
-
-
-def _adjust(rng: random.Random, amount: float, full: float, decision: str) -> float:
-    """Apply a human edit (a lower amount) or override (the full amount) to a proposed amount."""
-    if decision == "edit":
-        return round(amount * rng.uniform(0.5, 0.95), 2)
-    return round(full, 2) if decision == "override" else amount
-
-
-def _set_status(run: _Run, w: _World, ticket: str, status: str, mode: str) -> None:
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return ticket, {"ticket_id": ticket, "status": status, "previous_status": done["previous_status"]}
-
-    call = _Call(f"/tickets/{ticket}/status", {"status": status}, {"previous_status": w.status[ticket]}, undo)
-    run.action("ticket.status", ("ticket", ticket), mode, "low", call)
-    if mode != "observe":
-        w.status[ticket] = status
-
-
-def _assign(run: _Run, w: _World, ticket: str, assignee: str, mode: str) -> None:
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return ticket, {"ticket_id": ticket, "assignee": assignee, "previous_assignee": done["previous_assignee"]}
-
-    call = _Call(f"/tickets/{ticket}/assignee", {"assignee": assignee}, {"previous_assignee": w.assignee[ticket]},
-                 undo)
-    run.action("ticket.assign", ("ticket", ticket), mode, "low", call)
-    if mode != "observe":
-        w.assignee[ticket] = assignee
-
-
-def _email(run: _Run, customer: str, mode: str) -> None:
-    run.action("email.send", ("customer", customer), mode, "low")
-
-
-def _ledger_call(path: str, key: str, simulated_id: str, body: Answer) -> _Call:
-    """A refund or credit: the service names the new entry; its undo re-checks the entry's fields."""
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return done[key], {key: done[key], **body}
-
-    return _Call(path, body, {key: simulated_id}, undo)
-
-
-def _refund(run: _Run, w: _World, link: tuple[str, str], money: tuple[float, str], mode: str, risk: str) -> None:
-    body = {f"{link[0]}_id": link[1], "amount": money[0], "currency": money[1]}
-    call = _ledger_call("/refunds", "refund_id", w.next_id("RF"), body)
-    run.action("refund.issue", link, mode, risk, call, money=money)
-
-
-def _credit(run: _Run, w: _World, account: str, money: tuple[float, str], mode: str, risk: str) -> None:
-    body = {"account_id": account, "amount": money[0], "currency": money[1]}
-    call = _ledger_call("/credits", "credit_id", w.next_id("CR"), body)
-    run.action("credit.apply", ("account", account), mode, risk, call, money=money)
-
-
-def _get_ticket(run: _Run, w: _World, ticket: str) -> None:
-    result = {"status": w.status[ticket], "assignee": w.assignee[ticket], "customer": w.customer_of[ticket]}
-    run.tool("get_ticket", {"ticket_id": ticket}, result, [f"ticket:{ticket}"])
-
-
-def _get_invoice(run: _Run, w: _World, invoice: str, status: str) -> None:
-    result = {"total": _money(w.total[invoice]), "currency": w.currency[w.invoice_account[invoice]], "status": status}
-    run.tool("get_invoice", {"invoice_id": invoice}, result, [f"invoice:{invoice}"])
-
-
-def _triage_ticket(run: _Run, w: _World) -> None:
-    """Support: classify a ticket, open it and sometimes route it to a queue."""
-    rng = run.rng
-    ticket = w.pick(w.tickets, rng)
-    customer = w.customer_of[ticket]
-    account = w.account_of[customer]
-    kb, queue = rng.choice(cat.KB_ARTICLES), rng.choice(cat.HELPDESK_QUEUES)
-    with run.workflow("triage_ticket", ("ticket", ticket), [("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "triage_ticket", ticket=ticket))
-        _get_ticket(run, w, ticket)
-        run.tool("get_customer", {"customer_id": customer}, {"account": account, "plan": w.plan[account]},
-                 [f"customer:{customer}", f"account:{account}"])
-        run.tool("search_kb", {"query": f"{queue} issue"}, {"articles": [kb]})
-        run.decide(_text(rng, cat.RATIONALES, "triage_ticket", plan=w.plan[account], kb=kb))
-        gate = run.gate(("pii_redaction",), run.mode("triage_ticket"), "low")
-        if gate is None:
-            return
-        _set_status(run, w, ticket, "open", gate.mode)
-        if rng.random() < 0.5:
-            _assign(run, w, ticket, f"queue:{queue}", gate.mode)
-
-
-def _reply_customer(run: _Run, w: _World) -> None:
-    """Support: draft and send a reply, then set the ticket pending."""
-    rng = run.rng
-    ticket = w.pick(w.tickets, rng)
-    customer = w.customer_of[ticket]
-    account = w.account_of[customer]
-    order, invoice = rng.choice(w.orders_of[customer]), rng.choice(w.invoices_of[account])
-    kb = rng.choice(cat.KB_ARTICLES)
-    with run.workflow("reply_customer", ("ticket", ticket), [("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "reply_customer", ticket=ticket, order=order, invoice=invoice,
-                      plan=w.plan[account]))
-        _get_ticket(run, w, ticket)
-        run.tool("get_order", {"order_id": order}, {"status": rng.choice(("packed", "shipped")), "eta_days": 3},
-                 [f"order:{order}", f"customer:{customer}"])
-        run.tool("search_kb", {"query": "order status"}, {"articles": [kb]})
-        run.decide(_text(rng, cat.RATIONALES, "reply_customer", kb=kb))
-        gate = run.gate(("tone_check", "pii_redaction"), run.mode("reply_customer"), "low")
-        if gate is None:
-            return
-        _email(run, customer, gate.mode)
-        _set_status(run, w, ticket, "pending", gate.mode)
-
-
-def _issue_refund(run: _Run, w: _World) -> None:
-    """Support: refund an order named in a ticket, tell the customer, solve the ticket."""
-    rng = run.rng
-    ticket = w.pick(w.tickets, rng)
-    customer = w.customer_of[ticket]
-    order = rng.choice(w.orders_of[customer])
-    currency, total = w.currency[w.account_of[customer]], w.total[order]
-    amount = total if rng.random() < 0.6 else round(total * rng.uniform(0.2, 0.8), 2)
-    risk = "high" if amount > 150 else "medium"
-    with run.workflow("issue_refund", ("ticket", ticket), [("order", order), ("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "issue_refund", ticket=ticket, order=order))
-        _get_ticket(run, w, ticket)
-        run.tool("get_order", {"order_id": order}, {"total": _money(total), "currency": currency}, [f"order:{order}"])
-        run.tool("get_payments", {"order_id": order}, {"charges": rng.randint(1, 2), "captured": _money(total)},
-                 [f"order:{order}", f"customer:{customer}"])
-        run.decide(_text(rng, cat.RATIONALES, "issue_refund", amount=_money(amount), currency=currency))
-        gate = run.gate(("refund_policy",), run.mode("issue_refund"), risk)
-        if gate is None:
-            return
-        amount = _adjust(rng, amount, total, gate.decision)
-        _refund(run, w, ("order", order), (amount, currency), gate.mode, risk)
-        _email(run, customer, gate.mode)
-        _set_status(run, w, ticket, "solved", gate.mode)
-
-
-def _change_plan(run: _Run, w: _World) -> None:
-    """Operations: move an account to another plan and confirm by email."""
-    rng = run.rng
-    account = w.pick(w.accounts, rng)
-    customer, invoice = rng.choice(w.customers_of[account]), rng.choice(w.invoices_of[account])
-    currency, old = w.currency[account], w.plan[account]
-    new = rng.choice([plan for plan in cat.PLANS if plan != old])
-    delta = abs(cat.PLANS[new] - cat.PLANS[old])
-    risk = "high" if delta >= 200 else "medium"
-    with run.workflow("change_plan", ("account", account), [("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "change_plan", customer=customer, account=account, old_plan=old,
-                      new_plan=new))
-        run.tool("get_account", {"account_id": account}, {"plan": old, "seats": rng.randint(3, 120)},
-                 [f"account:{account}", f"customer:{customer}"])
-        run.tool("get_usage", {"account_id": account, "days": 30},
-                 {"active_seats": rng.randint(2, 110), "api_calls": rng.randint(1_000, 90_000)}, [f"account:{account}"])
-        run.tool("get_invoices", {"account_id": account}, {"open": [invoice], "overdue": 0}, [f"invoice:{invoice}"])
-        run.decide(_text(rng, cat.RATIONALES, "change_plan", new_plan=new, old_plan=old, amount=_money(delta),
-                         currency=currency))
-        gate = run.gate(("plan_eligibility",), run.mode("change_plan"), risk)
-        if gate is None:
-            return
-        if gate.decision in ("edit", "override"):
-            new = rng.choice([plan for plan in cat.PLANS if plan not in (old, new)])
-            delta = abs(cat.PLANS[new] - cat.PLANS[old])
-        call = _Call(f"/accounts/{account}/plan", {"plan": new}, {"previous_plan": old},
-                     lambda done: (account, {"plan": done["previous_plan"], "expected_plan": new}))
-        run.action("plan.change", ("account", account), gate.mode, risk, call, money=(delta, currency))
-        if gate.mode != "observe":
-            w.plan[account] = new
-        _email(run, customer, gate.mode)
-
-
-def _route_ticket(run: _Run, w: _World) -> None:
-    """Operations: pick an owner for one ticket."""
-    rng = run.rng
-    ticket = w.pick(w.tickets, rng)
-    customer = w.customer_of[ticket]
-    queue, candidates = rng.choice(cat.HELPDESK_QUEUES), rng.sample(cat.ASSIGNEES, 3)
-    with run.workflow("route_ticket", ("ticket", ticket)):
-        run.ask(_text(rng, cat.COMPLAINTS, "route_ticket", ticket=ticket, queue=queue))
-        _get_ticket(run, w, ticket)
-        run.tool("get_customer", {"customer_id": customer}, {"tier": rng.choice(("standard", "priority"))},
-                 [f"customer:{customer}"])
-        run.tool("list_assignees", {"queue": queue}, {"available": candidates})
-        run.decide(_text(rng, cat.RATIONALES, "route_ticket", assignee=candidates[0]))
-        gate = run.gate((), run.mode("route_ticket"), "low")
-        if gate is None:
-            return
-        _assign(run, w, ticket, candidates[1] if gate.decision in ("edit", "override") else candidates[0], gate.mode)
-        if w.status[ticket] == "new":
-            _set_status(run, w, ticket, "open", gate.mode)
-
-
-_ORDER_CHANGES = (
-    ("shipping_speed", "standard", "express"),
-    ("shipping_address", "address_v1", "address_v2"),
-    ("status", "processing", "on_hold"),
-)
-
-
-def _update_order(run: _Run, w: _World) -> None:
-    """Operations: expedite, re-address or hold an order."""
-    rng = run.rng
-    order = w.pick(w.orders, rng)
-    customer = w.customer_of[order]
-    currency = w.currency[w.account_of[customer]]
-    variant = rng.randrange(len(_ORDER_CHANGES))
-    field, previous, value = _ORDER_CHANGES[variant]
-    fee = round(rng.uniform(9.9, 29.9), 2) if variant == 0 else None
-    with run.workflow("update_order", ("order", order), [("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "update_order", variant, customer=customer, order=order))
-        run.tool("get_order", {"order_id": order}, {"status": "processing", "total": _money(w.total[order])},
-                 [f"order:{order}", f"customer:{customer}"])
-        run.tool("get_shipment", {"order_id": order}, {"carrier": rng.choice(("DHL", "UPS", "GLS")), "status": "label"},
-                 [f"order:{order}"])
-        run.tool("get_customer", {"customer_id": customer}, {"orders": len(w.orders_of[customer])},
-                 [f"customer:{customer}"])
-        run.decide(_text(rng, cat.RATIONALES, "update_order", variant, amount=_money(fee or 0), currency=currency))
-        gate = run.gate(("address_verification",), run.mode("update_order"), "medium")
-        if gate is None:
-            return
-        call = _Call(f"/orders/{order}", {"field": field, "value": value}, {"previous_value": previous},
-                     lambda done: (order, {"field": field, "value": done["previous_value"], "expected_value": value}))
-        money = (fee, currency) if fee else None
-        run.action("order.update", ("order", order), gate.mode, "medium", call, money=money)
-        _email(run, customer, gate.mode)
-
-
-def _route_ticket_queue(run: _Run, w: _World) -> None:
-    """Operations batch: route several tickets; the root links no object, each item links its ticket."""
-    rng = run.rng
-    queue = rng.choice(cat.HELPDESK_QUEUES)
-    size, tickets = rng.randint(2, 4), []
-    while len(tickets) < size:
-        ticket = w.pick(w.tickets, rng)
-        if ticket not in tickets:
-            tickets.append(ticket)
-    with run.workflow("route_ticket_queue", None):
-        run.ask(_text(rng, cat.COMPLAINTS, "route_ticket_queue", queue=queue))
-        run.tool("list_unassigned", {"queue": queue}, {"tickets": tickets}, [f"ticket:{t}" for t in tickets])
-        for ticket in tickets:
-            with run.group("route_ticket", ("ticket", ticket)):
-                assignee = rng.choice(cat.ASSIGNEES)
-                run.ask(f"Ticket {ticket}: pick an owner in queue {queue}.")
-                run.decide(_text(rng, cat.RATIONALES, "route_ticket_queue", ticket=ticket, queue=queue,
-                                 assignee=assignee))
-                gate = run.gate((), run.mode("route_ticket_queue"), "low")
-                if gate is not None:
-                    _assign(run, w, ticket, assignee, gate.mode)
-
-
-def _reconcile_invoice(run: _Run, w: _World) -> None:
-    """Finance: match an invoice to payments; credit an overpayment to the account."""
-    rng = run.rng
-    invoice = w.pick(w.invoices, rng)
-    account = w.invoice_account[invoice]
-    currency, total = w.currency[account], w.total[invoice]
-    overpaid = rng.random() < 0.6
-    amount = round(rng.uniform(2, 120), 2) if overpaid else 0.0
-    risk = "high" if amount > 100 else "medium"
-    with run.workflow("reconcile_invoice", ("invoice", invoice), [("account", account)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "reconcile_invoice", invoice=invoice, account=account))
-        _get_invoice(run, w, invoice, "open")
-        run.tool("get_payments", {"invoice_id": invoice}, {"paid": _money(total + amount)},
-                 [f"invoice:{invoice}", f"account:{account}"])
-        run.tool("get_ledger", {"account_id": account, "period": "current"},
-                 {"entries": rng.randint(3, 40), "balance": _money(-amount)}, [f"account:{account}"])
-        run.decide(_text(rng, cat.RATIONALES, "reconcile_invoice", 0 if overpaid else 1, amount=_money(amount),
-                         currency=currency))
-        gate = run.gate(("ledger_balance",), run.mode("reconcile_invoice") if overpaid else "observe", risk)
-        if gate is not None and overpaid:
-            _credit(run, w, account, (amount, currency), gate.mode, risk)
-
-
-def _apply_credit(run: _Run, w: _World) -> None:
-    """Finance: compute and apply an account credit after an incident."""
-    rng = run.rng
-    account = w.pick(w.accounts, rng)
-    customer, invoice = rng.choice(w.customers_of[account]), rng.choice(w.invoices_of[account])
-    currency, total = w.currency[account], w.total[invoice]
-    amount = round(total * rng.uniform(0.05, 0.3), 2)
-    risk = "high" if amount > 80 else "medium"
-    with run.workflow("apply_credit", ("account", account), [("invoice", invoice), ("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "apply_credit", account=account, invoice=invoice))
-        run.tool("get_account", {"account_id": account}, {"plan": w.plan[account], "currency": currency},
-                 [f"account:{account}", f"customer:{customer}"])
-        _get_invoice(run, w, invoice, "paid")
-        run.tool("get_incidents", {"account_id": account, "days": 30},
-                 {"incidents": rng.randint(1, 3), "hours_down": rng.randint(1, 6)}, [f"account:{account}"])
-        run.decide(_text(rng, cat.RATIONALES, "apply_credit", amount=_money(amount), currency=currency))
-        gate = run.gate(("credit_limit",), run.mode("apply_credit"), risk)
-        if gate is None:
-            return
-        amount = _adjust(rng, amount, total * 0.3, gate.decision)
-        _credit(run, w, account, (amount, currency), gate.mode, risk)
-        _email(run, customer, gate.mode)
-
-
-def _refund_invoice(run: _Run, w: _World) -> None:
-    """Finance: refund a duplicate or disputed invoice payment."""
-    rng = run.rng
-    invoice = w.pick(w.invoices, rng)
-    account = w.invoice_account[invoice]
-    customer = rng.choice(w.customers_of[account])
-    currency, total = w.currency[account], w.total[invoice]
-    amount = total if rng.random() < 0.5 else round(total * rng.uniform(0.1, 0.6), 2)
-    risk = "high" if amount > 150 else "medium"
-    with run.workflow("refund_invoice", ("invoice", invoice), [("customer", customer)]):
-        run.ask(_text(rng, cat.COMPLAINTS, "refund_invoice", invoice=invoice, customer=customer))
-        _get_invoice(run, w, invoice, "paid")
-        run.tool("get_payments", {"invoice_id": invoice}, {"payments": 2, "paid": _money(total + amount)},
-                 [f"invoice:{invoice}", f"customer:{customer}"])
-        run.tool("get_ledger", {"account_id": account, "period": "current"}, {"balance": _money(-amount)},
-                 [f"account:{account}"])
-        run.decide(_text(rng, cat.RATIONALES, "refund_invoice", amount=_money(amount), currency=currency))
-        gate = run.gate(("refund_policy",), run.mode("refund_invoice"), risk)
-        if gate is None:
-            return
-        amount = _adjust(rng, amount, total, gate.decision)
-        _refund(run, w, ("invoice", invoice), (amount, currency), gate.mode, risk)
-        _email(run, customer, gate.mode)
-
-
-_FLOWS: dict[str, Callable[[_Run, _World], None]] = {
-    "triage_ticket": _triage_ticket,
-    "reply_customer": _reply_customer,
-    "issue_refund": _issue_refund,
-    "change_plan": _change_plan,
-    "route_ticket": _route_ticket,
-    "update_order": _update_order,
-    "route_ticket_queue": _route_ticket_queue,
-    "reconcile_invoice": _reconcile_invoice,
-    "apply_credit": _apply_credit,
-    "refund_invoice": _refund_invoice,
-}
+def injected_kinds(config: FleetConfig) -> list[str]:
+    """The injections a config asks for: none when clean, the version regression when none is named."""
+    if config.no_regression:
+        return []
+    return list(config.inject) or ["version"]
 
 
 def regression_index(config: FleetConfig) -> int | None:
-    """The workflow index from which the regression applies, or None for a clean run."""
-    if config.no_regression:
+    """The workflow index from which the injections apply, or None for a clean run."""
+    if not injected_kinds(config):
         return None
     return config.regression_at if config.regression_at is not None else config.workflows // 2
 
 
+def _pick_agent(rng: random.Random) -> cat.AgentProfile:
+    """The first draw of every workflow: which agent runs it."""
+    return rng.choices(cat.AGENTS, _WEIGHTS)[0]
+
+
+def _describe(kind: str, agent: str, outliers: int) -> str:
+    """One line on what an injection of `kind` does to `agent`, in numbers."""
+    base = next(profile for profile in cat.AGENTS if profile.name == agent).behaviour
+    if kind == "version":
+        new = cat.REGRESSED_BEHAVIOUR
+        return (
+            f"{agent}: model {base.model} -> {new.model} and prompt {base.prompt_version} -> {new.prompt_version}; "
+            f"error rate {base.error_rate:.0%} -> {new.error_rate:.0%}, human override/reject "
+            f"{base.override_rate:.0%} -> {new.override_rate:.0%}, guardrail block "
+            f"{base.guardrail_weights[2]:.0%} -> {new.guardrail_weights[2]:.0%}"
+        )
+    if kind == "loop":
+        low, high = cat.LOOP_REPEATS
+        return (
+            f"{agent}: {cat.LOOP_SHARE:.0%} of its workflows call their first tool {low + 1}-{high + 1} times with "
+            "the same arguments (a new call id each time, no retry attribute, no error)"
+        )
+    if kind == "cost":
+        return f"{agent}: {cat.COST_TOKEN_FACTOR}x input tokens on every LLM call; no model or prompt change"
+    if kind == "drift":
+        low, high = cat.DRIFT_SLOWDOWN
+        return (
+            f"{agent}: span durations x{low:g} -> x{high:g} and error rate {base.error_rate:.0%} -> "
+            f"{cat.DRIFT_ERROR_RATE:.0%}, rising linearly to the last workflow; no model or prompt change"
+        )
+    low, high = cat.OUTLIER_TOOL_CALLS
+    return (
+        f"{agent}: {outliers} traces with {low}-{high} extra calls of distinct "
+        f"tools (60+ spans), swelling prompts, {cat.OUTLIER_TOOL_MS[0] // 1000}-{cat.OUTLIER_TOOL_MS[1] // 1000} s "
+        f"per call, then {cat.OUTLIER_BLOCKS[0]}-{cat.OUTLIER_BLOCKS[1]} guardrail blocks"
+    )
+
+
+class _Plan:
+    """Which injection bends which workflow, and what each one changed."""
+
+    def __init__(self, config: FleetConfig) -> None:
+        self.seed, self.workflows = config.seed, config.workflows
+        self.kinds = injected_kinds(config)
+        start = regression_index(config)
+        self.start = start if start is not None and start < config.workflows else None
+        self.by_agent: dict[str, list[str]] = defaultdict(list)
+        for kind in self.kinds:
+            self.by_agent[cat.INJECTION_AGENTS[kind]].append(kind)
+        self.outliers = self._pick_outliers() if "outlier" in self.kinds and self.start is not None else set()
+        self.changed: Counter[str] = Counter()
+        self.trace_ids: dict[str, list[str]] = defaultdict(list)
+
+    def _pick_outliers(self) -> set[int]:
+        agent = cat.INJECTION_AGENTS["outlier"]
+        assert self.start is not None
+        candidates = [
+            index
+            for index in range(self.start, self.workflows)
+            if _pick_agent(random.Random(f"{self.seed}:{index}")).name == agent
+        ]
+        pick = random.Random(f"outlier:{self.seed}")
+        count = min(len(candidates), pick.randint(*cat.OUTLIER_TRACES))
+        return set(pick.sample(candidates, count))
+
+    def twist(self, profile: cat.AgentProfile, index: int) -> Twist:
+        """How the injections bend workflow `index`, run by `profile`."""
+        kinds = self.by_agent.get(profile.name)
+        if not kinds or self.start is None or index < self.start:
+            return NO_TWIST
+        bend: dict[str, object] = {}
+        if "version" in kinds:
+            bend["regressed"] = True
+        if "loop" in kinds:
+            pick = random.Random(f"loop:{self.seed}:{index}")
+            if pick.random() < cat.LOOP_SHARE:
+                bend["loop_calls"] = pick.randint(*cat.LOOP_REPEATS)
+        if "cost" in kinds:
+            bend["token_factor"] = cat.COST_TOKEN_FACTOR
+        if "drift" in kinds:
+            progress = (index - self.start + 1) / (self.workflows - self.start)
+            low, high = cat.DRIFT_SLOWDOWN
+            base = profile.behaviour.error_rate
+            bend["slowdown"] = low + (high - low) * progress
+            bend["error_rate"] = base + (cat.DRIFT_ERROR_RATE - base) * progress
+        if index in self.outliers:
+            bend["outlier"] = True
+        if not bend:
+            return NO_TWIST
+        return Twist(side=random.Random(f"side:{self.seed}:{index}"), **bend)  # type: ignore[arg-type]
+
+    def record(self, run: Run) -> None:
+        """Count what the injections changed in a finished run."""
+        twist = run.twist
+        changed = {"version": twist.regressed, "cost": twist.token_factor != 1, "drift": twist.error_rate is not None}
+        for kind in [kind for kind, hit in changed.items() if hit] + sorted(run.applied):
+            self.changed[kind] += 1
+            if kind in PER_TRACE_KINDS:
+                self.trace_ids[kind].append(f"{run.trace_id:032x}")
+
+    def injections(self) -> list[Injection]:
+        """The labeled injections of the run (none if it ended before `regression_at`)."""
+        if self.start is None:
+            return []
+        return [
+            Injection(
+                kind=kind,  # type: ignore[arg-type]
+                agent=cat.INJECTION_AGENTS[kind],
+                start_index=self.start,
+                description=_describe(kind, cat.INJECTION_AGENTS[kind], len(self.outliers)),
+                workflows=self.changed[kind],
+                trace_ids=self.trace_ids[kind],
+            )
+            for kind in INJECTION_KINDS
+            if kind in self.kinds
+        ]
+
+
 def _start_ns(config: FleetConfig) -> int:
-    start = config.start or datetime.now(timezone.utc) - timedelta(seconds=config.workflows * cat.WORKFLOW_SPACING_S)
+    start = config.start or datetime.now(timezone.utc) - timedelta(seconds=config.workflows * config.spacing)
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
     return (start - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def _shifted(span: ReadableSpan, offset_ns: int) -> ReadableSpan:
+    """The same span, `offset_ns` later (earlier when negative), events included."""
+    events = [Event(event.name, event.attributes, event.timestamp + offset_ns) for event in span.events]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=(span.start_time or 0) + offset_ns,
+        end_time=(span.end_time or 0) + offset_ns,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class _Hold(SpanProcessor):
+    """Holds one workflow's finished spans until the fleet releases them, moved in time if need be."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner = inner
+        self.held: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Pass the start on."""
+        self.inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Keep the span until `release`."""
+        self.held.append(span)
+
+    def release(self, offset_ns: int = 0) -> None:
+        """Hand the held spans on, `offset_ns` later."""
+        for span in self.held:
+            self.inner.on_end(_shifted(span, offset_ns) if offset_ns else span)
+        self.held.clear()
+
+    def shutdown(self) -> None:
+        """Shut the inner processor down."""
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the inner processor."""
+        return self.inner.force_flush(timeout_millis)
 
 
 class _Fleet:
@@ -876,9 +379,12 @@ class _Fleet:
 
     def __init__(self, config: FleetConfig, processor: Callable[[], SpanProcessor]) -> None:
         self.config = config
-        self.regression_at = regression_index(config)
+        self.plan = _Plan(config)
         self.start_ns = _start_ns(config)
-        self.world = _World(config.workflows, random.Random(f"world:{config.seed}"))
+        self.spacing_ns = round(config.spacing * SECOND)
+        self.end_ns = self.start_ns + config.workflows * self.spacing_ns
+        self.jitter_ms = max(1, self.spacing_ns * 2 // 3 // MS)
+        self.world = World(config.workflows, random.Random(f"world:{config.seed}"))
         self.ids = SeededIdGenerator()
         self.records_url = (config.records_url or cat.DEFAULT_RECORDS_URL).rstrip("/")
         self.controls: Controls | None = None
@@ -886,9 +392,10 @@ class _Fleet:
             sdk = importlib.import_module("flightrec.sdk")
             api_url = config.api_url or (config.endpoint if config.protocol == "http" else cat.DEFAULT_API_URL)
             self.controls = sdk.ControlClient(api_url=api_url.removesuffix("/v1/traces"))
-        self.records = _Records(self.records_url) if config.records_url else None
+        self.records = Records(self.records_url) if config.records_url else None
         self.providers: dict[str, TracerProvider] = {}
         self.tracers: dict[str, Tracer] = {}
+        self.holds: dict[str, _Hold] = {}
         for profile in cat.AGENTS:
             resource = Resource.create(
                 {
@@ -900,23 +407,27 @@ class _Fleet:
             provider = TracerProvider(
                 sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False, id_generator=self.ids
             )
-            provider.add_span_processor(processor())
+            self.holds[profile.name] = _Hold(processor())
+            provider.add_span_processor(self.holds[profile.name])
             self.providers[profile.name] = provider
             self.tracers[profile.name] = provider.get_tracer(cat.SCOPE_NAME, cat.SCOPE_VERSION)
         self.ran: Counter[str] = Counter()
         self.spans = 0
         self.refused = 0
 
+    def _offset(self, run: Run) -> int:
+        """How far to move a finished workflow so it ends inside the window (0: it does already)."""
+        if run.root_end <= self.end_ns:
+            return 0
+        return max(self.end_ns - run.root_end, self.start_ns - run.root_start)
+
     def run(self) -> Iterator[tuple[str, int]]:
         """Emit the workflows in order; yield (agent, span count) after each."""
-        seed, weights = self.config.seed, [profile.weight for profile in cat.AGENTS]
+        seed = self.config.seed
         for index in range(self.config.workflows):
             rng = random.Random(f"{seed}:{index}")
             self.ids.reseed(f"ids:{seed}:{index}")
-            profile = rng.choices(cat.AGENTS, weights)[0]
-            regressed = (
-                profile.name == cat.REGRESSION_AGENT and self.regression_at is not None and index >= self.regression_at
-            )
+            profile = _pick_agent(rng)
             names, flow_weights = zip(*profile.flows)
             flow = rng.choices(names, flow_weights)[0]
             if index and self.config.pace_s:
@@ -925,11 +436,14 @@ class _Fleet:
                 self.refused += 1  # paused or draining: no new work
                 yield profile.name, 0
                 continue
-            start = self.start_ns + index * cat.WORKFLOW_SPACING_S * SECOND + rng.randrange(20_000) * MS
-            behaviour = cat.REGRESSED_BEHAVIOUR if regressed else profile.behaviour
-            run = _Run(self.tracers[profile.name], rng, profile, behaviour, regressed, self.records_url, start,
-                       self.records, self.controls)
-            _FLOWS[flow](run, self.world)
+            start = self.start_ns + index * self.spacing_ns + rng.randrange(self.jitter_ms) * MS
+            twist = self.plan.twist(profile, index)
+            behaviour = cat.REGRESSED_BEHAVIOUR if twist.regressed else profile.behaviour
+            run = Run(self.tracers[profile.name], rng, profile, behaviour, self.records_url, start,
+                      self.records, self.controls, twist)
+            FLOWS[flow](run, self.world)
+            self.holds[profile.name].release(self._offset(run))
+            self.plan.record(run)
             self.world.touched.update(run.objects)
             self.ran[profile.name] += 1
             self.spans += run.spans
@@ -937,9 +451,7 @@ class _Fleet:
 
     def report(self) -> FleetReport:
         """Summarize what ran so far."""
-        regression = self.regression_at
-        if regression is not None and regression >= self.config.workflows:
-            regression = None
+        start = self.plan.start
         hottest: dict[str, str] = {}
         for ref, _count in sorted(self.world.touched.items(), key=lambda item: (-item[1], item[0])):
             hottest.setdefault(ref.split(":", 1)[0], ref)
@@ -950,9 +462,10 @@ class _Fleet:
             traces=ran,
             agents=[profile.name for profile in cat.AGENTS if self.ran[profile.name]],
             example_objects=[hottest[kind] for kind in OBJECT_TYPES if kind in hottest],
-            regression_agent=cat.REGRESSION_AGENT if regression is not None else None,
-            regression_at=regression,
+            regression_agent=cat.REGRESSION_AGENT if start is not None and "version" in self.plan.kinds else None,
+            regression_at=start,
             refused=self.refused,
+            injections=self.plan.injections(),
         )
 
     def force_flush(self) -> None:
@@ -971,16 +484,32 @@ class _Fleet:
             close()
 
 
+class FleetSimulation:
+    """The fleet in memory: iterate for each workflow's finished SDK spans (children first).
+
+    `report` (with the labeled `injections` and their trace ids) is set once the iteration ended
+    or was abandoned. Deterministic for a seed and start.
+    """
+
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+        self.report: FleetReport | None = None
+
+    def __iter__(self) -> Iterator[list[ReadableSpan]]:
+        memory = InMemorySpanExporter()
+        fleet = _Fleet(self.config, lambda: SimpleSpanProcessor(memory))
+        try:
+            for _agent, _count in fleet.run():
+                yield list(memory.get_finished_spans())
+                memory.clear()
+        finally:
+            self.report = fleet.report()
+            fleet.shutdown()
+
+
 def build_workflow_spans(config: FleetConfig) -> Iterator[list[ReadableSpan]]:
     """Yield, per workflow, the finished SDK spans (children first), deterministic for a seed and start."""
-    memory = InMemorySpanExporter()
-    fleet = _Fleet(config, lambda: SimpleSpanProcessor(memory))
-    try:
-        for _agent, _count in fleet.run():
-            yield list(memory.get_finished_spans())
-            memory.clear()
-    finally:
-        fleet.shutdown()
+    yield from FleetSimulation(config)
 
 
 class _Delivery:

@@ -1,4 +1,4 @@
-"""Static catalog of the simulated fleet: agents, flows, texts, guardrails and undo routes.
+"""Static catalog of the simulated fleet: agents, flows, texts, guardrails, undo routes, injections.
 
 Pure data, no behaviour: `flightrec.fleet` draws from these tables with a seeded RNG. The routes
 below are the contract with the demo system of record (`flightrec records`, at `records_url`).
@@ -97,6 +97,35 @@ AGENTS: tuple[AgentProfile, ...] = (
 REGRESSION_AGENT = "support-agent"
 REGRESSED_BEHAVIOUR = Behaviour(
     "gpt-4o-mini-2026", "gpt-4o-mini-2026-01-15", "support-v13", 0.25, 0.35, (0.65, 0.25, 0.10)
+)
+
+# Labeled injections (`FleetConfig.inject`): the one agent each kind hits, and how hard.
+INJECTION_AGENTS: dict[str, str] = {
+    "version": REGRESSION_AGENT,
+    "loop": "ops-agent",
+    "cost": "finance-agent",
+    "drift": "ops-agent",
+    "outlier": "support-agent",
+}
+LOOP_SHARE = 0.30  # of the agent's workflows from regression_at on
+LOOP_REPEATS = (8, 14)  # extra identical requests before the real call: 9-15 identical calls in all
+COST_TOKEN_FACTOR = 8
+DRIFT_SLOWDOWN = (1.0, 3.0)  # span durations, linear from regression_at to the last workflow
+DRIFT_ERROR_RATE = 0.20  # the error rate reached at the last workflow (from the agent's own rate)
+OUTLIER_TRACES = (5, 10)
+OUTLIER_TOOL_CALLS = (26, 34)
+OUTLIER_CONTEXT_GROWTH = (200, 600)  # prompt tokens each burst answer adds
+OUTLIER_TOOL_MS = (10_000, 50_000)
+OUTLIER_RETRY_P = 0.2
+OUTLIER_BLOCKS = (3, 5)
+OUTLIER_TOOLS = (
+    "search_orders", "list_invoices", "get_refund_history", "get_audit_log", "list_customers",
+    "export_ledger", "get_contract", "get_sla", "list_tickets", "get_payments_report",
+    "get_chargebacks", "get_fraud_score", "get_shipping_history", "list_accounts", "get_usage_report",
+    "get_discount_rules", "get_tax_rates", "get_exchange_rates", "search_emails", "get_call_notes",
+    "get_crm_notes", "list_subscriptions", "get_feature_flags", "get_release_notes", "get_status_page",
+    "list_incidents", "get_oncall", "search_chat_history", "get_policy_doc", "list_refunds",
+    "get_credit_balance", "list_plan_changes", "get_risk_flags", "export_customer_data",
 )
 
 BATCH_FLOWS = frozenset({"route_ticket_queue"})

@@ -25,6 +25,7 @@ class Decision(BaseModel):
     state: str
     reason: str = ""
     max_per_minute: int = 0
+    throttle_key: str = ""
 
 
 class ControlClient:
@@ -43,7 +44,7 @@ class ControlClient:
         self.cache_s = cache_s
         self.fail_open = fail_open
         self._cache: dict[tuple[str, str, bool], tuple[float, Decision]] = {}
-        self._recent: dict[tuple[str, str], deque[float]] = {}
+        self._recent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _fetch(self, agent: str, flow: str, starting: bool) -> Decision:
@@ -68,7 +69,8 @@ class ControlClient:
             decision = self._fetch(agent, flow, starting)
             if not decision.allowed or decision.max_per_minute <= 0 or starting:
                 return decision
-            recent = self._recent.setdefault((agent, flow), deque())
+            # An agent's limit counts all its flows together; a flow's limit counts that flow.
+            recent = self._recent.setdefault(decision.throttle_key or f"agent:{agent}", deque())
             now = time.monotonic()
             while recent and now - recent[0] > 60:
                 recent.popleft()

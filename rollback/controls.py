@@ -56,12 +56,14 @@ class KillSwitches:
         if flow:
             states.append(self.get(scope="flow", name=flow))
         strictest = max(states, key=lambda s: SEVERITY[s.state])
-        limits = [s.max_per_minute for s in states if s.state == "throttled"]
+        throttles = sorted((s for s in states if s.state == "throttled"), key=lambda s: s.max_per_minute)
         who = f"{strictest.scope} {strictest.name}"
         if strictest.state == "paused":
             return ControlDecision(allowed=False, state="paused", reason=f"{who} is paused: {strictest.reason}".rstrip(": "))
         if strictest.state == "draining" and starting:
             return ControlDecision(allowed=False, state="draining", reason=f"{who} is draining: no new work")
+        tightest = throttles[0] if throttles else None
         return ControlDecision(
-            allowed=True, state=strictest.state, max_per_minute=min(limits) if limits else 0, reason=strictest.reason
+            allowed=True, state=strictest.state, max_per_minute=tightest.max_per_minute if tightest else 0,
+            throttle_key=f"{tightest.scope}:{tightest.name}" if tightest else "", reason=strictest.reason,
         )

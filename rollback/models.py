@@ -89,4 +89,5 @@ class ControlDecision(BaseModel):
     allowed: bool
     state: ControlStateName
     max_per_minute: int = 0
+    throttle_key: str = Field(default="", description="what the limit counts: 'agent:<name>' or 'flow:<name>'")
     reason: str = ""

@@ -57,6 +57,9 @@ def build_plan(store: Store, selector: Selector, author: str) -> UndoPlan:
         store.actions.later_changes(objects=sorted({ref for a in actions for ref in a.objects}), after=oldest)
         if oldest else []
     )
+    # A later change that was itself undone no longer stands in the way.
+    undone_later = store.actions.undone(action_ids=sorted({change.action_id for change in changes}))
+    changes = [change for change in changes if change.action_id not in undone_later]
     steps: list[PlanStep] = []
     for action in actions:
         call = undo_call(plan_id, action)

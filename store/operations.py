@@ -168,13 +168,13 @@ class ActionsRepository:
         ]
 
     def undone(self, *, action_ids: list[str]) -> dict[str, str]:
-        """Which of these actions an undo span says were undone, and by which plan."""
+        """Which of these actions a successful undo span says were undone, and by which plan."""
         if not action_ids:
             return {}
         rows = self.engine.query(
             "undone_actions",
             f"SELECT SpanAttributes['flightrec.undo.of'], any(SpanAttributes['flightrec.rollback.plan']) "
-            f"FROM {self.db}.otel_traces WHERE Operation = 'undo' "
+            f"FROM {self.db}.otel_traces WHERE Operation = 'undo' AND StatusCode != 'Error' "
             "AND SpanAttributes['flightrec.undo.of'] IN {ids:Array(String)} GROUP BY 1",
             {"ids": action_ids},
         )

@@ -1,12 +1,15 @@
-"""The simulated fleet: determinism, trace shape, span conventions, object reuse, the regression,
-and delivery through the real OTLP exporters to stub receivers (HTTP and gRPC)."""
+"""The simulated fleet: determinism, trace shape, span conventions, object reuse, the regression, the
+labeled injections (each present after regression_at in its agent, absent before and in clean runs),
+spacing, and delivery through the real OTLP exporters to stub receivers (HTTP and gRPC)."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import statistics
 import sys
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent import futures
@@ -24,11 +27,19 @@ from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
 from flightrec import fleet_catalog as cat
-from flightrec.fleet import FleetConfig, build_workflow_spans, run_fleet
+from flightrec.fleet import (
+    INJECTION_KINDS,
+    FleetConfig,
+    FleetReport,
+    FleetSimulation,
+    build_workflow_spans,
+    run_fleet,
+)
 from tests.conftest import free_port
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-START_NS = int(START.timestamp()) * 1_000_000_000
+SECOND = 1_000_000_000
+START_NS = int(START.timestamp()) * SECOND
 FLOWS = {flow for agent in cat.AGENTS for flow, _ in agent.flows}
 AGENT_NAMES = {agent.name for agent in cat.AGENTS}
 UNDO_KEYS = ("flightrec.undo.kind", "flightrec.undo.target", "flightrec.undo.args")
@@ -132,13 +143,26 @@ def test_different_seed_gives_different_workflows() -> None:
     assert [root_of(wf).name for wf in seven] != [root_of(wf).name for wf in eight]
 
 
-def test_clock_follows_start_and_children_nest_in_time(fleet: list[Workflow]) -> None:
-    for index, workflow in enumerate(fleet):
+def assert_clock(workflows: list[Workflow], spacing_s: float) -> int:
+    """Workflow k starts in its slot [k * spacing, k * spacing + 2/3 spacing) unless moved earlier to end
+    inside the window; every span lies in [start, start + workflows * spacing]. Returns how many moved."""
+    spacing, end, moved = round(spacing_s * SECOND), START_NS + round(len(workflows) * spacing_s * SECOND), 0
+    for index, workflow in enumerate(workflows):
         root = root_of(workflow)
-        slot = START_NS + index * cat.WORKFLOW_SPACING_S * 1_000_000_000
-        assert slot <= root.start_time < slot + cat.WORKFLOW_SPACING_S * 1_000_000_000
+        slot = START_NS + index * spacing
+        if not slot <= root.start_time < slot + spacing * 2 // 3:
+            moved += 1
+            assert START_NS <= root.start_time < slot and end - SECOND < root.end_time <= end
         for span in workflow:
             assert root.start_time <= span.start_time <= span.end_time <= root.end_time
+            assert all(span.start_time <= event.timestamp <= span.end_time for event in span.events)
+        assert START_NS <= root.start_time and root.end_time <= end
+    return moved
+
+
+def test_clock_follows_start_and_children_nest_in_time(fleet: list[Workflow]) -> None:
+    moved = assert_clock(fleet, cat.WORKFLOW_SPACING_S)
+    assert 0 < moved <= 5  # only the last few run past the end and move earlier
 
 
 def test_regression_leaves_earlier_workflows_unchanged(fleet: list[Workflow], clean_fleet: list[Workflow]) -> None:
@@ -486,6 +510,305 @@ def test_config_validation_and_defaults() -> None:
     assert FleetConfig(protocol="grpc", endpoint="http://h:1").endpoint == "http://h:1"
     naive = build(workflows=3, start=START.replace(tzinfo=None))
     assert [root_of(wf).start_time for wf in naive] == [root_of(wf).start_time for wf in build(workflows=3)]
+
+
+# --- labeled injections ------------------------------------------------------------------------
+
+AT = 300  # where the injections of the 600-workflow runs start (the default: workflows // 2)
+Simulated = tuple[list[Workflow], FleetReport]
+
+
+def simulate(**overrides: Any) -> Simulated:
+    simulation = FleetSimulation(FleetConfig(**({"workflows": 600, "start": START} | overrides)))
+    workflows = list(simulation)
+    assert simulation.report is not None
+    return workflows, simulation.report
+
+
+@pytest.fixture(scope="module")
+def injected() -> dict[str, Simulated]:
+    """One 600-workflow run per kind, each with that injection alone, from workflow 300."""
+    return {kind: simulate(inject=[kind]) for kind in INJECTION_KINDS}
+
+
+def trace_hex(workflow: Workflow) -> str:
+    return f"{root_of(workflow).context.trace_id:032x}"
+
+
+def duration_s(span: ReadableSpan) -> float:
+    return (span.end_time - span.start_time) / SECOND
+
+
+def of_agent(workflows: list[Workflow], agent: str, lo: int = 0, hi: int | None = None) -> list[Workflow]:
+    return [wf for wf in workflows[lo:hi] if agent_of(wf) == agent]
+
+
+def failure_rate(workflows: list[Workflow]) -> float:
+    return sum(root_of(wf).status.status_code is StatusCode.ERROR for wf in workflows) / len(workflows)
+
+
+def identical_calls(workflow: Workflow) -> int:
+    """The most requests (distinct call ids; a retry keeps its id) of one tool with the same arguments."""
+    calls: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for span in workflow:
+        if op(span) == "execute_tool":
+            key = (span.attributes["gen_ai.tool.name"], span.attributes["gen_ai.tool.call.arguments"])
+            calls[key].add(span.attributes["gen_ai.tool.call.id"])
+    return max((len(ids) for ids in calls.values()), default=0)
+
+
+def trace_features(workflow: Workflow) -> dict[str, float]:
+    """What an outlier detector sees of a trace."""
+    return {
+        "spans": len(workflow),
+        "tools": len({s.attributes["gen_ai.tool.name"] for s in workflow if op(s) == "execute_tool"}),
+        "tokens": sum(s.attributes.get("gen_ai.usage.input_tokens", 0) for s in workflow),
+        "duration": duration_s(root_of(workflow)),
+        "blocks": sum(s.attributes.get("flightrec.guardrail.verdict") == "block" for s in workflow),
+    }
+
+
+def versions(workflows: list[Workflow]) -> set[tuple[str, str, str]]:
+    return {(root_of(wf).attributes["gen_ai.request.model"], root_of(wf).attributes["flightrec.prompt.version"],
+             root_of(wf).attributes["flightrec.agent.version"]) for wf in workflows}
+
+
+def test_the_report_lists_the_injections(injected: dict[str, Simulated]) -> None:
+    for kind, (_, report) in injected.items():
+        (injection,) = report.injections
+        assert injection.kind == kind and injection.agent == cat.INJECTION_AGENTS[kind]
+        assert injection.start_index == report.regression_at == AT
+        assert injection.agent in injection.description and injection.workflows > 0
+        assert report.regression_agent == (cat.REGRESSION_AGENT if kind == "version" else None)
+        assert bool(injection.trace_ids) == (kind in ("loop", "outlier"))
+    _, default = simulate(workflows=100)
+    assert [(i.kind, i.agent, i.start_index) for i in default.injections] == [("version", cat.REGRESSION_AGENT, 50)]
+    assert default.regression_agent == cat.REGRESSION_AGENT and default.regression_at == 50
+    _, clean = simulate(workflows=100, no_regression=True)
+    assert clean.injections == [] and clean.regression_agent is None and clean.regression_at is None
+    _, both = simulate(workflows=100, inject=["drift", "version", "drift"])
+    assert [i.kind for i in both.injections] == ["version", "drift"]
+    _, late = simulate(workflows=100, inject=["loop"], regression_at=100)
+    assert late.injections == [] and late.regression_at is None
+
+
+def test_an_injection_changes_only_its_agent_from_regression_at(
+    injected: dict[str, Simulated], clean_fleet: list[Workflow]
+) -> None:
+    def shape(workflow: Workflow) -> tuple:
+        """What the shared world's changed state cannot change in another agent's workflow (it may change
+        tool results, and whether route_ticket still sets the status of a ticket that is no longer new)."""
+        root = root_of(workflow)
+        return root.name, root.context.trace_id, root.start_time, root.status.status_code, root.attributes
+
+    clean = [[fingerprint(s) for s in wf] for wf in clean_fleet]
+    for kind, (workflows, _) in injected.items():
+        target = cat.INJECTION_AGENTS[kind]
+        assert [[fingerprint(s) for s in wf] for wf in workflows[:AT]] == clean[:AT], kind
+        assert [(agent_of(wf), root_of(wf).name) for wf in workflows] == [
+            (agent_of(wf), root_of(wf).name) for wf in clean_fleet
+        ]
+        changed = 0
+        for workflow, control in zip(workflows[AT:], clean_fleet[AT:]):
+            if agent_of(workflow) != target:
+                assert shape(workflow) == shape(control), kind
+            else:
+                changed += [fingerprint(s) for s in workflow] != [fingerprint(s) for s in control]
+        assert changed >= 5, kind
+
+
+def test_loop_repeats_one_call_in_a_share_of_the_agents_workflows(
+    injected: dict[str, Simulated], clean_fleet: list[Workflow]
+) -> None:
+    workflows, report = injected["loop"]
+    agent = cat.INJECTION_AGENTS["loop"]
+    looped = {index: identical_calls(wf) for index, wf in enumerate(workflows) if identical_calls(wf) > 1}
+    assert all(index >= AT and agent_of(workflows[index]) == agent for index in looped)
+    assert all(8 <= count <= cat.LOOP_REPEATS[1] + 1 for count in looped.values())
+    share = len(looped) / len(of_agent(workflows, agent, AT))
+    assert 0.18 <= share <= 0.45
+    assert max(identical_calls(wf) for wf in clean_fleet) == 1
+    (injection,) = report.injections
+    assert injection.workflows == len(looped)
+    assert sorted(injection.trace_ids) == sorted(trace_hex(workflows[index]) for index in looped)
+    for index in looped:
+        tools = sorted((s for s in workflows[index] if op(s) == "execute_tool"), key=lambda s: s.start_time)
+        first = tools[0]
+        same = [s for s in tools if s.name == first.name and s.attributes["gen_ai.tool.call.arguments"]
+                == first.attributes["gen_ai.tool.call.arguments"]]
+        assert len(same) >= looped[index]
+        own = same[-1].attributes["gen_ai.tool.call.id"]  # the workflow's own call: it may fail or retry as usual
+        repeats = [s for s in same if s.attributes["gen_ai.tool.call.id"] != own]
+        assert len(repeats) >= cat.LOOP_REPEATS[0]
+        assert all(s.status.status_code is StatusCode.UNSET and "flightrec.retry.attempt" not in s.attributes
+                   for s in repeats)
+        assert len({s.attributes["gen_ai.tool.call.result"] for s in repeats}) == 1
+        assert root_of(workflows[index]).attributes["flightrec.prompt.version"] == "ops-v7"
+
+
+def test_cost_multiplies_the_agents_input_tokens(injected: dict[str, Simulated], clean_fleet: list[Workflow]) -> None:
+    workflows, report = injected["cost"]
+    agent = cat.INJECTION_AGENTS["cost"]
+
+    def tokens(workflow: Workflow) -> list[int]:
+        return [s.attributes["gen_ai.usage.input_tokens"] for s in workflow if op(s) == "chat"]
+
+    changed = 0
+    for index, (workflow, control) in enumerate(zip(workflows, clean_fleet)):
+        factor = cat.COST_TOKEN_FACTOR if index >= AT and agent_of(workflow) == agent else 1
+        assert tokens(workflow) == [factor * count for count in tokens(control)]
+        assert [s.attributes.get("gen_ai.usage.output_tokens") for s in workflow] == [
+            s.attributes.get("gen_ai.usage.output_tokens") for s in control
+        ]
+        changed += factor > 1
+    assert report.injections[0].workflows == changed > 50
+    assert versions(of_agent(workflows, agent, AT)) == versions(of_agent(workflows, agent, 0, AT))
+
+    def median_tokens(runs: list[Workflow]) -> float:
+        return statistics.median(sum(tokens(wf)) for wf in runs)
+
+    before, after = median_tokens(of_agent(workflows, agent, 0, AT)), median_tokens(of_agent(workflows, agent, AT))
+    assert after >= 6 * before
+    clean_after = median_tokens(of_agent(clean_fleet, agent, AT))
+    assert 0.8 <= clean_after / before <= 1.25
+
+
+def test_drift_slows_the_agent_down_and_raises_its_errors_gradually(
+    injected: dict[str, Simulated], clean_fleet: list[Workflow]
+) -> None:
+    workflows, report = injected["drift"]
+    agent = cat.INJECTION_AGENTS["drift"]
+    low, high = cat.DRIFT_SLOWDOWN
+    ratios: list[tuple[int, float]] = []
+    for index in range(AT, 600):
+        workflow, control = workflows[index], clean_fleet[index]
+        if agent_of(workflow) != agent:
+            continue
+        failed = {root_of(wf).status.status_code is StatusCode.ERROR for wf in (workflow, control)}
+        if failed == {False}:  # same draws in both runs: every duration stretched by the slowdown
+            expected = low + (high - low) * (index - AT + 1) / (600 - AT)
+            for span, twin in zip(workflow, control):
+                assert duration_s(span) == pytest.approx(expected * duration_s(twin), rel=1e-6, abs=1e-6)
+            ratios.append((index, duration_s(root_of(workflow)) / duration_s(root_of(control))))
+    assert len(ratios) > 50
+    assert ratios[0][1] < 1.1 and ratios[-1][1] > 2.8
+    assert [r for _, r in ratios] == sorted(r for _, r in ratios)
+    assert report.injections[0].workflows == len(of_agent(workflows, agent, AT))
+
+    # a workflow that fails in the clean run fails in the drifted one too (same draw, higher rate), and more fail
+    failed = [index for index, wf in enumerate(workflows) if root_of(wf).status.status_code is StatusCode.ERROR]
+    failed_clean = [index for index, wf in enumerate(clean_fleet) if root_of(wf).status.status_code is StatusCode.ERROR]
+    assert set(failed_clean) <= set(failed)
+    assert all(index >= AT and agent_of(workflows[index]) == agent for index in set(failed) - set(failed_clean))
+    before = failure_rate(of_agent(workflows, agent, 0, AT))
+    after, clean_after = failure_rate(of_agent(workflows, agent, AT)), failure_rate(of_agent(clean_fleet, agent, AT))
+    last_half = failure_rate(of_agent(workflows, agent, (AT + 600) // 2))
+    assert before < 0.06 and clean_after < 0.08
+    assert after >= clean_after + 0.03 and last_half >= max(0.05, 2 * before)
+    assert versions(of_agent(workflows, agent, AT)) == versions(of_agent(workflows, agent, 0, AT))
+
+    def median_latency(runs: list[Workflow]) -> float:
+        return statistics.median(duration_s(s) for wf in runs for s in wf if op(s) in ("chat", "execute_tool"))
+
+    clean_before, clean_last = median_latency(of_agent(clean_fleet, agent, 0, AT)), median_latency(
+        of_agent(clean_fleet, agent, 500)
+    )
+    assert 0.8 <= clean_last / clean_before <= 1.25
+    assert median_latency(of_agent(workflows, agent, 500)) >= 2.2 * clean_before
+
+
+def test_outliers_are_a_handful_of_very_unusual_traces(
+    injected: dict[str, Simulated], clean_fleet: list[Workflow]
+) -> None:
+    workflows, report = injected["outlier"]
+    agent = cat.INJECTION_AGENTS["outlier"]
+    outliers = [index for index, wf in enumerate(workflows) if len(wf) >= 60]
+    assert cat.OUTLIER_TRACES[0] <= len(outliers) <= cat.OUTLIER_TRACES[1]
+    assert all(index >= AT and agent_of(workflows[index]) == agent for index in outliers)
+    (injection,) = report.injections
+    assert sorted(injection.trace_ids) == sorted(trace_hex(workflows[index]) for index in outliers)
+    assert injection.workflows == len(outliers)
+    normal = [trace_features(wf) for index, wf in enumerate(workflows) if index not in outliers]
+    normal += [trace_features(wf) for wf in clean_fleet]
+    assert max(f["spans"] for f in normal) <= 20 and max(f["tools"] for f in normal) <= 3
+    assert max(f["tokens"] for f in normal) < 20_000 and max(f["blocks"] for f in normal) <= 2
+    durations = []
+    for index in outliers:
+        features = trace_features(workflows[index])
+        assert features["tools"] >= cat.OUTLIER_TOOL_CALLS[0] and features["tokens"] >= 100_000
+        assert features["blocks"] >= cat.OUTLIER_BLOCKS[0] and features["duration"] >= 240
+        assert root_of(workflows[index]).status.status_code is not StatusCode.ERROR
+        assert not any(op(s) == "action" for s in workflows[index])
+        durations.append(features["duration"])
+    assert statistics.median(durations) > max(f["duration"] for f in normal)
+    assert identical_calls(workflows[outliers[0]]) == 1
+
+
+def test_injected_runs_are_deterministic_per_seed() -> None:
+    everything = list(INJECTION_KINDS)
+    first, first_report = simulate(workflows=200, inject=everything)
+    second, second_report = simulate(workflows=200, inject=everything)
+    assert [[fingerprint(s) for s in wf] for wf in first] == [[fingerprint(s) for s in wf] for wf in second]
+    assert first_report == second_report
+    assert {i.kind for i in first_report.injections} == set(INJECTION_KINDS)
+    _, other = simulate(workflows=200, inject=everything, seed=8)
+    outliers = {i.kind: i.trace_ids for i in other.injections}["outlier"]
+    assert outliers and not set(outliers) & {t for i in first_report.injections for t in i.trace_ids}
+
+
+def test_spacing_packs_a_dense_day_inside_its_window() -> None:
+    workflows = build(workflows=2000, spacing_s=0.9, inject=list(INJECTION_KINDS))
+    moved = assert_clock(workflows, 0.9)
+    assert moved < len(workflows) // 10
+    assert FleetConfig().spacing == cat.WORKFLOW_SPACING_S and FleetConfig(spacing_s=0.9).spacing == 0.9
+
+
+def test_default_start_ends_the_window_now() -> None:
+    before = time.time_ns()
+    workflows = list(build_workflow_spans(FleetConfig(workflows=200, spacing_s=5)))
+    after = time.time_ns()
+    spans = [span for workflow in workflows for span in workflow]
+    assert min(s.start_time for s in spans) >= before - 200 * 5 * SECOND
+    assert max(s.end_time for s in spans) <= after
+
+
+def test_injection_options_are_validated() -> None:
+    with pytest.raises(ValidationError, match="no_regression"):
+        FleetConfig(no_regression=True, inject=["loop"])
+    with pytest.raises(ValidationError):
+        FleetConfig(inject=["meltdown"])
+    with pytest.raises(ValidationError):
+        FleetConfig(spacing_s=0)
+    assert FleetConfig(inject=["cost", "cost", "loop"]).inject == ["cost", "loop"]
+
+
+def test_cli_fleet_passes_injections_and_spacing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flightrec import cli
+
+    seen: list[FleetConfig] = []
+
+    def fake_run(config: FleetConfig) -> FleetReport:
+        seen.append(config)
+        return FleetReport(workflows=1, spans=1, traces=1, agents=[], example_objects=[], regression_agent=None,
+                           regression_at=None)
+
+    monkeypatch.setattr(cli, "_run_fleet_with_progress", fake_run)
+    runner = CliRunner()
+    args = ["fleet", "--workflows", "50", "--inject", "loop", "--inject", "drift", "--spacing", "0.9",
+            "--regression-at", "10"]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.inject == ["loop", "drift"] and config.spacing_s == 0.9 and config.regression_at == 10
+    assert runner.invoke(cli.app, ["fleet", "--workflows", "5"]).exit_code == 0
+    assert seen[-1].inject == [] and seen[-1].spacing == cat.WORKFLOW_SPACING_S and not seen[-1].no_regression
+    assert runner.invoke(cli.app, ["fleet", "--no-regression"]).exit_code == 0 and seen[-1].no_regression
+    for bad in (["--inject", "meltdown"], ["--no-regression", "--inject", "loop"], ["--spacing", "0"]):
+        result = runner.invoke(cli.app, ["fleet", *bad])
+        assert result.exit_code == 1 and "invalid fleet option" in result.output, bad
+    assert len(seen) == 3
 
 
 # --- delivery over real OTLP -------------------------------------------------------------------

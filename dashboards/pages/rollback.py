@@ -1,0 +1,474 @@
+"""Rollback console: stop an agent, read its last actions, plan their undo, approve, execute and watch.
+
+``/?plan=<id>`` opens a plan (the link an author sends to the person who approves it); on this
+page ``?agent=support-agent`` or ``?object=ticket:TCK-1042`` preselect what to look at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import streamlit as st
+
+from dashboards import api, ui
+
+RUNBOOK = """\
+1. **Pause the agent** (Kill switch panel). Within about 2 s the SDK refuses its actions and records
+   them as *blocked*. **Drain** instead stops new work and lets what is in flight finish.
+2. **Look at its last actions** below and open the stories of the objects they touched.
+3. **Build the plan** (a dry run: nothing is called) and read every step.
+   *Irreversible*: hand it to a person, with the reason listed.
+   *Conflicted*: someone changed the object since: decide by hand.
+4. **High risk?** A second person approves: the plan's author cannot.
+5. **Execute** and watch the progress. On a failure, fix the cause and press **Resume**: it is safe,
+   each step carries an idempotency key, so nothing is done twice.
+6. **Check the stories** of the affected objects: they say who undid what, with a rollback plan.
+7. **Hand the work back to humans**; resume the agent only once the cause is fixed.
+"""
+
+ACTION_COLORS = {"performed": "green", "proposed": "blue", "observed": "gray", "failed": "red", "blocked": "orange"}
+RISK_COLORS = {"low": "gray", "medium": "orange", "high": "red"}
+STEP_COLORS = {"reversible": "blue", "irreversible": "orange", "conflicted": "yellow", "already_undone": "gray",
+               "running": "violet", "done": "green", "failed": "red"}
+STEP_LABELS = {"reversible": "reversible", "irreversible": "irreversible", "conflicted": "conflicted",
+               "already_undone": "already undone", "running": "undoing…", "done": "undone", "failed": "failed"}
+PLAN_COLORS = {"awaiting_approval": "orange", "ready": "blue", "running": "violet", "done": "green", "failed": "red"}
+PLAN_LABELS = {"awaiting_approval": "awaiting approval", "ready": "ready to execute", "running": "executing",
+               "done": "done", "failed": "failed"}
+CONTROL_COLORS = {"running": "green", "paused": "red", "draining": "orange", "throttled": "orange"}
+CONTROL_MEANINGS = {
+    "running": "acting normally",
+    "paused": "every action it attempts is refused and recorded as blocked",
+    "draining": "no new work starts; work in flight finishes",
+    "throttled": "limited to {max_per_minute} actions a minute",
+}
+EXECUTED = ("reversible", "running", "done", "failed")  # the steps an execution works through
+FINISHED = ("done", "failed")
+START_WAIT_S = 5.0  # after Execute, how long to wait for the plan's run to begin before drawing the page
+BY_AGENT, BY_OBJECT = "Agent", "Object (type:id)"
+DEFAULT_LAST = 10
+
+
+# --- state kept across reruns ------------------------------------------------------------------
+
+def flash(slot: str, kind: str, text: str) -> None:
+    """Remember a message for the next run (callbacks run before the page is drawn)."""
+    st.session_state.setdefault("rb_flash", {})[slot] = (kind, text)
+
+
+def show_flash(slot: str) -> None:
+    kind, text = st.session_state.get("rb_flash", {}).pop(slot, ("", ""))
+    if kind == "error":
+        st.error(text, icon=":material/block:")
+    elif kind == "success":
+        st.success(text, icon=":material/check_circle:")
+    elif kind:
+        st.info(text)
+
+
+def call_api(slot: str, call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """Run an API call from a callback; a refusal becomes a readable message in ``slot``."""
+    try:
+        answer = call(*args, **kwargs)
+    except api.ApiError as error:
+        flash(slot, "error", error.message)
+        return None
+    api.clear_cache()  # stories, objects and actions changed
+    return answer
+
+
+def open_plan(plan_id: str | None) -> None:
+    st.session_state["rb_plan"] = plan_id
+    if plan_id:
+        st.query_params["plan"] = plan_id
+    else:
+        st.query_params.pop("plan", None)
+
+
+# --- callbacks: every act happens here, before the page is drawn ---------------------------------
+
+def build_plan(actor: str, last: int, agent: str, ref: str) -> None:
+    plan = call_api("plan", api.create_plan, actor=actor, last=last, agent=agent, object=ref)
+    if plan is not None:
+        open_plan(plan["id"])
+        flash("plan", "info", f"Plan {plan['id']} built: a dry run, nothing was called. Read every step below.")
+
+
+def approve(plan_id: str, actor: str) -> None:
+    if call_api("plan", api.approve_plan, plan_id, actor) is not None:
+        flash("plan", "success", f"Approved by {actor}. Anyone may execute it now.")
+
+
+def execute(plan_id: str, actor: str) -> None:
+    """Start (or resume) the plan, then wait until its run has begun, so the page polls it from the start."""
+    try:
+        before = api.plan(plan_id)["version"]
+        api.execute_plan(plan_id, actor)
+        deadline = time.monotonic() + START_WAIT_S
+        while time.monotonic() < deadline:
+            current = api.plan(plan_id)
+            if current["version"] > before or current["status"] == "done":
+                break
+            time.sleep(0.05)
+    except api.ApiError as error:
+        flash("plan", "error", error.message)
+    api.clear_cache()
+
+
+def close_plan() -> None:
+    open_plan(None)
+
+
+def reopen() -> None:
+    """Open the chosen recent plan, and point the choices above at what it undoes."""
+    chosen = st.session_state.get("rb_recent")
+    if not chosen:
+        return
+    open_plan(chosen)
+    point_at_plan(chosen)
+
+
+def point_at_plan(plan_id: str) -> None:
+    """Set the choices (agent or object, how many) to what a plan undoes; before those widgets are drawn."""
+    try:
+        selector = api.plan(plan_id)["selector"]
+    except api.ApiError:
+        return  # the plan view explains it
+    st.session_state["rb_last"] = selector["last"]
+    if selector.get("agent"):
+        st.session_state["rb_by"], st.session_state["rb_agent"] = BY_AGENT, selector["agent"]
+    elif selector.get("object"):
+        st.session_state["rb_by"], st.session_state["rb_object"] = BY_OBJECT, selector["object"]
+
+
+def switch(agent: str, command: str, actor: str) -> None:
+    reason = st.session_state.get("rb_reason", "").strip()
+    limit = int(st.session_state.get("rb_limit") or 0) if command == "throttle" else 0
+    answer = call_api("controls", api.set_control, agent, command, actor=actor, reason=reason, max_per_minute=limit)
+    if answer is not None:
+        flash("controls", "success", f"{agent} is now {answer['state']} (set by {actor}).")
+
+
+# --- pieces of the page ------------------------------------------------------------------------
+
+def choose_target() -> tuple[str, str, int]:
+    """Agent or object, and how many of its last actions: (agent, object ref, last)."""
+    params = st.query_params
+    if "rb_by" not in st.session_state:
+        st.session_state["rb_by"] = BY_OBJECT if params.get("object") and not params.get("agent") else BY_AGENT
+        st.session_state["rb_agent"] = params.get("agent") or None
+        st.session_state["rb_object"] = params.get("object", "")
+        if st.session_state.get("rb_plan"):
+            point_at_plan(st.session_state["rb_plan"])
+    by_col, what_col, last_col = st.columns([1, 2, 1], vertical_alignment="bottom")
+    by = by_col.segmented_control("Undo the work of", [BY_AGENT, BY_OBJECT], key="rb_by", selection_mode="single",
+                                  on_change=close_plan)
+    st.session_state.setdefault("rb_last", DEFAULT_LAST)
+    last = int(last_col.number_input("Last actions", min_value=1, max_value=500, step=5, key="rb_last",
+                                     help="How many of the most recent actions to show and to plan"))
+    if by == BY_OBJECT:
+        ref = what_col.text_input("Object", key="rb_object", placeholder="ticket:TCK-1042",
+                                  on_change=close_plan).strip()
+        if ref:
+            try:
+                api.split_ref(ref)
+            except ValueError as exc:
+                what_col.warning(str(exc), icon=":material/search_off:")
+                return "", "", last
+        return "", ref, last
+    try:
+        agents = api.action_agents()
+    except api.ApiError as error:
+        st.error(error.message, icon=":material/cloud_off:")
+        agents = []
+    chosen = st.session_state.get("rb_agent")
+    options = agents + ([chosen] if chosen and chosen not in agents else [])
+    agent = what_col.selectbox("Agent", options, key="rb_agent", index=None, accept_new_options=True,
+                               placeholder="choose or type an agent", on_change=close_plan,
+                               help="Agents that acted recently; type another name to reach its kill switch")
+    return (agent or "").strip(), "", last
+
+
+def actions_table(items: list[dict[str, Any]]) -> str:
+    """The actions as a Markdown table with a colored badge for each status."""
+    rows = ["| Time (UTC) | Status | Action | Objects | Amount | Risk | Undo |", "|---|---|---|---|---|---|---|"]
+    for item in items:
+        amount = f"{item['amount']:,.2f} {item['currency']}".strip() if item.get("amount") else ""
+        cells = [ui.when(item["time"], "%m-%d %H:%M:%S"), ui.badge(item["status"], ACTION_COLORS),
+                 f"**{ui.plain(item['name'])}**", ui.plain(", ".join(item["objects"])), ui.plain(amount),
+                 ui.badge(item["risk"], RISK_COLORS), ui.plain(item["undo_kind"] or "none")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def show_actions(agent: str, ref: str, last: int) -> list[dict[str, Any]]:
+    who = f"agent **{ui.plain(agent)}**" if agent else f"**{ui.plain(ref)}**"
+    title_col, filter_col = st.columns([2, 1], vertical_alignment="bottom")
+    title_col.subheader("Last actions")
+    performed_only = filter_col.toggle("Only those that took effect", key="rb_performed",
+                                       help="Performed actions only: exactly the ones a plan considers")
+    try:
+        items = api.actions(agent=agent, object=ref, last=last, performed=performed_only)["items"]
+    except api.ApiError as error:
+        st.error(error.message, icon=":material/cloud_off:")
+        return []
+    if not items:
+        st.info(f"No actions recorded for {who}. Agents record them as action spans "
+                "(`flightrec.operation=action`).", icon=":material/info:")
+        return []
+    performed = sum(item["status"] == "performed" for item in items)
+    st.caption(f"The last {plural(len(items), 'action')} of {who}, newest first: {performed} took effect "
+               "(performed); proposed and observed ones changed nothing, so a plan leaves them out.")
+    st.markdown(actions_table(items))
+    objects = list(dict.fromkeys(ref for item in items for ref in item["objects"]))
+    with st.expander(f"Open the stories ({plural(len(objects), 'object')})", icon=":material/menu_book:"):
+        for object_ref in objects:
+            ui.link("object", object_ref)
+    return items
+
+
+def show_switch(agents: list[str], actor: str) -> None:
+    """The chosen agent's kill switch: its state, big, and the buttons that change it."""
+    st.subheader("Kill switch")
+    if not agents:
+        st.caption("Choose an agent (or an object an agent acted on) to pause, drain, throttle or resume it.")
+        return
+    agent = agents[0] if len(agents) == 1 else st.selectbox("Agent", agents, key="rb_switch_agent",
+                                                            help="The agents that acted on this object")
+    try:
+        control = api.control(agent)
+    except api.ApiError as error:
+        st.error(error.message, icon=":material/cloud_off:")
+        return
+    state = control["state"]
+    with st.container(border=True):
+        st.markdown(f"{ui.plain(agent)} is")
+        st.markdown(f"## :{CONTROL_COLORS.get(state, 'gray')}[{state.upper()}]")
+        st.caption(CONTROL_MEANINGS.get(state, "").format(**control))
+        if control.get("updated_at"):
+            because = f": “{ui.plain(control['reason'])}”" if control.get("reason") else ""
+            st.caption(f"Set by **{ui.plain(control['actor'])}** at {ui.when(control['updated_at'])} UTC{because}")
+    show_flash("controls")
+    st.text_input("Reason", key="rb_reason", placeholder="why (recorded in the audit trail)")
+    disabled = not actor
+    pause_col, drain_col = st.columns(2)
+    pause_col.button("Pause", key="rb_pause", type="primary", icon=":material/pause_circle:", disabled=disabled,
+                     on_click=switch, args=(agent, "pause", actor), width="stretch",
+                     help="Refuse every action of this agent (within ~2 s, the SDK's cache)")
+    drain_col.button("Drain", key="rb_drain", icon=":material/hourglass_bottom:", disabled=disabled,
+                     on_click=switch, args=(agent, "drain", actor), width="stretch",
+                     help="No new work; let the work in flight finish")
+    limit_col, throttle_col = st.columns(2, vertical_alignment="bottom")
+    limit_col.number_input("Actions a minute", min_value=1, max_value=10_000, value=10, key="rb_limit")
+    throttle_col.button("Throttle", key="rb_throttle", icon=":material/speed:", disabled=disabled,
+                        on_click=switch, args=(agent, "throttle", actor), width="stretch",
+                        help="Allow at most this many actions a minute")
+    st.button("Resume", key="rb_resume", icon=":material/play_circle:", disabled=disabled or state == "running",
+              on_click=switch, args=(agent, "resume", actor), width="stretch",
+              help="Let the agent act again: only once the cause is fixed")
+
+
+def recent_plans(items: list[dict[str, Any]]) -> None:
+    if not items:
+        return
+    labels = {}
+    for item in items:
+        selector = item["selector"]
+        target = selector.get("agent") or selector.get("object") or selector.get("flow") or "?"
+        labels[item["id"]] = (f"{item['id']} · {target}, last {selector['last']} · "
+                              f"{PLAN_LABELS.get(item['status'], item['status'])} · by {item['author']} · "
+                              f"{ui.when(item['created_at'], '%m-%d %H:%M')}")
+    st.selectbox("Reopen a recent plan", list(labels), key="rb_recent", index=None, format_func=labels.__getitem__,
+                 on_change=reopen, placeholder="recent plans, newest first")
+
+
+def step_line(step: dict[str, Any]) -> str:
+    status = step["status"]
+    facts = [f"**{ui.plain(step['action'])}** on {ui.plain(', '.join(step['objects']) or '(no object)')}"]
+    if step.get("amount"):
+        facts.append(ui.plain(step["amount"]))
+    facts.append(f"{ui.plain(step['risk'])} risk")
+    facts.append(f"{ui.when(step['time'])} UTC")
+    return f"{ui.badge(status, STEP_COLORS, STEP_LABELS.get(status))} " + " · ".join(facts)
+
+
+def show_step(step: dict[str, Any]) -> None:
+    st.markdown(step_line(step))
+    status, reason = step["status"], ui.plain(step.get("reason") or "")
+    if status == "irreversible":
+        st.markdown(f":orange[Hand to a person: {reason}]")
+    elif status == "conflicted":
+        st.markdown(f":orange[Decide by hand: {reason}]")
+    elif status == "failed":
+        st.markdown(f":red[Undo failed: {reason}]")
+    elif reason:
+        st.caption(reason)
+    call = step.get("call")
+    with st.expander("What will be called" if status != "done" else "What was called", icon=":material/terminal:"):
+        if call is None:
+            st.caption("Nothing: no automatic undo exists for this action.")
+        else:
+            how = "HTTP POST" if call["kind"] == "http" else "handler"
+            st.markdown(f"{how} `{call['target']}`")
+            st.json(call["args"], expanded=True)
+            st.caption(f"Idempotency-Key: `{call['idempotency_key']}` · attempts so far: {step.get('attempts', 0)}")
+
+
+def progress_of(plan: dict[str, Any]) -> tuple[int, int]:
+    steps = [step for step in plan["steps"] if step["status"] in EXECUTED]
+    return sum(step["status"] == "done" for step in steps), len(steps)
+
+
+def plan_steps(plan_id: str, live: bool) -> None:
+    """Status, progress and every step; polled each second while the plan runs."""
+    try:
+        plan = api.plan(plan_id)
+    except api.ApiError as error:
+        st.error(error.message, icon=":material/cloud_off:")
+        return
+    if live and plan["status"] in FINISHED:
+        api.clear_cache()  # the stories now tell the undo
+        st.rerun()  # the whole page: result, Resume button, fresh actions
+    done, total = progress_of(plan)
+    st.markdown(f"**Status:** {ui.badge(plan['status'], PLAN_COLORS, PLAN_LABELS.get(plan['status']))}")
+    if plan["status"] in ("running", *FINISHED):
+        st.progress(done / total if total else 1.0, text=f"{done} of {total} steps undone")
+    counts: dict[str, int] = {}
+    for step in plan["steps"]:
+        counts[step["status"]] = counts.get(step["status"], 0) + 1
+    st.caption(" · ".join(f"{count} {STEP_LABELS.get(status, status)}" for status, count in counts.items())
+               or "No step: nothing that took effect matches.")
+    for step in plan["steps"]:
+        with st.container(border=True):
+            show_step(step)
+
+
+def show_result(plan: dict[str, Any], actor: str) -> None:
+    done, total = progress_of(plan)
+    if plan["status"] == "done":
+        st.success(f"Done: {done} of {total} steps undone. Check the stories below say who undid what.",
+                   icon=":material/task_alt:")
+    elif plan["status"] == "failed":
+        st.error(f"Stopped: {plan.get('error') or 'a step failed'}. Fix the cause, then resume: steps already "
+                 "done are not repeated (each carries an idempotency key).", icon=":material/error:")
+        st.button("Resume", key="rb_resume_plan", type="primary", icon=":material/replay:", disabled=not actor,
+                  on_click=execute, args=(plan["id"], actor))
+    else:
+        return
+    left_by_hand = [step for step in plan["steps"] if step["status"] in ("irreversible", "conflicted")]
+    if left_by_hand:
+        st.warning(f"{plural(len(left_by_hand), 'step')} not undone automatically: hand them to a person "
+                   "(the reason is on each step below).", icon=":material/person_alert:")
+    st.markdown("**Affected objects**")
+    for object_ref in dict.fromkeys(ref for step in plan["steps"] for ref in step["objects"]):
+        ui.link("object", object_ref)
+
+
+def share_link(plan_id: str) -> str:
+    """Markdown naming the link that opens this plan (``/?plan=<id>``) for someone else."""
+    url = urlsplit(st.context.url or "")
+    if not url.scheme:
+        return f"plan {plan_id} (Reopen a recent plan)"
+    path = url.path[: -len("/rollback")] if url.path.endswith("/rollback") else url.path
+    link = urlunsplit((url.scheme, url.netloc, path.rstrip("/") + "/", urlencode({"plan": plan_id}), ""))
+    return f"this link: `{link}`"
+
+
+def show_plan(plan_id: str, actor: str) -> None:
+    try:
+        plan = api.plan(plan_id)
+    except api.ApiError as error:
+        if error.status == 404:
+            st.warning(f"There is no plan {ui.plain(plan_id)} (any more): build one, or reopen a recent one.",
+                       icon=":material/search_off:")
+        else:
+            st.error(error.message, icon=":material/cloud_off:")
+        return
+    selector = plan["selector"]
+    target = (f"agent **{ui.plain(selector['agent'])}**" if selector.get("agent")
+              else f"**{ui.plain(selector.get('object') or selector.get('flow') or '?')}**")
+    st.subheader(f"Plan {plan['id']}")
+    st.caption(f"Undo the last {selector['last']} actions of {target} · built by **{ui.plain(plan['author'])}** "
+               f"at {ui.when(plan['created_at'])} UTC")
+    show_flash("plan")
+    status = plan["status"]
+    approved = ", ".join(f"{ui.plain(item['actor'])} ({ui.when(item['at'], '%H:%M:%S')})" for item in plan["approvals"])
+    if plan["requires_approval"] and status == "awaiting_approval":
+        st.warning(f"**Needs a second person.** This plan undoes high-risk actions: someone other than "
+                   f"{ui.plain(plan['author'])} must approve it before it can run. Send them {share_link(plan_id)}: "
+                   "they enter their name under “You are” and press Approve.", icon=":material/group:")
+    elif plan["requires_approval"]:
+        st.caption(f"High-risk plan, approved by {approved}.")
+    elif approved:
+        st.caption(f"Approved by {approved}.")
+
+    live = status == "running"
+    done, total = progress_of(plan)
+    if status in ("awaiting_approval", "ready"):
+        approve_col, execute_col = st.columns(2)
+        if status == "awaiting_approval":
+            approve_col.button(f"Approve as {actor or '…'}", key="rb_approve", icon=":material/how_to_reg:",
+                               disabled=not actor, on_click=approve, args=(plan_id, actor), width="stretch",
+                               help="A second person approves; the author's approval is refused")
+        why_not = ("enter your name under “You are” first" if not actor else
+                   "a second person must approve first" if status == "awaiting_approval" else
+                   "no step can be undone automatically" if not total else None)
+        execute_col.button(f"Execute: undo {plural(total, 'step')}", key="rb_execute", type="primary",
+                           icon=":material/undo:", disabled=why_not is not None, on_click=execute,
+                           args=(plan_id, actor), width="stretch",
+                           help=f"Not yet: {why_not}" if why_not else "Start now; the progress shows below")
+    show_result(plan, actor)
+    st.fragment(plan_steps, run_every=1 if live else None)(plan_id, live)
+
+
+def show_runbook() -> None:
+    with st.expander("Runbook", expanded=True, icon=":material/checklist:"):
+        st.markdown(RUNBOOK)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+actor = ui.you_are()
+st.title("Rollback console")
+st.caption("Stop an agent, see what it did, undo its last actions, and hand the work back to humans.")
+if not actor:
+    st.warning("Enter your name under **You are** in the sidebar: every pause, plan, approval and execution "
+               "is recorded under it. The buttons stay off until then.", icon=":material/badge:")
+if "rb_plan" not in st.session_state:
+    st.session_state["rb_plan"] = st.query_params.get("plan") or None
+try:
+    recent = api.plans(limit=20)["items"]
+except api.ApiError as error:  # one clear message, and the runbook still readable
+    st.error(error.message, icon=":material/cloud_off:")
+    show_runbook()
+    st.stop()
+
+agent, ref, last = choose_target()
+work, side = st.columns([2, 1], gap="large")
+with work:
+    items = show_actions(agent, ref, last) if agent or ref else []
+    if not (agent or ref):
+        st.info("Choose an agent, or an object (type:id), to see its last actions.", icon=":material/touch_app:")
+    st.subheader("Undo plan")
+    build_col, recent_col = st.columns([1, 1], vertical_alignment="bottom")
+    build_col.button("Build the plan (dry run)", key="rb_build", icon=":material/fact_check:",
+                     disabled=not (actor and (agent or ref)), on_click=build_plan, args=(actor, last, agent, ref),
+                     width="stretch", help=f"Of the last {last} actions that took effect. Nothing is called: "
+                                           "every step says whether and how it can be undone")
+    with recent_col:
+        recent_plans(recent)
+    if st.session_state.get("rb_plan"):
+        show_plan(st.session_state["rb_plan"], actor)
+    else:
+        show_flash("plan")
+with side:
+    switch_agents = [agent] if agent else list(dict.fromkeys(item["agent"] for item in items))
+    show_switch(switch_agents, actor)
+    show_runbook()
