@@ -3,6 +3,10 @@
 -- normalized columns Flight Recorder derives from the conventions.
 -- Ordered by trace: a trace or an object's traces come back without a full scan,
 -- and ReplacingMergeTree keeps one row per (TraceId, SpanId) however often it is sent.
+-- Small granules (1024 rows) and monthly partitions: a story reads a few dozen traces
+-- scattered over the key space, and each trace costs a granule of every wide column
+-- (the attribute maps) to decompress; 8192-row granules and daily parts made that the
+-- whole of a story's latency (bench/story.py).
 CREATE TABLE IF NOT EXISTS ${db}.otel_traces ${on_cluster}
 (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
@@ -59,9 +63,9 @@ CREATE TABLE IF NOT EXISTS ${db}.otel_traces ${on_cluster}
     INDEX idx_ts Timestamp TYPE minmax GRANULARITY 1
 )
 ENGINE = ${replacing_engine}
-PARTITION BY toDate(Timestamp)
+PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TraceId, SpanId)
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000;
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 
 -- Links: one row per (object, span that names it). Ordered by object, so one
 -- object's anchors are a range read; descendants are resolved when reading.

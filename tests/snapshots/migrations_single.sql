@@ -55,9 +55,9 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces
     INDEX idx_ts Timestamp TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toDate(Timestamp)
+PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TraceId, SpanId)
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000;
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS flightrec.object_links 
 (
