@@ -188,3 +188,36 @@ def clear_cache() -> None:
     """Forget cached answers so the next read sees what was recorded since."""
     _get_json.clear()
     _get_bytes.clear()
+
+
+# --- detectors: alerts, golden signals and governance --------------------------------------------
+
+ALERT_STATUSES = ("pending", "firing", "resolved")
+
+
+def alerts(status: str = "", limit: int = 200) -> list[dict[str, Any]]:
+    """Alerts, newest first; ``status`` one of ``ALERT_STATUSES`` or empty for all."""
+    return get_json("/api/alerts", status=status, limit=limit)["alerts"]
+
+
+def active_alerts() -> list[dict[str, Any]]:
+    """Alerts firing or pending (asked one status at a time, so resolved ones never crowd them out)."""
+    return [alert for status in ("firing", "pending") for alert in alerts(status, limit=1000)]
+
+
+def rollups(hours: float = 24, bucket_s: int = 900) -> list[dict[str, Any]]:
+    """Golden signals per agent x flow x model x prompt version x time bucket over the last ``hours``."""
+    return get_json("/api/rollups", hours=hours, bucket_s=bucket_s)["items"]
+
+
+def governance(hours: float = 24 * 7) -> list[dict[str, Any]]:
+    """Per agent and flow: corrections by people, guardrail blocks, mode mix and the next step."""
+    return get_json("/api/governance", hours=hours)["items"]
+
+
+def run_detectors() -> dict[str, Any]:
+    """One detector pass now: ``{runs, findings, fired, resolved, deliveries, seconds}``; forgets cached reads."""
+    result = post_json("/api/detectors/run", {})
+    clear_cache()
+    return result
+

@@ -3,6 +3,8 @@
 ``/?object=ticket:TCK-1042`` opens that object's story and ``/?trace=<id>`` that trace,
 so links to a story or a trace can be shared as they are; ``/?plan=<id>`` opens that undo plan
 in the rollback console (the link a plan's author sends to the person who approves it).
+Alerts link to ``/triage?agent=<agent>``. Page scripts live in ``views/``: a ``pages/`` folder
+would be Streamlit's legacy multipage convention, which runs a directly opened URL's file alone.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ home = st.Page(ui.OBJECTS_PAGE, title="Objects", icon=":material/list_alt:", url
 story = st.Page(ui.STORY_PAGE, title="Story", icon=":material/menu_book:", url_path="story")
 trace = st.Page(ui.TRACE_PAGE, title="Trace", icon=":material/account_tree:", url_path="trace")
 rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", url_path="rollback")
-page = st.navigation([home, story, trace, rollback])
+triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:", url_path="triage")
+alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
+governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
+page = st.navigation({
+    "Investigate": [home, story, trace],
+    "Operate": [triage, alerts, rollback],
+    "Oversee": [governance],
+})
 if page.url_path == home.url_path:
     target = (story if "object" in st.query_params else trace if "trace" in st.query_params
               else rollback if "plan" in st.query_params else None)

@@ -1,4 +1,5 @@
-"""Plotly figures: a story's timeline across agents and a trace's waterfall."""
+"""Plotly figures: a story's timeline across agents, a trace's waterfall, an agent's golden signals
+and the observe/assist/auto mix of flows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 KIND_COLORS = {
     "agent": "#4c78a8",
@@ -120,3 +122,92 @@ def waterfall(spans: list[dict[str, Any]]) -> go.Figure:
     )
     fig.update_xaxes(title="ms since the trace started")
     return _layout(fig, 80 + 24 * len(ordered))
+
+
+# --- triage: golden signals of one agent, one line per version -----------------------------------
+
+VERSION_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#9d755d")
+CHANGE_COLOR = "#d62728"
+# (key, title, y-axis tick format, scale): the small multiples, left to right
+GOLDEN_SIGNALS = (
+    ("runs", "Runs", ",d", 1),
+    ("error_rate", "Failed runs", ".0%", 1),
+    ("p95_ms", "Latency p95 (s)", ",.0f", 1 / 1000),
+    ("cost_usd", "Cost (USD)", "$,.2f", 1),
+    ("override_rate", "Overridden by people", ".0%", 1),
+)
+HOVER = {"runs": "%{y:,d} runs", "error_rate": "%{y:.1%} failed", "p95_ms": "p95 %{y:,.1f} s",
+         "cost_usd": "$%{y:,.4f}", "override_rate": "%{y:.1%} overridden"}
+
+
+def golden_signals(by_version: dict[str, list[dict[str, Any]]], changes: list[Any]) -> go.Figure:
+    """One row of small multiples (runs, failed runs, p95 latency, cost, overrides) for one agent.
+
+    ``by_version`` maps each model / prompt version to its points (``signals.series``): each version
+    is its own colored line, so a change shows as one color handing over to the next; ``changes``
+    (``signals.VersionChange``) are dashed vertical lines at the new version's first bucket.
+    """
+    fig = make_subplots(rows=1, cols=len(GOLDEN_SIGNALS), subplot_titles=[title for _, title, _, _ in GOLDEN_SIGNALS],
+                        horizontal_spacing=0.045)
+    for index, (version, points) in enumerate(by_version.items()):
+        color = VERSION_COLORS[index % len(VERSION_COLORS)]
+        times = [point["time"] for point in points]
+        for col, (key, _, _, scale) in enumerate(GOLDEN_SIGNALS, start=1):
+            values = [point[key] * scale for point in points]
+            hover = f"<b>{version}</b><br>%{{x|%H:%M}} UTC · {HOVER[key]}<extra></extra>"
+            if key == "runs":
+                trace = go.Bar(x=times, y=values, name=version, legendgroup=version, marker_color=color,
+                               showlegend=True, hovertemplate=hover)
+            else:
+                trace = go.Scatter(x=times, y=values, name=version, legendgroup=version, mode="lines+markers",
+                                   line={"color": color, "width": 2}, marker={"size": 5}, showlegend=False,
+                                   hovertemplate=hover)
+            fig.add_trace(trace, row=1, col=col)
+    for col, (_, _, tickformat, _) in enumerate(GOLDEN_SIGNALS, start=1):
+        fig.update_yaxes(tickformat=tickformat, rangemode="tozero", row=1, col=col)
+        fig.update_xaxes(tickformat="%H:%M", nticks=4, row=1, col=col)
+    for change in changes:
+        at = change.time.isoformat()
+        for col in range(1, len(GOLDEN_SIGNALS) + 1):
+            fig.add_vline(x=at, line={"color": CHANGE_COLOR, "dash": "dash", "width": 1.5}, row=1, col=col)
+    if changes:  # the dashed lines explained in the legend
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="version change",
+                                 line={"color": CHANGE_COLOR, "dash": "dash", "width": 1.5}, hoverinfo="skip"),
+                      row=1, col=1)
+    fig.update_layout(barmode="stack", bargap=0.15)
+    _layout(fig, 250)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.18, "x": 0, "title": None})
+    return fig
+
+
+# --- governance: how each flow's actions were taken ---------------------------------------------
+
+MODE_COLORS = {"observe": "#bab0ac", "assist": "#4c78a8", "auto": "#54a24b"}
+MODE_MEANINGS = {
+    "observe": "the agent only said what it would do",
+    "assist": "the agent prepared it, a person decided",
+    "auto": "the agent acted on its own",
+}
+
+
+def mode_mix(flows: list[dict[str, Any]]) -> go.Figure:
+    """A stacked horizontal bar per flow: the share of its actions taken in observe, assist and auto mode."""
+    labels = [f"{flow['flow']} ({flow['agent']})" for flow in flows]
+    fig = go.Figure()
+    for mode, color in MODE_COLORS.items():
+        counts = [flow["mode_mix"].get(mode, 0) for flow in flows]
+        totals = [sum(flow["mode_mix"].values()) or 1 for flow in flows]
+        fig.add_trace(go.Bar(
+            orientation="h", y=labels, x=[count / total for count, total in zip(counts, totals, strict=True)],
+            name=mode, marker_color=color, customdata=counts,
+            text=[f"{count / total:.0%}" if count else "" for count, total in zip(counts, totals, strict=True)],
+            textposition="inside", insidetextanchor="middle",
+            hovertemplate=f"<b>%{{y}}</b><br>{mode}: %{{customdata}} actions (%{{x:.0%}})<br>"
+                          f"{MODE_MEANINGS[mode]}<extra></extra>",
+        ))
+    fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
+    fig.update_xaxes(tickformat=".0%", range=[0, 1], title="share of the flow's actions")
+    fig.update_yaxes(autorange="reversed", title=None)
+    return _layout(fig, 90 + 34 * len(flows))
+

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 import streamlit as st
 
 from dashboards import api
 
-OBJECTS_PAGE = "pages/objects.py"
-STORY_PAGE = "pages/story.py"
-TRACE_PAGE = "pages/trace.py"
-ROLLBACK_PAGE = "pages/rollback.py"
+# Page scripts live in views/, not pages/: a pages/ folder next to the entrypoint is Streamlit's
+# legacy multipage convention, and a URL opened directly (/rollback) would run that file standalone.
+OBJECTS_PAGE = "views/objects.py"
+STORY_PAGE = "views/story.py"
+TRACE_PAGE = "views/trace.py"
+ROLLBACK_PAGE = "views/rollback.py"
+TRIAGE_PAGE = "views/triage.py"
+ALERTS_PAGE = "views/alerts.py"
+GOVERNANCE_PAGE = "views/governance.py"
 ACTOR_KEY = "you_are"
 
 STATUS_COLORS = {
@@ -26,6 +31,9 @@ STATUS_COLORS = {
     "undone": "gray",
 }
 SEVERITY_COLORS = {"info": "gray", "notice": "blue", "warning": "orange", "critical": "red"}
+ALERT_SEVERITY_COLORS = {"critical": "red", "error": "orange", "warning": "yellow", "info": "blue"}
+ALERT_SEVERITY_ORDER = ("critical", "error", "warning", "info")
+ALERT_STATUS_COLORS = {"firing": "red", "pending": "orange", "resolved": "green"}
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]{}<>#~$|])")
 
 
@@ -79,6 +87,62 @@ def status_badge(status: str) -> str:
 def badge(text: str, colors: dict[str, str], label: str | None = None) -> str:
     """Markdown for a badge colored by ``colors[text]`` (gray when unknown), reading ``label`` if given."""
     return f":{colors.get(text, 'gray')}-badge[{plain(label or text or 'unknown')}]"
+
+
+def ago(iso: str, now: datetime | None = None) -> str:
+    """How long before ``now`` an API timestamp was, as people say it (``2 h 5 min``)."""
+    try:
+        then = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return ""
+    now = now or datetime.now(tz=then.tzinfo or timezone.utc)
+    return duration(max((now - then).total_seconds(), 0) * 1000)
+
+
+def alert_badges(alert: dict[str, Any]) -> str:
+    """Markdown: the alert's severity and status as colored badges."""
+    return (f"{badge(alert['severity'], ALERT_SEVERITY_COLORS)} "
+            f"{badge(alert['status'], ALERT_STATUS_COLORS)}")
+
+
+def alert_timing(alert: dict[str, Any], capital: bool = False) -> str:
+    """When an alert started and resolved (UTC), and for how long it has lasted."""
+    started = f"{'S' if capital else 's'}tarted {when(alert['started_at'])} UTC"
+    if alert.get("resolved_at"):
+        lasted = ago(alert["started_at"], datetime.fromisoformat(alert["resolved_at"]))
+        return f"{started} · resolved {when(alert['resolved_at'])} UTC (after {lasted})"
+    return f"{started} ({alert['status']} for {ago(alert['started_at'])})"
+
+
+def by_urgency(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts most urgent first: firing before pending, critical before info, then newest first."""
+    status_rank = {"firing": 0, "pending": 1, "resolved": 2}
+    newest_first = sorted(alerts, key=lambda alert: alert["started_at"], reverse=True)
+    return sorted(newest_first, key=lambda alert: (
+        status_rank.get(alert["status"], 3),
+        ALERT_SEVERITY_ORDER.index(alert["severity"]) if alert["severity"] in ALERT_SEVERITY_ORDER else 9,
+    ))
+
+
+def triage_link(agent: str, label: str | None = None) -> None:
+    """A link to the triage page, focused on ``agent`` (all agents when empty)."""
+    st.page_link(TRIAGE_PAGE, label=label or (f"Triage {agent}" if agent else "Triage"),
+                 icon=":material/monitor_heart:", query_params={"agent": agent} if agent else None)
+
+
+def alert_links(alert: dict[str, Any], triage: bool = True, columns: int = 4) -> None:
+    """Links from an alert to the triage page and to the stories and traces that show it."""
+    targets: list[tuple[str, str]] = [("object", ref) for ref in alert.get("objects", [])]
+    targets += [("trace", trace_id) for trace_id in alert.get("traces", [])]
+    cells = st.columns(columns)
+    offset = 0
+    if triage:
+        with cells[0]:
+            triage_link(alert["agent"])
+        offset = 1
+    for index, (kind, key) in enumerate(targets, start=offset):
+        with cells[index % columns]:
+            link(kind, key)
 
 
 def you_are() -> str:

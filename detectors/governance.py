@@ -53,6 +53,9 @@ class FlowGovernance(BaseModel):
     human_decisions: int
     mode_mix: dict[str, int]
     mode: str
+    standing: str = Field(
+        default="", description="ready (for the next mode), hold, autonomous, or over_bar (auto, corrected too often)"
+    )
     next_step: str
 
 
@@ -64,6 +67,9 @@ def rollups_from_columns(columns: dict[str, list]) -> list[Rollup]:
 def _next_step(flow: FlowGovernance, bar: AutonomyBar) -> str:
     target = NEXT_MODE.get(flow.mode)
     if target is None:
+        if flow.correction_rate > bar.max_correction_rate:
+            return (f"{flow.flow} runs in auto mode but people corrected {flow.correction_rate:.0%} of its runs "
+                    f"(the bar is {bar.max_correction_rate:.0%}): consider moving it back to assist.")
         return f"{flow.flow} already runs in auto mode; keep its correction rate under {bar.max_correction_rate:.0%}."
     needs = []
     if flow.runs < bar.min_runs:
@@ -78,6 +84,12 @@ def _next_step(flow: FlowGovernance, bar: AutonomyBar) -> str:
     if not needs:
         return f"{flow.flow} meets the bar to move from {flow.mode} to {target}."
     return f"To move {flow.flow} from {flow.mode} to {target}: " + "; ".join(needs) + "."
+
+
+def _standing(flow: FlowGovernance, bar: AutonomyBar) -> str:
+    if flow.mode == "auto":
+        return "over_bar" if flow.correction_rate > bar.max_correction_rate else "autonomous"
+    return "ready" if "meets the bar" in flow.next_step else "hold"
 
 
 def govern(rollups: list[Rollup], bar: AutonomyBar | None = None) -> list[FlowGovernance]:
@@ -103,5 +115,6 @@ def govern(rollups: list[Rollup], bar: AutonomyBar | None = None) -> list[FlowGo
             next_step="",
         )
         governance.next_step = _next_step(governance, bar)
+        governance.standing = _standing(governance, bar)
         result.append(governance)
     return result

@@ -1,5 +1,6 @@
 """End to end in a real browser: serve, record a fleet, run ``flightrec ui``, and open a shared
-story link in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+story link, every page's own URL and an alert's triage link in headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -96,5 +97,65 @@ def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, server: Se
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "story.png"))
+        finally:
+            browser.close()
+
+
+SEARCH_PLACEHOLDER = "ticket id, agent, trace id"  # the sidebar search: only there when the entrypoint ran
+DIRECT_URLS = [
+    ("/objects", "Business objects"), ("/story", "Story"), ("/trace", "Trace"), ("/rollback", "Rollback console"),
+    ("/triage", "Triage"), ("/alerts", "Alerts"), ("/governance", "Governance"),
+]
+
+
+def test_every_page_opens_by_its_own_url_in_a_new_session(chromium: Path, ui: str) -> None:
+    """A URL pasted into a new browser runs the entrypoint (navigation, sidebar search), not the page file alone."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            for path, heading in DIRECT_URLS:
+                page = browser.new_page(viewport={"width": 1400, "height": 1200})
+                page.goto(f"{ui}{path}")
+                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+                nav = page.get_by_test_id("stSidebarNav")
+                for title in ("Objects", "Triage", "Alerts", "Rollback", "Governance"):
+                    expect(nav.get_by_text(title, exact=True)).to_be_visible()
+                expect(nav.get_by_text("app", exact=True)).to_have_count(0)
+                expect(page.get_by_placeholder(SEARCH_PLACEHOLDER)).to_be_visible()
+                page.close()
+        finally:
+            browser.close()
+
+
+def test_an_alerts_triage_link_opens_the_alert_and_the_version_change(chromium: Path, server: ServerProcess,
+                                                                       ui: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    run_fleet(FleetConfig(endpoint=server.url, workflows=300, seed=7))
+    server.wait_drained()
+    with server.client() as client:
+        client.post("/api/detectors/run").raise_for_status()
+        alerts = client.get("/api/alerts", params={"status": "firing"}).raise_for_status().json()["alerts"]
+    alert = next(alert for alert in alerts if alert["detector"] == "version_regression")
+    assert alert["agent"] == "support-agent"
+    path = alert["links"]["triage"].split("/", 3)[3]  # the dashboards' base URL is the server's setting
+    assert path == "triage?agent=support-agent"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(f"{ui}/{path}")
+            expect(page.get_by_role("heading", name="Triage", exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(alert["summary"]).first).to_be_visible()
+            expect(page.get_by_text("Version change").first).to_be_visible()
+            expect(page.get_by_role("button", name="Show every agent")).to_be_visible()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            expect(page.get_by_placeholder(SEARCH_PLACEHOLDER)).to_be_visible()
+            page.wait_for_timeout(1000)  # let plotly finish drawing before the picture
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "triage.png"))
         finally:
             browser.close()
