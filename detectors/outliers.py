@@ -20,7 +20,10 @@ class OutlierConfig(BaseModel):
         default=6.0, gt=0, description="an outlier must also be this far (robust z, log scale) from typical ..."
     )
     min_scale: float = Field(default=0.25, gt=0, description="smallest spread assumed per feature (log units)")
-    min_features: int = Field(default=2, ge=1, description="... on at least this many features")
+    min_features: int = Field(
+        default=3, ge=1,
+        description="... on at least this many features (errors and retries, spans and tool calls move together)",
+    )
     seed: int = 0
 
 

@@ -44,6 +44,12 @@ HAVING countIf(ParentSpanId = '') > 0
 ORDER BY start_ms
 """
 
+# chDB answers an empty result without column names; these are the names RUN_FEATURES selects.
+RUN_FEATURE_COLUMNS = tuple(
+    line.rsplit(" AS ", 1)[1].rstrip(",").strip()
+    for line in RUN_FEATURES.split("FROM (", 1)[0].splitlines()
+    if " AS " in line
+)
 
 ROLLUPS = """
 SELECT agent, flow, model, prompt_version,
@@ -100,9 +106,11 @@ class SignalsRepository:
         self.engine, self.db = engine, db
 
     def run_features(self, *, since: datetime, until: datetime) -> RunFeatures:
-        return RunFeatures(columns=self.engine.query_columns(
+        """One row per run that has a root span in [since, until); every column present even when empty."""
+        columns = self.engine.query_columns(
             "run_features", RUN_FEATURES.replace("{db}", self.db), {"since_ms": _ms(since), "until_ms": _ms(until)}
-        ))
+        )
+        return RunFeatures(columns=columns or {name: [] for name in RUN_FEATURE_COLUMNS})
 
     def rollups(self, *, since: datetime, until: datetime, bucket_s: int) -> dict[str, list]:
         """Golden signals per agent x flow x model x prompt version x time bucket, column by column."""
