@@ -21,7 +21,7 @@ def proportion_z(before_hits: int, before_n: int, after_hits: int, after_n: int)
 
 def proportion_worse(before_hits: int, before_n: int, after_hits: int, after_n: int) -> float:
     """One-sided p-value that the after-rate is higher (two-proportion z-test, pooled)."""
-    if before_n == 0 or after_n == 0:
+    if before_n == 0 or after_n == 0 or before_hits + after_hits in (0, before_n + after_n):
         return 1.0
     return 0.5 * math.erfc(proportion_z(before_hits, before_n, after_hits, after_n) / math.sqrt(2))
 
