@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from pydantic import BaseModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from flightrec.fleet import FleetConfig, build_workflow_spans
+from collector.normalize import Normalizer
+from flightrec.fleet import FleetConfig, FleetSimulation, build_workflow_spans
+from store import SpanBatch, StoreConfig, open_store
 
 
 def machine() -> str:
@@ -102,3 +112,92 @@ class MonitoredServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=120)
+
+
+class FleetLoad(BaseModel):
+    """What :func:`load_fleet_store` put into a store, and where its time went."""
+
+    spans: int
+    links: int
+    batches: int
+    insert_seconds: float
+    optimize_seconds: float
+    stage_seconds: dict[str, float]
+    report: dict[str, Any]
+
+
+def _produce_fleet(queue: Any, config_json: str, per_batch: int, max_spans: int) -> None:
+    """Child process: fleet workflows -> OTLP/protobuf requests of ~per_batch spans (whole traces)."""
+    simulation = FleetSimulation(FleetConfig.model_validate_json(config_json))
+    pending: list = []
+    total = 0
+    for workflow in simulation:
+        pending.extend(workflow)
+        total += len(workflow)
+        if len(pending) >= per_batch or (max_spans and total >= max_spans):
+            queue.put(("spans", encode_spans(pending).SerializeToString()))
+            pending = []
+        if max_spans and total >= max_spans:
+            break
+    if pending:
+        queue.put(("spans", encode_spans(pending).SerializeToString()))
+    if simulation.report is not None:
+        queue.put(("report", simulation.report.model_dump_json()))
+    queue.put(None)
+
+
+def load_fleet_store(root: Path, config: FleetConfig, per_batch: int, max_spans: int = 0) -> FleetLoad:
+    """Fill a fresh embedded store at ``root/data`` with a fleet run, through the collector's path.
+
+    Generation and OTLP encoding run in a child process forked before chDB opens here;
+    decoding, normalization and insert run in this one: two cores, one pipeline. The
+    store is merged (OPTIMIZE FINAL) at the end, so figures see settled parts.
+    """
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue(maxsize=3)
+    producer = context.Process(
+        target=_produce_fleet, args=(queue, config.model_dump_json(), per_batch, max_spans), daemon=True
+    )
+    started = time.perf_counter()
+    producer.start()
+    store = open_store(StoreConfig(dsn=f"chdb://{root / 'data'}", retention_days=0))
+    normalizer = Normalizer()
+    spans = links = batches = 0
+    report: dict[str, Any] = {}
+    times: Counter[str] = Counter()
+    total = max_spans or config.workflows * 11
+    try:
+        with Progress(TextColumn("building store"), BarColumn(), MofNCompleteColumn(), TextColumn("spans"),
+                      TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+            task = progress.add_task("build", total=total)
+            while True:
+                t0 = time.perf_counter()
+                item = queue.get()
+                t1 = time.perf_counter()
+                times["waiting for the fleet (child)"] += t1 - t0
+                if item is None:
+                    break
+                kind, body = item
+                if kind == "report":
+                    report = json.loads(body)
+                    continue
+                batch = normalizer.normalize_request(ExportTraceServiceRequest.FromString(body), SpanBatch())
+                t2 = time.perf_counter()
+                times["decode + normalize"] += t2 - t1
+                store.insert_batch(batch, dedup_token=f"bench-{config.seed}-{batches}")
+                times["insert_batch"] += time.perf_counter() - t2
+                spans, links, batches = spans + batch.span_count, links + batch.link_count, batches + 1
+                progress.update(task, completed=min(spans, total))
+        producer.join(timeout=60)
+        inserted_s = time.perf_counter() - started
+        t0 = time.perf_counter()
+        store.optimize()
+        optimize_s = time.perf_counter() - t0
+    finally:
+        store.close()
+    return FleetLoad(
+        spans=spans, links=links, batches=batches, insert_seconds=round(inserted_s, 1),
+        optimize_seconds=round(optimize_s, 1), stage_seconds={k: round(v, 1) for k, v in times.items()}, report=report,
+    )

@@ -25,29 +25,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import shutil
 import statistics
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import MonitoredServer, machine  # noqa: E402
-from collector.normalize import Normalizer  # noqa: E402
+from bench.common import MonitoredServer, load_fleet_store, machine  # noqa: E402
 from detectors.context import PassContext, Runs  # noqa: E402
 from detectors.runner import DetectorRunner, DetectorsConfig, PassResult  # noqa: E402
-from flightrec.fleet import FleetConfig, FleetSimulation  # noqa: E402
-from store import SpanBatch, Store, StoreConfig, open_store  # noqa: E402
+from flightrec.fleet import FleetConfig  # noqa: E402
+from store import Store, StoreConfig, open_store  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_S = 10.0
@@ -57,83 +52,21 @@ WINDOW_H = 24.0
 # -- build ----------------------------------------------------------------------------
 
 
-def _produce(queue: multiprocessing.Queue, config_json: str, per_batch: int) -> None:
-    """Child process: fleet workflows -> OTLP/protobuf requests of ~per_batch spans (whole traces)."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    simulation = FleetSimulation(FleetConfig.model_validate_json(config_json))
-    pending: list = []
-    for workflow in simulation:
-        pending.extend(workflow)
-        if len(pending) >= per_batch:
-            queue.put(("spans", encode_spans(pending).SerializeToString()))
-            pending = []
-    if pending:
-        queue.put(("spans", encode_spans(pending).SerializeToString()))
-    assert simulation.report is not None
-    queue.put(("report", simulation.report.model_dump_json()))
-    queue.put(None)
-
-
 def build_store(root: Path, config: FleetConfig, per_batch: int) -> dict[str, Any]:
     """Fill ``root/data`` with the fleet run of ``config``; returns what was built."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    # Generation + OTLP encoding run in a child process (forked before chDB opens here),
-    # decoding + normalization + insert in this one: two cores, one pipeline.
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue(maxsize=3)
-    producer = context.Process(target=_produce, args=(queue, config.model_dump_json(), per_batch), daemon=True)
-    started = time.perf_counter()
-    producer.start()
+    load = load_fleet_store(root, config, per_batch)
     store = open_store(StoreConfig(dsn=f"chdb://{root / 'data'}", retention_days=0))
-    normalizer = Normalizer()
-    spans = batches = 0
-    report: dict[str, Any] = {}
-    times: Counter[str] = Counter()
-    columns = [TextColumn("building store"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    expected_batches = config.workflows * 11 // per_batch + 1
     try:
-        with Progress(*columns) as progress:
-            task = progress.add_task("build", total=expected_batches)
-            while True:
-                t0 = time.perf_counter()
-                item = queue.get()
-                t1 = time.perf_counter()
-                times["waiting for the fleet (child)"] += t1 - t0
-                if item is None:
-                    break
-                kind, body = item
-                if kind == "report":
-                    report = json.loads(body)
-                    continue
-                batch = normalizer.normalize_request(ExportTraceServiceRequest.FromString(body), SpanBatch())
-                t2 = time.perf_counter()
-                times["decode + normalize"] += t2 - t1
-                store.insert_batch(batch, dedup_token=f"detect-bench-{config.seed}-{batches}")
-                times["insert_batch"] += time.perf_counter() - t2
-                spans += batch.span_count
-                batches += 1
-                progress.update(task, completed=batches)
-        producer.join(timeout=60)
-        inserted_s = time.perf_counter() - started
-        t0 = time.perf_counter()
-        store.optimize()
-        optimize_s = time.perf_counter() - t0
         latest = store.signals.latest_time()
     finally:
         store.close()
     assert config.start is not None and latest is not None
     info = {
-        "spans": spans, "batches": batches, "workflows": config.workflows, "spacing_s": config.spacing,
+        "spans": load.spans, "batches": load.batches, "workflows": config.workflows, "spacing_s": config.spacing,
         "seed": config.seed, "start": config.start.isoformat(), "latest_span": latest.isoformat(),
-        "insert_seconds": round(inserted_s, 1), "optimize_seconds": round(optimize_s, 1),
-        "build_seconds": round(inserted_s + optimize_s, 1),
-        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "injections": report.get("injections", []),
+        "insert_seconds": load.insert_seconds, "optimize_seconds": load.optimize_seconds,
+        "build_seconds": round(load.insert_seconds + load.optimize_seconds, 1),
+        "stage_seconds": load.stage_seconds, "injections": load.report.get("injections", []),
     }
     (root / "build.json").write_text(json.dumps(info, indent=2))  # written last: marks the store complete
     return info

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import random
-import shutil
 import sys
 import time
 from collections import Counter
@@ -29,15 +27,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import MonitoredServer, machine  # noqa: E402
-from collector.normalize import Normalizer  # noqa: E402
-from flightrec.fleet import FleetConfig, build_workflow_spans  # noqa: E402
+from bench.common import MonitoredServer, load_fleet_store, machine  # noqa: E402
+from flightrec.fleet import FleetConfig  # noqa: E402
 from stories import narrate  # noqa: E402
-from store import ObjectRef, SpanBatch, StoreConfig, open_store  # noqa: E402
+from store import ObjectRef, StoreConfig, open_store  # noqa: E402
 from store.links import covered_spans  # noqa: E402
 from store.repository import SPAN_SELECT, _record_from_row  # noqa: E402
 
@@ -49,79 +45,20 @@ RUNS = 50  # the story route's default: the latest 50 runs of the object
 # -- build ----------------------------------------------------------------------------
 
 
-def _produce(queue: multiprocessing.Queue, spans_target: int, workflows: int, seed: int, per_batch: int) -> None:
-    """Child process: fleet workflows -> OTLP/protobuf requests of ~per_batch spans (whole traces)."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    pending: list = []
-    total = 0
-    for workflow in build_workflow_spans(FleetConfig(workflows=workflows, seed=seed)):
-        pending.extend(workflow)
-        total += len(workflow)
-        if len(pending) >= per_batch or total >= spans_target:
-            queue.put((len(pending), encode_spans(pending).SerializeToString()))
-            pending = []
-        if total >= spans_target:
-            break
-    if pending:
-        queue.put((len(pending), encode_spans(pending).SerializeToString()))
-    queue.put(None)
-
-
 def build_store(root: Path, spans_target: int, seed: int, per_batch: int) -> dict:
     """Fill ``root/data`` with >= spans_target fleet spans; returns what was built."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
     workflows = math.ceil(spans_target / 10.0)  # ~10.8 spans per workflow: stops before the fleet runs out
-    # Generation + OTLP encoding run in a child process (started before chDB opens here),
-    # decoding + normalization + insert in this one: two cores, one pipeline.
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue(maxsize=3)
-    producer = context.Process(target=_produce, args=(queue, spans_target, workflows, seed, per_batch), daemon=True)
-    started = time.perf_counter()
-    producer.start()
+    load = load_fleet_store(root, FleetConfig(workflows=workflows, seed=seed), per_batch, max_spans=spans_target)
     store = open_store(StoreConfig(dsn=f"chdb://{root / 'data'}", retention_days=0))
-    normalizer = Normalizer()
-    spans = links = batches = 0
-    times = Counter()
-    columns = [TextColumn("building store"), BarColumn(), MofNCompleteColumn(), TextColumn("spans"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns) as progress:
-            task = progress.add_task("build", total=spans_target)
-            while True:
-                t0 = time.perf_counter()
-                item = queue.get()
-                t1 = time.perf_counter()
-                times["waiting for the fleet (child)"] += t1 - t0
-                if item is None:
-                    break
-                count, body = item
-                batch = normalizer.normalize_request(ExportTraceServiceRequest.FromString(body), SpanBatch())
-                t2 = time.perf_counter()
-                times["decode + normalize"] += t2 - t1
-                store.insert_batch(batch, dedup_token=f"story-bench-{seed}-{batches}")
-                times["insert_batch"] += time.perf_counter() - t2
-                spans += batch.span_count
-                links += batch.link_count
-                batches += 1
-                progress.update(task, completed=min(spans, spans_target))
-        producer.join(timeout=60)
-        inserted_s = time.perf_counter() - started
-        t0 = time.perf_counter()
-        store.optimize()
-        optimize_s = time.perf_counter() - t0
         disk = store.disk_bytes()
     finally:
         store.close()
     info = {
-        "spans": spans, "links": links, "batches": batches, "workflows_config": workflows, "seed": seed,
-        "insert_seconds": round(inserted_s, 1), "optimize_seconds": round(optimize_s, 1),
-        "build_seconds": round(inserted_s + optimize_s, 1),
-        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "disk_bytes": disk,
+        "spans": load.spans, "links": load.links, "batches": load.batches, "workflows_config": workflows, "seed": seed,
+        "insert_seconds": load.insert_seconds, "optimize_seconds": load.optimize_seconds,
+        "build_seconds": round(load.insert_seconds + load.optimize_seconds, 1),
+        "stage_seconds": load.stage_seconds, "disk_bytes": disk,
     }
     (root / "build.json").write_text(json.dumps(info, indent=2))  # written last: marks the store complete
     return info

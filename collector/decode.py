@@ -7,7 +7,6 @@ be decoded at all raises :class:`IngestError` naming what failed.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import zlib
 from typing import Any

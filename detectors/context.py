@@ -7,6 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
+from detectors.models import Finding
 from store.signals import RunFeatures
 
 NUMERIC = (
@@ -61,3 +62,15 @@ def examples(runs: Runs, mask: np.ndarray, limit: int = 3) -> tuple[list[str], l
     traces = [str(chosen["trace_id"][i]) for i in order]
     objects = [str(chosen["object"][i]) for i in order if chosen["object"][i]]
     return traces, list(dict.fromkeys(objects))
+
+
+class PerAgentDetector:
+    """A detector that judges each agent's runs on their own: subclasses write ``judge_agent``."""
+
+    name = ""
+
+    def detect(self, ctx: PassContext) -> list[Finding]:
+        return [finding for agent, runs in ctx.by_agent.items() if (finding := self.judge_agent(agent, runs))]
+
+    def judge_agent(self, agent: str, runs: Runs) -> Finding | None:
+        raise NotImplementedError

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from detectors.context import PassContext, Runs, examples
+from detectors.context import PerAgentDetector, Runs, examples
 from detectors.models import Finding
 from detectors.stats import overdispersion as overdispersion_of
 from detectors.stats import proportion_z, superiority, superiority_z
@@ -124,7 +124,7 @@ def _quantity(value: float, unit: str) -> str:
     return f"{value:,.3g} {unit}"
 
 
-class BaselineDriftDetector:
+class BaselineDriftDetector(PerAgentDetector):
     """Per agent and metric: the recent period's runs against the earlier runs of the window."""
 
     name = "baseline_drift"
@@ -132,15 +132,7 @@ class BaselineDriftDetector:
     def __init__(self, config: DriftConfig | None = None) -> None:
         self.config = config or DriftConfig()
 
-    def detect(self, ctx: PassContext) -> list[Finding]:
-        findings = []
-        for agent, runs in ctx.by_agent.items():
-            finding = self._agent(agent, runs)
-            if finding:
-                findings.append(finding)
-        return findings
-
-    def _agent(self, agent: str, runs: Runs) -> Finding | None:
+    def judge_agent(self, agent: str, runs: Runs) -> Finding | None:
         """One finding per agent, naming every metric that drifted (one problem, one page)."""
         config = self.config
         ended = runs["start_ms"] + runs["duration_ms"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from detectors.context import PassContext, Runs, examples
+from detectors.context import PerAgentDetector, Runs, examples
 from detectors.models import Finding
 from detectors.stats import proportion_worse, values_worse
 
@@ -30,7 +30,7 @@ def _version(runs: Runs, index: int) -> str:
     return " / ".join(str(part) for part in parts if part)
 
 
-class VersionRegressionDetector:
+class VersionRegressionDetector(PerAgentDetector):
     """Compares the runs before and after an agent's latest version change."""
 
     name = "version_regression"
@@ -38,15 +38,7 @@ class VersionRegressionDetector:
     def __init__(self, config: VersionRegressionConfig | None = None) -> None:
         self.config = config or VersionRegressionConfig()
 
-    def detect(self, ctx: PassContext) -> list[Finding]:
-        findings = []
-        for agent, runs in ctx.by_agent.items():
-            finding = self._agent(agent, runs)
-            if finding:
-                findings.append(finding)
-        return findings
-
-    def _agent(self, agent: str, runs: Runs) -> Finding | None:
+    def judge_agent(self, agent: str, runs: Runs) -> Finding | None:
         order = np.argsort(runs["start_ms"], kind="stable")
         runs = runs.where(order)
         versions = np.array([_version(runs, i) for i in range(len(runs))], dtype=object)

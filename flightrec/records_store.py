@@ -4,6 +4,11 @@ Entities (tickets, accounts, orders, invoices) come into being on first touch wi
 defaults, so any id works. Money is kept in integer cents, so an action and its undo restore exact
 values. Every mutation runs in one transaction under one lock, together with the response it stores
 for its Idempotency-Key: the effect and its replayable answer commit atomically.
+
+This SQLite database is not Flight Recorder's store: it stands in for a customer's own system of
+record (billing, CRM, helpdesk) that agents act on and rollback undoes over HTTP. The house rule
+"all SQL lives in store/" is about Flight Recorder's ClickHouse; this stand-in keeps its own SQL
+here, with bound parameters, and table names only from its fixed schema.
 """
 
 from __future__ import annotations

@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -33,6 +29,7 @@ from detectors.runner import DetectorRunner, DetectorsConfig
 from detectors.version import VersionRegressionDetector
 from flightrec.fleet import FleetConfig, run_fleet
 from store import SpanBatch, Store
+from tests.http_receiver import Receiver, Reply
 from tests.otlp_helpers import make_request, make_span
 
 NOW = datetime.now(tz=timezone.utc).replace(microsecond=0)
@@ -360,64 +357,6 @@ def test_a_finding_gone_before_its_for_resolves_without_a_page(store: Store) -> 
 # --- through a real server: API and pager ---------------------------------------------------------------
 
 
-@dataclass
-class Recorded:
-    path: str
-    body: Any
-
-
-class Receiver:
-    """A local HTTP server that records every POST and answers from per-path reply queues (default 202)."""
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self.replies: dict[str, deque[int]] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.lock:
-                    receiver.requests.append(Recorded(self.path, json.loads(raw)))
-                    queue = receiver.replies.get(self.path)
-                    status = queue.popleft() if queue else 202
-                body = json.dumps({"status": "success" if status < 300 else "error"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def queue(self, path: str, *statuses: int) -> None:
-        self.replies.setdefault(path, deque()).extend(statuses)
-
-    def at(self, path: str) -> list[Any]:
-        with self.lock:
-            return [r.body for r in self.requests if r.path == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    yield running
-    running.close()
-
-
 ALERT_FIELDS = {"id", "detector", "agent", "status", "severity", "summary", "dedup_key", "started_at"}
 
 
@@ -435,7 +374,7 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
                                    start=fleet_end - timedelta(seconds=workflows * spacing)))
     assert report.regression_agent == "support-agent"
     server.wait_drained()
-    receiver.queue("/v2/enqueue", 503)  # PagerDuty is briefly unavailable: the trigger is retried
+    receiver.queue(Reply(503), path="/v2/enqueue")  # PagerDuty is briefly unavailable: the trigger is retried
 
     with server.client() as api:
         passed = api.post("/api/detectors/run", timeout=120).raise_for_status().json()
@@ -450,7 +389,7 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
         assert all(a["status"] == "firing" for a in listed)
         assert api.post("/api/detectors/run", timeout=120).json()["fired"] == []  # firing already: no page
 
-        triggers = [e for e in receiver.at("/v2/enqueue") if e["dedup_key"] == fired["dedup_key"]]
+        triggers = [e for e in receiver.bodies("/v2/enqueue") if e["dedup_key"] == fired["dedup_key"]]
         assert len(triggers) == 2 and triggers[0] == triggers[1]  # the 503, then the retry that got through
         trigger = triggers[-1]
         assert trigger["routing_key"] == ROUTING_KEY and trigger["event_action"] == "trigger"
@@ -458,7 +397,7 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
         assert payload["summary"] == fired["summary"][:1024] and payload["severity"] in {"critical", "error",
                                                                                           "warning", "info"}
         assert payload["source"] == "flightrec" and payload["component"] == "support-agent"
-        hooks = [t for body in receiver.at("/hook") for t in body["transitions"]
+        hooks = [t for body in receiver.bodies("/hook") for t in body["transitions"]
                  if t["alert"]["dedup_key"] == fired["dedup_key"]]
         assert [(t["change"], t["alert"]["id"]) for t in hooks] == [("fired", fired["id"])]
 
@@ -480,10 +419,10 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
         assert all(a["dedup_key"] != fired["dedup_key"]
                    for a in api.get("/api/alerts", params={"status": "firing"}).json()["alerts"])
 
-    resolves = [e for e in receiver.at("/v2/enqueue")
+    resolves = [e for e in receiver.bodies("/v2/enqueue")
                 if e["event_action"] == "resolve" and e["dedup_key"] == trigger["dedup_key"]]
     assert resolves == [{"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}]
-    hooks = [t for body in receiver.at("/hook") for t in body["transitions"]
+    hooks = [t for body in receiver.bodies("/hook") for t in body["transitions"]
              if t["alert"]["dedup_key"] == fired["dedup_key"]]
     assert [t["change"] for t in hooks] == ["fired", "resolved"]
     assert hooks[1]["alert"]["status"] == "resolved" and hooks[1]["alert"]["resolved_at"]
