@@ -8,19 +8,40 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 import zlib
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from collector.errors import ErrorKind, IngestError
+from collector.wire import locate_problem
+
+log = logging.getLogger(__name__)
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_TYPES = frozenset({"application/json"})
 MAX_REASONS = 5
+STORE_MAX_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11; OTLP times are uint64
+DEFAULT_MAX_FUTURE_S = 86_400
+
+
+class SpanLimits(BaseModel):
+    """The time window a span, its end and its events must fall in to be stored."""
+
+    oldest_ns: int = Field(default=0, ge=0, description="earliest start (retention); 0: no limit")
+    newest_ns: int = Field(default=STORE_MAX_NS, ge=0, description="latest start, end or event time")
+
+    @classmethod
+    def now(cls, *, retention_days: int = 0, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> "SpanLimits":
+        """Limits for a request arriving now: within retention, at most ``max_future_s`` ahead."""
+        now = time.time_ns()
+        oldest = now - retention_days * 86_400 * 1_000_000_000 if retention_days else 0
+        return cls(oldest_ns=max(0, oldest), newest_ns=min(STORE_MAX_NS, now + max_future_s * 1_000_000_000))
 
 
 class DecodedRequest(BaseModel):
@@ -47,8 +68,15 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo Content-Encoding, never producing more than ``limit`` bytes (stops gzip bombs)."""
+    """Undo Content-Encoding, never producing more than ``limit`` bytes (stops gzip bombs).
+
+    Concatenated gzip members are one stream (RFC 1952); any other bytes after the
+    compressed data are an error rather than silently dropped.
+    """
     encoding = (encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         if len(body) > limit:
@@ -56,22 +84,43 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "deflate"):
         raise IngestError(
-            ErrorKind.UNSUPPORTED_MEDIA, f"Content-Encoding {encoding!r} is not supported; use gzip or none"
+            ErrorKind.UNSUPPORTED_MEDIA, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none"
         )
-    inflater = zlib.decompressobj(wbits=47 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise IngestError(ErrorKind.BAD_REQUEST, f"body is not valid {encoding}: {exc}") from exc
-    if len(out) > limit:
-        raise IngestError(ErrorKind.TOO_LARGE, f"decompressed body exceeds the limit of {limit} bytes")
-    if not inflater.eof:
-        raise IngestError(ErrorKind.BAD_REQUEST, f"body is truncated {encoding} data")
-    return out
+    out: list[bytes] = []
+    size, rest, member = 0, body, 0
+    while True:
+        inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+        try:
+            chunk = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise IngestError(ErrorKind.BAD_REQUEST, f"body is not valid {encoding} data: {exc}") from exc
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(ErrorKind.TOO_LARGE, f"decompressed body exceeds the limit of {limit} bytes")
+        out.append(chunk)
+        if not inflater.eof:
+            raise IngestError(ErrorKind.BAD_REQUEST, f"body is truncated {encoding} data")
+        rest = inflater.unused_data
+        member += 1
+        if not rest:
+            return b"".join(out)
+        if encoding != "gzip" or not rest.startswith(GZIP_MAGIC):
+            raise IngestError(
+                ErrorKind.BAD_REQUEST, f"{len(rest)} bytes follow the end of the {encoding} data (member {member})"
+            )
 
 
-def _span_problem(span: Any, oldest_ns: int) -> str | None:
-    """What makes a span invalid, or None."""
+def _time_problem(field: str, value: int, limits: SpanLimits) -> str | None:
+    if value > STORE_MAX_NS:
+        return f"{field} = {value} is beyond what the store can hold (2262-04-11)"
+    if value > limits.newest_ns:
+        ahead_s = (value - time.time_ns()) // 1_000_000_000
+        return f"{field} is {ahead_s} s in the future, past the allowed clock skew: check the sender's clock"
+    return None
+
+
+def _span_problem(span: Any, limits: SpanLimits) -> str | None:
+    """What makes a span invalid (the field and why), or None."""
     if len(span.trace_id) != 16:
         return f"trace_id must be 16 bytes, got {len(span.trace_id)}"
     if not any(span.trace_id):
@@ -86,28 +135,42 @@ def _span_problem(span: Any, oldest_ns: int) -> str | None:
         return "start_time_unix_nano is missing"
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
         return "end_time_unix_nano is before start_time_unix_nano"
-    if span.start_time_unix_nano < oldest_ns:
+    problem = _time_problem("start_time_unix_nano", span.start_time_unix_nano, limits) or _time_problem(
+        "end_time_unix_nano", span.end_time_unix_nano, limits
+    )
+    if problem:
+        return problem
+    if span.start_time_unix_nano < limits.oldest_ns:
         return "start time is older than the retention period, so it would be deleted at once"
+    for index, event in enumerate(span.events):
+        problem = _time_problem(f"events[{index}].time_unix_nano", event.time_unix_nano, limits)
+        if problem:
+            return problem
+    for index, link in enumerate(span.links):
+        if len(link.trace_id) != 16:
+            return f"links[{index}].trace_id must be 16 bytes, got {len(link.trace_id)}"
+        if len(link.span_id) != 8:
+            return f"links[{index}].span_id must be 8 bytes, got {len(link.span_id)}"
     return None
 
 
-def validate_request(request: ExportTraceServiceRequest, reasons: list[str], oldest_ns: int = 0) -> tuple[int, int]:
-    """Remove invalid spans in place; return (accepted, rejected) and append reasons.
-
-    ``oldest_ns``: spans starting before it fall outside retention and are rejected.
-    """
+def validate_request(
+    request: ExportTraceServiceRequest, reasons: list[str], limits: SpanLimits | None = None
+) -> tuple[int, int]:
+    """Remove invalid spans in place; return (accepted, rejected) and append reasons."""
+    limits = limits or SpanLimits.now()
     accepted = rejected = 0
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
             bad: list[int] = []
             for index, span in enumerate(scope_spans.spans):
-                problem = _span_problem(span, oldest_ns)
+                problem = _span_problem(span, limits)
                 if problem is None:
                     accepted += 1
                     continue
                 bad.append(index)
                 if len(reasons) < MAX_REASONS:
-                    reasons.append(f"span {span.name!r}: {problem}")
+                    reasons.append(f"span {span.name[:200]!r}: {problem}")
             for index in reversed(bad):
                 del scope_spans.spans[index]
             rejected += len(bad)
@@ -119,8 +182,9 @@ def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
+        where = locate_problem(body, ExportTraceServiceRequest.DESCRIPTOR) or str(exc)
         raise IngestError(
-            ErrorKind.BAD_REQUEST, f"body is not a valid protobuf ExportTraceServiceRequest: {exc}"
+            ErrorKind.BAD_REQUEST, f"body is not a valid protobuf ExportTraceServiceRequest: {where}"
         ) from exc
     return request
 
@@ -155,18 +219,40 @@ def _list_field(obj: dict, camel: str, snake: str, where: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise IngestError(ErrorKind.BAD_REQUEST, f"{where}.{camel} must be an array")
+        raise IngestError(ErrorKind.BAD_REQUEST, f"{where}.{camel} must be an array, got {type(value).__name__}")
     return value
 
 
-def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequest, int]:
-    """Parse OTLP/JSON; spans with malformed ids are dropped and counted, not fatal."""
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (OTLP/JSON numbers must be finite)")
+
+
+def _load_json(body: bytes) -> dict:
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise IngestError(ErrorKind.BAD_REQUEST, "body is nested too deeply to be an OTLP/JSON request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngestError(ErrorKind.BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise IngestError(ErrorKind.BAD_REQUEST, "body must be a JSON object with resourceSpans")
+    return document
+
+
+def _prepare_json_span(span: Any, where: str) -> None:
+    """Hex ids to base64 for protobuf's JSON mapping; ValueError names a malformed id."""
+    if not isinstance(span, dict):
+        raise IngestError(ErrorKind.BAD_REQUEST, f"{where} must be an object, got {type(span).__name__}")
+    _convert_ids(span, SPAN_ID_FIELDS)
+    for l_index, link in enumerate(_list_field(span, "links", "links", where)):
+        if not isinstance(link, dict):
+            raise IngestError(ErrorKind.BAD_REQUEST, f"{where}.links[{l_index}] must be an object")
+        _convert_ids(link, LINK_ID_FIELDS)
+
+
+def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequest, int]:
+    """Parse OTLP/JSON; spans with malformed ids are dropped and counted, not fatal."""
+    document = _load_json(body)
     dropped = 0
     for r_index, resource_spans in enumerate(_list_field(document, "resourceSpans", "resource_spans", "body")):
         where = f"resourceSpans[{r_index}]"
@@ -178,18 +264,13 @@ def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequ
                 raise IngestError(ErrorKind.BAD_REQUEST, f"{scope_where} must be an object")
             spans = _list_field(scope_spans, "spans", "spans", scope_where)
             kept = []
-            for span in spans:
-                if not isinstance(span, dict):
-                    raise IngestError(ErrorKind.BAD_REQUEST, f"{scope_where}.spans holds a non-object")
+            for index, span in enumerate(spans):
                 try:
-                    _convert_ids(span, SPAN_ID_FIELDS)
-                    for link in span.get("links") or []:
-                        if isinstance(link, dict):
-                            _convert_ids(link, LINK_ID_FIELDS)
+                    _prepare_json_span(span, f"{scope_where}.spans[{index}]")
                 except ValueError as exc:
                     dropped += 1
                     if len(reasons) < MAX_REASONS:
-                        reasons.append(f"span {span.get('name', '')!r}: {exc}")
+                        reasons.append(f"span {str(span.get('name', ''))[:200]!r}: {exc}")
                     continue
                 kept.append(span)
             if spans:
@@ -197,13 +278,32 @@ def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequ
     request = ExportTraceServiceRequest()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
+    except RecursionError:
+        raise IngestError(ErrorKind.BAD_REQUEST, "body is nested too deeply to be an OTLP/JSON request") from None
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise IngestError(ErrorKind.BAD_REQUEST, f"body is not a valid OTLP/JSON trace request: {exc}") from exc
     return request, dropped
 
 
-def decode_body(body: bytes, content_type: str | None, oldest_ns: int = 0) -> DecodedRequest:
-    """Decode and validate an (already decompressed) OTLP/HTTP body."""
+def decode_body(body: bytes, content_type: str | None, limits: SpanLimits | None = None) -> DecodedRequest:
+    """Decode and validate an (already decompressed) OTLP/HTTP body.
+
+    Every failure is an :class:`IngestError`; an unexpected exception here is still
+    the body's fault (a 400 naming the error), never a 500 for the sender.
+    """
+    try:
+        return _decode_body(body, content_type, limits or SpanLimits.now())
+    except IngestError:
+        raise
+    except Exception as exc:  # a decoder bug must not turn a bad body into a 500
+        log.warning("decode: unexpected %s for a %d-byte %s body", type(exc).__name__, len(body), content_type,
+                    exc_info=True)
+        raise IngestError(
+            ErrorKind.BAD_REQUEST, f"body could not be decoded: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
+
+
+def _decode_body(body: bytes, content_type: str | None, limits: SpanLimits) -> DecodedRequest:
     kind = media_type(content_type)
     reasons: list[str] = []
     if kind in PROTOBUF_TYPES:
@@ -216,7 +316,7 @@ def decode_body(body: bytes, content_type: str | None, oldest_ns: int = 0) -> De
             f"Content-Type {content_type!r} is not supported; use application/x-protobuf or application/json",
         )
     original = body if kind in PROTOBUF_TYPES else None
-    accepted, rejected = validate_request(request, reasons, oldest_ns)
+    accepted, rejected = validate_request(request, reasons, limits)
     rejected += dropped
     payload = original if original is not None and rejected == 0 else request.SerializeToString()
     return DecodedRequest(request=request, payload=payload, accepted=accepted, rejected=rejected, reasons=reasons)

@@ -12,6 +12,7 @@ class ErrorKind(str, Enum):
     BAD_REQUEST = "bad_request"
     UNAUTHENTICATED = "unauthenticated"
     TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
     UNSUPPORTED_MEDIA = "unsupported_media"
     OVERLOADED = "overloaded"
     UNAVAILABLE = "unavailable"
@@ -31,6 +32,8 @@ ERROR_TABLE: dict[ErrorKind, ErrorStatus] = {
         http_status=401, grpc_code=grpc.StatusCode.UNAUTHENTICATED, retryable=False
     ),
     ErrorKind.TOO_LARGE: ErrorStatus(http_status=413, grpc_code=grpc.StatusCode.INVALID_ARGUMENT, retryable=False),
+    # The client did not send its body in time (OTLP does not list 408 as retryable).
+    ErrorKind.TIMEOUT: ErrorStatus(http_status=408, grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED, retryable=False),
     ErrorKind.UNSUPPORTED_MEDIA: ErrorStatus(
         http_status=415, grpc_code=grpc.StatusCode.INVALID_ARGUMENT, retryable=False
     ),

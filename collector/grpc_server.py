@@ -44,7 +44,7 @@ class GrpcReceiver:
         try:
             self.pipeline.authorize(metadata.get("authorization"))
             decoded = self.pipeline.ingest(
-                decode_body(body, "application/x-protobuf", self.pipeline.oldest_ns()), transport="grpc"
+                decode_body(body, "application/x-protobuf", self.pipeline.span_limits()), transport="grpc"
             )
         except IngestError as error:
             self.pipeline.refused()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -38,17 +39,24 @@ def success_response(decoded: DecodedRequest, as_json: bool) -> Response:
     return Response(content=body, status_code=200, media_type=content_type)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def _read_limited(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused past ``limit`` bytes or when it takes longer than ``timeout_s`` to arrive."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise IngestError(ErrorKind.TOO_LARGE, f"body is {declared} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(ErrorKind.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise IngestError(ErrorKind.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise IngestError(
+            ErrorKind.TIMEOUT, f"body not received within {timeout_s:g} s ({size} bytes arrived)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -62,7 +70,8 @@ def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
         responses={
             400: {"description": "body could not be decoded"},
             401: {"description": "missing or wrong ingest token"},
-            413: {"description": "body over the size limit"},
+            408: {"description": "body not received within the body timeout"},
+            413: {"description": "body over the size limit, or more spans than the backlog can hold"},
             415: {"description": "unsupported Content-Type or Content-Encoding"},
             503: {"description": "backlog full; retry after Retry-After seconds"},
         },
@@ -78,7 +87,7 @@ def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
                     f"Content-Type {request.headers.get('content-type')!r} is not supported; "
                     "use application/x-protobuf or application/json",
                 )
-            body = await _read_limited(request, pipeline.config.max_body_bytes)
+            body = await _read_limited(request, pipeline.config.max_body_bytes, pipeline.config.body_timeout_s)
             decoded = await run_in_threadpool(
                 pipeline.ingest_body,
                 body,

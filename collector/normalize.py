@@ -7,6 +7,7 @@ Pure functions over decoded protobuf messages; the mapping itself is the table i
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -237,6 +238,13 @@ def _links(links: Any) -> tuple[list, ...]:
     )
 
 
+def span_hash(scope_hash: "hashlib._Hash", span: Any) -> int:
+    """A span's identity check: its resource, scope and span bytes as received, hashed (never 0)."""
+    digest = scope_hash.copy()
+    digest.update(span.SerializeToString())
+    return int.from_bytes(digest.digest(), "little") or 1
+
+
 class Normalizer:
     """Turns decoded OTLP requests into column batches for the store."""
 
@@ -251,11 +259,13 @@ class Normalizer:
         scope_name: str,
         scope_version: str,
         from_resource: dict[str, str] | None = None,
+        content_hash: int = 0,
     ) -> tuple[SpanRow, list[tuple]]:
         """One span as a store row, plus its object-link rows (``LINK_COLUMN_NAMES`` order).
 
         Span attributes are read before resource ones; ``from_resource`` is
-        :func:`resource_fields` of ``resource``, passed in when normalizing many spans.
+        :func:`resource_fields` of ``resource``, passed in when normalizing many spans;
+        ``content_hash`` is :func:`span_hash` of the span as received.
         """
         res = resource_fields(resource) if from_resource is None else from_resource
         attrs = attributes_to_dict(span.attributes)
@@ -312,6 +322,7 @@ class Normalizer:
             _first(attrs, res, "user_id"),
             text_of(attrs, "input_text"),
             text_of(attrs, "output_text"),
+            content_hash,
         )
         links = [(*ref.split(":", 1), trace_id, span_id, start, tenant, agent) for ref in objects]
         return row, links
@@ -322,10 +333,15 @@ class Normalizer:
         for resource_spans in request.resource_spans:
             resource = attributes_to_dict(resource_spans.resource.attributes)
             from_resource = resource_fields(resource)
+            resource_hash = hashlib.blake2b(resource_spans.resource.SerializeToString(), digest_size=8)
             for scope_spans in resource_spans.scope_spans:
                 scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
+                scope_hash = resource_hash.copy()
+                scope_hash.update(scope_spans.scope.SerializeToString())
                 for span in scope_spans.spans:
-                    row, links = self.normalize_span(span, resource, scope_name, scope_version, from_resource)
+                    row, links = self.normalize_span(
+                        span, resource, scope_name, scope_version, from_resource, span_hash(scope_hash, span)
+                    )
                     batch.span_rows.append(row)
                     if links:
                         batch.link_rows.extend(links)

@@ -9,7 +9,7 @@ import time
 
 from pydantic import BaseModel, Field
 
-from collector.decode import DecodedRequest, decode_body, decompress
+from collector.decode import DEFAULT_MAX_FUTURE_S, DecodedRequest, SpanLimits, decode_body, decompress
 from collector.errors import ErrorKind, IngestError
 from collector.wal import BacklogFull, WriteAheadLog
 from store import Store
@@ -24,6 +24,10 @@ class IntakeConfig(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest body after decompression")
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent when the backlog is full")
     retention_days: int = Field(default=0, ge=0, description="reject spans older than this (0: no limit)")
+    max_future_s: int = Field(
+        default=DEFAULT_MAX_FUTURE_S, ge=1, description="reject spans, ends and events further ahead than this"
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest time a client may take to send a body")
 
 
 class IntakeMetrics(BaseModel):
@@ -31,6 +35,9 @@ class IntakeMetrics(BaseModel):
     accepted_spans: int = 0
     rejected_spans: int = 0
     refused_requests: int = 0
+    wal_errors: int = 0
+    last_wal_error: str = ""
+    wal_failing_since: float = Field(default=0.0, description="unix time since which WAL appends fail (0: they work)")
 
 
 class IngestPipeline:
@@ -67,18 +74,23 @@ class IngestPipeline:
     def ingest_body(self, body: bytes, content_type: str | None, content_encoding: str | None) -> DecodedRequest:
         """OTLP/HTTP: decompress within limits, decode, then :meth:`ingest`."""
         raw = decompress(body, content_encoding, self.config.max_body_bytes)
-        return self.ingest(decode_body(raw, content_type, self.oldest_ns()), transport="http")
+        return self.ingest(decode_body(raw, content_type, self.span_limits()), transport="http")
 
-    def oldest_ns(self) -> int:
-        """Spans starting before this fall outside retention: rejecting them beats acknowledging a loss."""
-        if not self.config.retention_days:
-            return 0
-        return time.time_ns() - self.config.retention_days * 86_400 * 1_000_000_000
+    def span_limits(self) -> SpanLimits:
+        """The times a span arriving now may carry: inside retention (older ones would be deleted at
+        once, so rejecting them beats acknowledging a loss) and not past the allowed clock skew."""
+        return SpanLimits.now(retention_days=self.config.retention_days, max_future_s=self.config.max_future_s)
 
     def ingest(self, decoded: DecodedRequest, transport: str) -> DecodedRequest:
         """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
         if not self._open:
             raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
+        if decoded.accepted > self.wal.config.max_backlog_spans:
+            raise IngestError(
+                ErrorKind.TOO_LARGE,
+                f"request holds {decoded.accepted} spans, more than the backlog can ever hold "
+                f"({self.wal.config.max_backlog_spans}); send them in smaller batches",
+            )
         if decoded.accepted:
             try:
                 self.wal.append(decoded.payload, decoded.accepted)
@@ -90,12 +102,18 @@ class IngestPipeline:
                 ) from exc
             except OSError as exc:
                 log.error("wal: append failed: %s", exc)
+                with self._metrics_lock:
+                    self.metrics.wal_errors += 1
+                    self.metrics.last_wal_error = str(exc)[:300]
+                    self.metrics.wal_failing_since = self.metrics.wal_failing_since or time.time()
                 raise IngestError(
                     ErrorKind.UNAVAILABLE, f"could not make the batch durable: {exc}", retry_after_s=5
                 ) from exc
         if decoded.rejected:
             self._record_rejections(transport, decoded)
         with self._metrics_lock:
+            if decoded.accepted:
+                self.metrics.wal_failing_since = 0.0
             self.metrics.requests += 1
             self.metrics.accepted_spans += decoded.accepted
             self.metrics.rejected_spans += decoded.rejected

@@ -3,21 +3,51 @@
 A plain function of its inputs so it runs in a worker process: decoding and
 normalizing is where ingest spends its Python time, and worker processes put
 it on every core while the store owner only hands bytes to ClickHouse.
+
+Preparation also keeps span identity (the first copy of a trace id + span id in a
+segment wins; an identical copy is dropped, a different one refused) and splits a
+batch whose spans fall in more monthly partitions than one insert may create.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+from pydantic import BaseModel, Field
 
 from collector.decode import decode_protobuf
 from collector.normalize import NormalizeConfig, Normalizer
 from collector.wal import read_payloads
 from store import SpanBatch
 from store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES
-from store.native import NativeEncoder, PreparedBatch
+from store.native import NativeEncoder, PreparedBatch, PreparedPart
+
+# ClickHouse's max_partitions_per_insert_block is 100; tables are partitioned by month.
+MAX_PARTITIONS_PER_INSERT = 100
+_SAFE_SPAN_NS = 90 * 28 * 86_400 * 10**9  # spans closer together than this touch at most 92 months
+_TRACE, _SPAN, _HASH, _TS = (SPAN_COLUMN_NAMES.index(name) for name in ("TraceId", "SpanId", "ContentHash", "Timestamp"))
+MAX_CONFLICT_EXAMPLES = 5
+
+
+class Exclusions(BaseModel):
+    """Spans the store already holds: their rows are left out, and the links of refused ones too."""
+
+    spans: set[tuple[str, str]] = Field(default_factory=set)
+    links: set[tuple[str, str]] = Field(default_factory=set)
+
+
+def conflict_message(trace_id: str, span_id: str) -> str:
+    return f"span {span_id} of trace {trace_id} was sent again with different content; the first copy is kept"
+
+
+def _month(ns: int) -> int:
+    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return moment.year * 12 + moment.month
 
 
 class SegmentPreparer:
@@ -28,15 +58,62 @@ class SegmentPreparer:
         self.spans = NativeEncoder(SPAN_COLUMN_NAMES, insert_types["otel_traces"])
         self.links = NativeEncoder(LINK_COLUMN_NAMES, insert_types["object_links"])
 
-    def normalize(self, path: Path) -> SpanBatch:
+    def normalize(self, payloads: list[bytes]) -> SpanBatch:
         batch = SpanBatch()
-        for payload in read_payloads(path):
+        for payload in payloads:
             self.normalizer.normalize_request(decode_protobuf(payload), batch)
         return batch
 
-    def prepare(self, path: Path) -> PreparedBatch:
-        batch = self.normalize(path)
+    def prepare(self, path: Path, exclude: Exclusions | None = None) -> PreparedBatch:
+        return self.prepare_payloads(read_payloads(path), exclude)
+
+    def prepare_payloads(self, payloads: list[bytes], exclude: Exclusions | None = None) -> PreparedBatch:
+        """Normalize, keep each span once, split by partition, encode."""
+        batch = self.normalize(payloads)
+        exclude = exclude or Exclusions()
+        seen: dict[tuple[str, str], int] = {}
+        refused = set(exclude.links)
+        rows: list[tuple] = []
+        duplicates, conflicts = 0, []
+        for row in batch.span_rows:
+            key = (row[_TRACE], row[_SPAN])
+            if key in exclude.spans:
+                continue
+            first = seen.get(key)
+            if first is None:
+                seen[key] = row[_HASH]
+                rows.append(row)
+            elif first == row[_HASH]:
+                duplicates += 1
+            else:
+                conflicts.append(conflict_message(*key))
+                refused.add(key)
+        links = [link for link in dict.fromkeys(batch.link_rows) if (link[2], link[3]) not in refused]
         return PreparedBatch(
+            parts=[self._encode(span_rows, link_rows) for span_rows, link_rows in self._by_partitions(rows, links)],
+            span_keys=[(row[_TRACE], row[_SPAN], row[_HASH]) for row in rows],
+            duplicates=duplicates,
+            conflicts=conflicts,
+        )
+
+    @staticmethod
+    def _by_partitions(rows: list[tuple], links: list[tuple]) -> list[tuple[list[tuple], list[tuple]]]:
+        """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT months."""
+        stamps = [row[_TS] for row in rows] + [link[4] for link in links]
+        if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
+            return [(rows, links)]
+        months = sorted({_month(ns) for ns in stamps})
+        group_of = {month: index // MAX_PARTITIONS_PER_INSERT for index, month in enumerate(months)}
+        groups: list[tuple[list[tuple], list[tuple]]] = [([], []) for _ in range(max(group_of.values()) + 1)]
+        for row in rows:
+            groups[group_of[_month(row[_TS])]][0].append(row)
+        for link in links:
+            groups[group_of[_month(link[4])]][1].append(link)
+        return groups
+
+    def _encode(self, span_rows: list[tuple], link_rows: list[tuple]) -> PreparedPart:
+        batch = SpanBatch(span_rows=span_rows, link_rows=link_rows)
+        return PreparedPart(
             spans=batch.span_count,
             links=batch.link_count,
             span_native=self.spans.encode(batch.span_columns()),
@@ -50,13 +127,18 @@ _worker_preparer: SegmentPreparer | None = None
 def _exit_with_parent(parent: int) -> None:
     """A worker outlives a killed server otherwise (it never sees its pipe close)."""
     while os.getppid() == parent:
-        time.sleep(1.0)
+        time.sleep(0.2)
     os._exit(0)
 
 
 def init_worker(config_json: str, insert_types: dict[str, list[str]]) -> None:
-    """Process-pool initializer: build this worker's preparer once; die with the parent."""
+    """Process-pool initializer: build this worker's preparer once; die with the parent.
+
+    Ctrl-C reaches the whole process group: the server shuts its workers down in
+    order, so a worker ignores SIGINT rather than dying with a traceback.
+    """
     global _worker_preparer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_preparer = SegmentPreparer(NormalizeConfig.model_validate_json(config_json), insert_types)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 

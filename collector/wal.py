@@ -31,20 +31,47 @@ MAGIC = b"FRW1"
 HEADER = struct.Struct("<4sIII")  # magic, payload length, span count, crc32
 
 
-def read_payloads(path: Path) -> list[bytes]:
-    """The payloads of a segment file, in order, up to the first torn or corrupt record."""
-    payloads: list[bytes] = []
+class WalRecord(BaseModel):
+    """One acknowledged batch: its span count and its serialized request."""
+
+    spans: int
+    payload: bytes
+
+
+def read_records(path: Path) -> list[WalRecord]:
+    """The records of a segment file, in order, up to the first torn or corrupt record."""
+    records: list[WalRecord] = []
     with path.open("rb") as handle:
         data = handle.read()
     offset = 0
     while offset + HEADER.size <= len(data):
-        magic, length, _, crc = HEADER.unpack_from(data, offset)
+        magic, length, spans, crc = HEADER.unpack_from(data, offset)
         payload = data[offset + HEADER.size : offset + HEADER.size + length]
         if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
             break
-        payloads.append(payload)
+        records.append(WalRecord(spans=spans, payload=payload))
         offset += HEADER.size + length
-    return payloads
+    return records
+
+
+def read_payloads(path: Path) -> list[bytes]:
+    """The payloads of a segment file, in order, up to the first torn or corrupt record."""
+    return [record.payload for record in read_records(path)]
+
+
+def encode_record(payload: bytes, spans: int) -> bytes:
+    return HEADER.pack(MAGIC, len(payload), spans, zlib.crc32(payload)) + payload
+
+
+def write_segment_file(path: Path, records: list[WalRecord]) -> None:
+    """Write records as a segment file, durably (temp file, fsync, rename)."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("wb") as handle:
+        for record in records:
+            handle.write(encode_record(record.payload, record.spans))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 class BacklogFull(Exception):
@@ -104,6 +131,8 @@ class WriteAheadLog:
     def _recover(self) -> None:
         """Cut torn tails, seal every segment left from before, count the backlog."""
         self.config.directory.mkdir(parents=True, exist_ok=True)
+        for leftover in self.config.directory.glob("*.wal.tmp"):
+            leftover.unlink()  # a replay interrupted before its rename: the original is still quarantined
         found = sorted(self.config.directory.glob("*.wal"), key=lambda p: (int(p.stem.split("-")[0]), p.name))
         for path in found:
             spans, good_bytes = self._scan(path)
@@ -150,7 +179,7 @@ class WriteAheadLog:
         lock as the write, so concurrent requests cannot overshoot) and OSError if the
         disk refuses the batch.
         """
-        record = HEADER.pack(MAGIC, len(payload), spans, zlib.crc32(payload)) + payload
+        record = encode_record(payload, spans)
         with self._lock:
             if self._closed:
                 raise OSError("the write-ahead log is closed")
@@ -232,6 +261,26 @@ class WriteAheadLog:
         """The payloads of a sealed segment, in order."""
         return read_payloads(segment.path)
 
+    def adopt(self, records: list[WalRecord]) -> Segment:
+        """Queue records again as a new sealed segment (a quarantined segment replayed).
+
+        Not bounded by ``max_backlog_spans``: an operator asked for it, and the spans were
+        acknowledged long ago.
+        """
+        spans = sum(record.spans for record in records)
+        with self._lock:
+            if self._closed:
+                raise OSError("the write-ahead log is closed")
+            seq = self._next_seq
+            self._next_seq += 1
+            path = self.config.directory / f"{seq:020d}-{self._instance}.wal"
+            write_segment_file(path, records)
+            segment = Segment(path=path, seq=seq, spans=spans)
+            self._sealed.append(segment)
+            self._backlog += spans
+            self._ready.notify_all()
+        return segment
+
     def complete(self, segment: Segment) -> None:
         """The segment is in the store: forget it."""
         with self._lock:
@@ -239,6 +288,11 @@ class WriteAheadLog:
                 self._sealed.remove(segment)
                 self._backlog -= segment.spans
         segment.path.unlink(missing_ok=True)
+
+    def oldest_pending(self) -> Segment | None:
+        """The segment the writer is working on, if any."""
+        with self._lock:
+            return self._sealed[0] if self._sealed else None
 
     def pending_segments(self) -> int:
         with self._lock:

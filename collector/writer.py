@@ -3,10 +3,19 @@
 Segments are prepared (decoded, normalized, Native-encoded) by worker processes,
 a few ahead of the insert, and inserted oldest first with the segment's name as
 the deduplication token; a segment leaves the WAL only after its insert.
+
+Span identity is insert-once: before an insert the writer asks the store which of
+the segment's spans it already holds; identical copies are dropped, differing ones
+refused and counted, so the first stored copy stays and no aggregate counts a span
+twice. A failure that retrying cannot fix (the engine refused the data itself, or
+the segment cannot be decoded) is retried a few times, then the segment is split
+into its records: the good ones are inserted, the bad ones quarantined, and the
+writer moves on. Transient failures (store down, overloaded) retry in order forever.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -14,14 +23,16 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from collector.normalize import NormalizeConfig
-from collector.prepare import SegmentPreparer, init_worker, prepare_in_worker
-from collector.wal import Segment, WriteAheadLog
-from store import Store
+from collector.prepare import Exclusions, SegmentPreparer, conflict_message, init_worker, prepare_in_worker
+from collector.quarantine import Quarantine
+from collector.wal import Segment, WalRecord, WriteAheadLog, read_records
+from store import Store, StoreError
 from store.native import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -32,6 +43,9 @@ class WriterConfig(BaseModel):
     retry_initial_s: float = Field(default=0.5, gt=0, description="first wait after a failed insert")
     retry_max_s: float = Field(default=10.0, gt=0, description="longest wait between insert retries")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="how long shutdown waits to flush the WAL")
+    quarantine_after: int = Field(
+        default=3, ge=1, description="attempts at a segment the store refuses for its data before it is split"
+    )
 
 
 class WriterMetrics(BaseModel):
@@ -39,6 +53,21 @@ class WriterMetrics(BaseModel):
     inserted_segments: int = 0
     insert_failures: int = 0
     last_error: str = ""
+    duplicate_spans: int = Field(default=0, description="identical copies of stored spans, dropped")
+    conflicting_spans: int = Field(default=0, description="differing copies of stored spans, refused")
+    quarantined_segments: int = 0
+    quarantined_spans: int = 0
+    failing_since: float = Field(default=0.0, description="unix time since which the head segment fails (0: it does not)")
+    head_attempts: int = Field(default=0, description="failed attempts at the segment at the head of the WAL")
+
+
+def _classify(exc: Exception) -> bool:
+    """True when the failure may pass on its own (retry in order), False when the data is at fault."""
+    if isinstance(exc, StoreError):
+        return exc.transient
+    if isinstance(exc, (BrokenProcessPool, MemoryError, OSError)):
+        return True
+    return False  # decoding or encoding the segment failed: the same bytes fail the same way
 
 
 class BatchWriter:
@@ -50,11 +79,13 @@ class BatchWriter:
         store: Store,
         normalize: NormalizeConfig | None = None,
         config: WriterConfig | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.wal = wal
         self.store = store
         self.normalize = normalize or NormalizeConfig()
         self.config = config or WriterConfig()
+        self.quarantine = quarantine or Quarantine(wal.config.directory / "quarantine")
         self.metrics = WriterMetrics()
         self._insert_types = store.insert_types()
         self._preparer = SegmentPreparer(self.normalize, self._insert_types)
@@ -62,6 +93,7 @@ class BatchWriter:
         self._in_flight: dict[Path, Future[PreparedBatch]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._head: Path | None = None
 
     def start(self) -> None:
         """Start the writer thread (and its worker pool); returns at once."""
@@ -69,6 +101,10 @@ class BatchWriter:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="flightrec-writer", daemon=True)
             self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _new_pool(self) -> ProcessPoolExecutor | None:
         """Worker processes, started now rather than on the first segment (spawn takes a second)."""
@@ -98,6 +134,8 @@ class BatchWriter:
                 else:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.retry_max_s)
+        except Exception:
+            log.exception("writer: stopped by an unexpected error")  # /api/health reports a dead writer
         finally:
             self._close_pool()
 
@@ -119,23 +157,116 @@ class BatchWriter:
         finally:
             self._in_flight.pop(segment.path, None)
 
+    def _insert(self, prepared: PreparedBatch, token: str, again: Callable[[Exclusions], PreparedBatch]) -> int:
+        """Insert what the store does not hold yet; answer the spans inserted.
+
+        When some spans are already stored, the batch is prepared again without them
+        (rare: resends and replays), under a token naming what was left out, so a
+        retry of the reduced batch is deduplicated and never confused with the full one.
+        """
+        stored = self.store.stored_span_hashes(
+            trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}),
+            span_ids=sorted({span for _, span, _ in prepared.span_keys}),
+        )
+        conflicts = list(prepared.conflicts)
+        duplicates = prepared.duplicates
+        hits = [(trace, span, digest) for trace, span, digest in prepared.span_keys if (trace, span) in stored]
+        if hits:
+            refused = {(t, s) for t, s, digest in hits if stored[(t, s)] not in (0, digest)}
+            conflicts += [conflict_message(t, s) for t, s in sorted(refused)]
+            duplicates += len(hits) - len(refused)
+            exclude = Exclusions(spans={(t, s) for t, s, _ in hits}, links=refused)
+            prepared = again(exclude)
+            left_out = hashlib.blake2b(repr(sorted(exclude.spans)).encode(), digest_size=8).hexdigest()
+            token = f"{token}.x{left_out}"
+        self.store.insert_prepared(prepared, dedup_token=token)
+        self._count_identity(duplicates, conflicts)
+        return prepared.spans
+
+    def _count_identity(self, duplicates: int, conflicts: list[str]) -> None:
+        self.metrics.duplicate_spans += duplicates
+        if not conflicts:
+            return
+        self.metrics.conflicting_spans += len(conflicts)
+        more = f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+        reason = "; ".join(conflicts[:3]) + more
+        log.warning("writer: refused %d differing copies of stored spans: %s", len(conflicts), reason)
+        try:
+            self.store.record_rejections(transport="writer", rejected=len(conflicts), reason=reason)
+        except Exception as exc:  # the count is also in metrics
+            log.warning("could not record %d refused spans: %s", len(conflicts), exc)
+
     def write_segment(self, segment: Segment, ahead: list[Segment] | None = None) -> bool:
-        """Prepare and insert one segment; False (the segment kept for a retry) on failure."""
+        """Prepare and insert one segment; False (kept for a retry) on a transient failure."""
+        if self._head != segment.path:
+            self._head, self.metrics.head_attempts = segment.path, 0
         try:
             prepared = self._prepare(segment, ahead or [])
-            self.store.insert_prepared(prepared, dedup_token=segment.token)
-        except Exception as exc:  # the store may be down or a worker died: keep the segment
-            self.metrics.insert_failures += 1
-            self.metrics.last_error = str(exc)[:500] or type(exc).__name__
-            log.error("writer: segment %s not inserted, will retry: %s", segment.token, self.metrics.last_error)
-            if isinstance(exc, BrokenProcessPool):
-                self._close_pool()
-                self._pool = self._new_pool()
-            return False
-        self.wal.complete(segment)
-        self.metrics.inserted_spans += prepared.spans
-        self.metrics.inserted_segments += 1
+            inserted = self._insert(prepared, segment.token, lambda exclude: self._preparer.prepare(segment.path, exclude))
+        except Exception as exc:
+            return self._failed(segment, exc)
+        self._done(segment, inserted)
         return True
+
+    def _failed(self, segment: Segment, exc: Exception) -> bool:
+        """Count the failure; split the segment once the store has refused its data often enough."""
+        transient = _classify(exc)
+        self.metrics.insert_failures += 1
+        self.metrics.head_attempts += 1
+        self.metrics.failing_since = self.metrics.failing_since or time.time()
+        self.metrics.last_error = str(exc)[:500] or type(exc).__name__
+        if isinstance(exc, BrokenProcessPool):
+            self._close_pool()
+            self._pool = self._new_pool()
+        if transient or self.metrics.head_attempts < self.config.quarantine_after:
+            kind = "transient" if transient else f"attempt {self.metrics.head_attempts}"
+            log.error("writer: segment %s not inserted (%s), will retry: %s", segment.token, kind,
+                      self.metrics.last_error)
+            return False
+        return self._salvage(segment)
+
+    def _salvage(self, segment: Segment) -> bool:
+        """Insert the segment record by record; quarantine the records the store refuses for their data."""
+        records = read_records(segment.path)
+        bad: list[WalRecord] = []
+        reasons: list[str] = []
+        inserted = 0
+        for number, record in enumerate(records):
+            try:
+                prepared = self._preparer.prepare_payloads([record.payload])
+                inserted += self._insert(
+                    prepared, f"{segment.token}.r{number}",
+                    lambda exclude, payload=record.payload: self._preparer.prepare_payloads([payload], exclude),
+                )
+            except Exception as exc:
+                if _classify(exc):
+                    log.error("writer: salvage of %s paused by a transient failure: %s", segment.token, exc)
+                    return False
+                bad.append(record)
+                reasons.append(f"record {number}: {str(exc)[:400] or type(exc).__name__}")
+        if bad:
+            entry = self.quarantine.add(segment.token, bad, "; ".join(reasons[:3]), self.metrics.head_attempts)
+            self.metrics.quarantined_segments += 1
+            self.metrics.quarantined_spans += entry.spans
+            log.error("writer: quarantined %d of %d records (%d spans) of segment %s: %s", len(bad), len(records),
+                      entry.spans, segment.token, entry.reason)
+        self._done(segment, inserted)
+        return True
+
+    def _done(self, segment: Segment, inserted: int) -> None:
+        self.wal.complete(segment)
+        self.metrics.inserted_spans += inserted
+        self.metrics.inserted_segments += 1
+        self.metrics.failing_since = 0.0
+        self.metrics.head_attempts = 0
+        self._head = None
+
+    def replay(self, name: str) -> Segment:
+        """Queue a quarantined segment again (once its cause is fixed); raises UnknownSegment."""
+        _, records = self.quarantine.load(name)
+        queued = self.wal.adopt(records)
+        self.quarantine.remove(name)
+        return queued
 
     def _close_pool(self) -> None:
         pool, self._pool = self._pool, None

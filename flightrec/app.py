@@ -12,6 +12,7 @@ from flightrec import __version__
 from flightrec.api import build_api_router
 from flightrec.api.deps import get_pipeline
 from flightrec.runtime import Runtime
+from flightrec.safety import CloseOnErrorMiddleware
 from flightrec.settings import Settings
 
 
@@ -35,6 +36,7 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(CloseOnErrorMiddleware)
     app.include_router(build_otlp_router(get_pipeline))
     app.include_router(build_api_router())
     return app

@@ -6,7 +6,7 @@ import logging
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import BatchWriter, IngestPipeline, WriteAheadLog, WriterConfig
+from collector import BatchWriter, IngestPipeline, WriteAheadLog
 from collector.decode import decode_body
 from collector.grpc_server import GrpcReceiver
 from detectors.pager import PagerRoutes
@@ -42,7 +42,7 @@ class Runtime:
                 self.wal,
                 self.store,
                 self.settings.normalize_config(),
-                WriterConfig(workers=self.settings.writer_workers),
+                self.settings.writer_config(),
             )
             self.writer.start()
             self.pipeline = IngestPipeline(self.settings.intake_config(), self.wal, self.store)

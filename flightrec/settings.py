@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from collector import IntakeConfig, NormalizeConfig, WalConfig
+from collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
 from collector.normalize import DEFAULT_PRICES, ModelPrice
 from detectors.budgets import BudgetConfig
 from detectors.pager import PagerConfig
@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest OTLP body, decompressed")
     max_backlog_spans: int = Field(default=400_000, ge=1, description="WAL backlog past which intake answers 503")
     wal_fsync: bool = Field(default=True, description="fsync each batch before acknowledging it")
+    max_future_s: int = Field(
+        default=86_400, ge=1, description="clock skew allowed: spans, ends and events further ahead are rejected"
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest time a client may take to send a body")
+    quarantine_after: int = Field(
+        default=3, ge=1, description="inserts tried before a segment the store refuses for its data is quarantined"
+    )
+    writer_stuck_after_s: float = Field(
+        default=60.0, gt=0, description="a head segment failing this long makes /api/health answer 503"
+    )
+    quarantine_alarm_segments: int = Field(
+        default=3, ge=1, description="segments quarantined within 10 minutes that make /api/health answer 503"
+    )
     writer_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
         ge=0,
@@ -93,8 +106,12 @@ class Settings(BaseSettings):
 
     def intake_config(self) -> IntakeConfig:
         return IntakeConfig(
-            ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days
+            ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
+            max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s,
         )
+
+    def writer_config(self) -> WriterConfig:
+        return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after)
 
     def normalize_config(self) -> NormalizeConfig:
         return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)

@@ -8,6 +8,7 @@ It hides chDB vs server, tags every statement with the calling function's name
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,9 +35,54 @@ EMBEDDED_SETTINGS: dict[str, Any] = {
 
 NETWORK_RETRIES = 3
 
+# ClickHouse error codes that go away on their own (load, memory, replication,
+# a table being created): an insert failing with one is retried, never quarantined.
+TRANSIENT_CODES = frozenset({
+    3,    # UNEXPECTED_END_OF_FILE (connection cut mid-answer)
+    60,   # UNKNOWN_TABLE (a migration is running)
+    81,   # UNKNOWN_DATABASE
+    159,  # TIMEOUT_EXCEEDED
+    164,  # READONLY
+    173,  # CANNOT_ALLOCATE_MEMORY
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    236,  # ABORTED
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    243,  # NOT_ENOUGH_SPACE
+    252,  # TOO_MANY_PARTS (but see PERMANENT_MESSAGES)
+    279,  # ALL_CONNECTION_TRIES_FAILED
+    319,  # UNKNOWN_STATUS_OF_INSERT
+    394,  # QUERY_WAS_CANCELLED
+    425,  # SYSTEM_ERROR
+    999,  # KEEPER_EXCEPTION
+})
+# Messages that share a transient code but describe the data itself.
+PERMANENT_MESSAGES = ("Too many partitions for single INSERT block",)
+CODE = re.compile(r"Code: (\d+)\.")
+
 
 class StoreError(RuntimeError):
-    """A statement failed; the message names the statement and the engine's reason."""
+    """A statement failed; the message names the statement and the engine's reason.
+
+    ``transient`` says whether the same statement may succeed later (network, load,
+    memory, replication) or fails for what it carries (bad data: retrying cannot help).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, code: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+
+
+def classify(message: str) -> tuple[bool, int | None]:
+    """(transient, ClickHouse error code) of an engine error message."""
+    match = CODE.search(message)
+    code = int(match.group(1)) if match else None
+    if any(text in message for text in PERMANENT_MESSAGES):
+        return False, code
+    return code in TRANSIENT_CODES, code
 
 
 class Engine:
@@ -74,11 +120,12 @@ class Engine:
             except OperationalError as exc:
                 attempt += 1
                 if self.embedded or attempt >= NETWORK_RETRIES:
-                    raise StoreError(f"{name}: {exc}") from exc
+                    raise StoreError(f"{name}: {exc}", transient=True) from exc
                 log.warning("store: %s failed on the network (%s); retry %d", name, exc, attempt)
                 time.sleep(0.2 * 2**attempt)
             except DatabaseError as exc:
-                raise StoreError(f"{name}: {exc}") from exc
+                transient, code = classify(str(exc))
+                raise StoreError(f"{name}: {exc}", transient=transient, code=code) from exc
 
     def query(self, name: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         """Run a SELECT with bound ``{name:Type}`` parameters; return rows as tuples."""

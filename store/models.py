@@ -56,6 +56,7 @@ SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("UserId", ""),
     ("InputText", ""),
     ("OutputText", ""),
+    ("ContentHash", 0),
 )
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 

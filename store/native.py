@@ -16,13 +16,35 @@ from clickhouse_connect.driver.transform import NativeTransform
 from pydantic import BaseModel
 
 
-class PreparedBatch(BaseModel):
-    """A batch encoded for insert: Native bytes per table and the row counts."""
+class PreparedPart(BaseModel):
+    """One insert's worth of a batch: Native bytes per table and the row counts."""
 
     spans: int
     links: int
     span_native: bytes
     link_native: bytes
+
+
+class PreparedBatch(BaseModel):
+    """A batch encoded for insert, in parts that each stay within one insert's partition limit.
+
+    ``span_keys`` is ``(trace id, span id, content hash)`` of every span kept, so the
+    writer can check span identity against the store before inserting; ``duplicates``
+    counts identical copies dropped and ``conflicts`` names differing copies refused.
+    """
+
+    parts: list[PreparedPart]
+    span_keys: list[tuple[str, str, int]]
+    duplicates: int = 0
+    conflicts: list[str] = []
+
+    @property
+    def spans(self) -> int:
+        return sum(part.spans for part in self.parts)
+
+    @property
+    def links(self) -> int:
+        return sum(part.links for part in self.parts)
 
 
 class NativeEncoder:

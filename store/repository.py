@@ -150,15 +150,34 @@ class Store:
         }
 
     def insert_prepared(self, batch: PreparedBatch, dedup_token: str) -> None:
-        """Insert a batch encoded by :class:`store.native.NativeEncoder`; the same token twice inserts once."""
-        if batch.spans:
-            self.engine.insert_native(
-                "insert_spans", f"{self.db}.otel_traces", SPAN_COLUMN_NAMES, batch.span_native, dedup_token
-            )
-        if batch.links:
-            self.engine.insert_native(
-                "insert_links", f"{self.db}.object_links", LINK_COLUMN_NAMES, batch.link_native, dedup_token
-            )
+        """Insert a batch encoded by :class:`store.native.NativeEncoder`; the same token twice inserts once.
+
+        Each part is its own insert (a part keeps within the partitions one insert may
+        create), with the token suffixed by the part's number when there are several.
+        """
+        for number, part in enumerate(batch.parts):
+            token = dedup_token if len(batch.parts) == 1 else f"{dedup_token}.p{number}"
+            if part.spans:
+                self.engine.insert_native(
+                    "insert_spans", f"{self.db}.otel_traces", SPAN_COLUMN_NAMES, part.span_native, token
+                )
+            if part.links:
+                self.engine.insert_native(
+                    "insert_links", f"{self.db}.object_links", LINK_COLUMN_NAMES, part.link_native, token
+                )
+
+    def stored_span_hashes(self, *, trace_ids: list[str], span_ids: list[str]) -> dict[tuple[str, str], int]:
+        """``(trace id, span id) -> content hash`` of the given spans already stored (0: written by another writer)."""
+        if not trace_ids:
+            return {}
+        rows = self.engine.query(
+            "stored_span_hashes",
+            f"SELECT TraceId, SpanId, any(ContentHash) FROM {self.db}.otel_traces "
+            "WHERE TraceId IN {trace_ids:Array(String)} AND SpanId IN {span_ids:Array(String)} "
+            "GROUP BY TraceId, SpanId",
+            {"trace_ids": trace_ids, "span_ids": span_ids},
+        )
+        return {(trace, span): digest for trace, span, digest in rows}
 
     def record_rejections(self, *, transport: str, rejected: int, reason: str) -> None:
         """Keep the count of spans rejected as invalid, with the first reason."""

@@ -76,7 +76,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/api/health", headers=headers, timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/api/health/live", headers=headers, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

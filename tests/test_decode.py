@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from collector.decode import decode_body, decompress
+from collector.decode import SpanLimits, decode_body, decompress
 from collector.errors import ErrorKind, IngestError
 from tests.otlp_helpers import make_request, make_span
 
@@ -146,7 +146,7 @@ def test_bad_encodings(body: bytes, encoding: str, kind: ErrorKind, match: str) 
 def test_spans_older_than_retention_are_rejected_not_lost() -> None:
     old, fresh = make_span("old", start_ns=1_000_000_000), make_span("fresh")
     body = make_request([old, fresh]).SerializeToString()
-    decoded = decode_body(body, "application/x-protobuf", oldest_ns=fresh.start_time_unix_nano - 10**12)
+    decoded = decode_body(body, "application/x-protobuf", SpanLimits(oldest_ns=fresh.start_time_unix_nano - 10**12))
     assert (decoded.accepted, decoded.rejected) == (1, 1)
     assert "older than the retention period" in decoded.rejection_message
     assert decode_body(body, "application/x-protobuf").accepted == 2

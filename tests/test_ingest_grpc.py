@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector import IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
+from collector.grpc_server import GrpcReceiver
 from tests.conftest import ServerProcess
 from tests.otlp_helpers import make_request, make_span
 
@@ -238,14 +240,24 @@ def test_grpc_partial_success(srv: ServerProcess) -> None:
 # -- backpressure --------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_grpc_backpressure_unavailable_with_retry_info(make_server) -> None:
-    server = make_server(env={"FLIGHTREC_MAX_BACKLOG_SPANS": "5"}, name="backlog")
-    big, big_trace, _ = good_trace(10)
-    error = export_error(server, big)
+def test_grpc_backlog_full_is_unavailable_with_retry_info(store, tmp_path) -> None:
+    """With nothing draining the WAL, a batch that would overshoot the bound is UNAVAILABLE + RetryInfo."""
+    wal = WriteAheadLog(WalConfig(directory=tmp_path / "wal", max_backlog_spans=5))
+    receiver = GrpcReceiver(IngestPipeline(IntakeConfig(), wal, store), "127.0.0.1", 0)
+    receiver.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{receiver.port}")
+        stub = TraceServiceStub(channel)
+        stub.Export(good_trace(3)[0], timeout=10)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Export(good_trace(3)[0], timeout=10)
+        channel.close()
+    finally:
+        receiver.shutdown()
+        wal.close()
+    error = caught.value
     assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert "backlog" in error.details()
-
     details = [value for key, value in (error.trailing_metadata() or ()) if key == "grpc-status-details-bin"]
     assert details, f"no grpc-status-details-bin in {error.trailing_metadata()!r}"
     status = status_pb2.Status.FromString(details[0])
@@ -256,6 +268,15 @@ def test_grpc_backpressure_unavailable_with_retry_info(make_server) -> None:
     info = error_details_pb2.RetryInfo()
     retry[0].Unpack(info)
     assert info.retry_delay.ToTimedelta().total_seconds() > 0
+
+
+@pytest.mark.slow
+def test_grpc_request_bigger_than_the_backlog_is_refused_for_good(make_server) -> None:
+    server = make_server(env={"FLIGHTREC_MAX_BACKLOG_SPANS": "5"}, name="backlog")
+    big, big_trace, _ = good_trace(10)
+    error = export_error(server, big)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # not retryable: it can never fit
+    assert "10 spans" in error.details() and "backlog" in error.details()
 
     small, small_trace, small_ids = good_trace(3)
     export(server, small)

@@ -31,6 +31,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from collector import IngestError, IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
+from collector.http import error_response
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span
 
@@ -595,16 +597,14 @@ def test_partial_success_json(srv: ServerProcess) -> None:
 
 
 @pytest.mark.slow
-def test_backpressure_503_with_retry_after(make_server) -> None:
+def test_request_bigger_than_the_backlog_is_413_not_503_forever(make_server) -> None:
     server = make_server(env={"FLIGHTREC_MAX_BACKLOG_SPANS": "5"}, name="backlog")
     big, big_trace, _ = good_trace(10)
     response = post_request(server, big)
-    assert response.status_code == 503, response.content
-    retry_after = response.headers.get("retry-after")
-    assert retry_after is not None and retry_after.isdigit() and int(retry_after) > 0
+    assert response.status_code == 413, response.content
+    assert response.headers.get("retry-after") is None
     status = rpc_status(response, as_json=False)
-    assert status.code == 14  # UNAVAILABLE
-    assert "backlog" in status.message
+    assert "10 spans" in status.message and "backlog" in status.message and "smaller batches" in status.message
 
     small, small_trace, small_ids = good_trace(3)
     assert post_request(server, small).status_code == 200
@@ -613,6 +613,23 @@ def test_backpressure_503_with_retry_after(make_server) -> None:
     with server.client() as client:
         assert client.get(f"/api/traces/{big_trace}").status_code == 404
     assert stats(server)["spans"] == 3
+
+
+def test_backlog_full_is_503_with_retry_after(store, tmp_path: Path) -> None:
+    """With nothing draining the WAL, a batch that would overshoot the bound is refused as retryable."""
+    wal = WriteAheadLog(WalConfig(directory=tmp_path / "wal", max_backlog_spans=5))
+    pipeline = IngestPipeline(IntakeConfig(retry_after_s=3), wal, store)
+    first, _, _ = good_trace(3)
+    assert pipeline.ingest_body(first.SerializeToString(), "application/x-protobuf", None).accepted == 3
+    second, _, _ = good_trace(3)
+    with pytest.raises(IngestError) as refused:
+        pipeline.ingest_body(second.SerializeToString(), "application/x-protobuf", None)
+    response = error_response(refused.value, as_json=False)
+    assert response.status_code == 503 and response.headers["retry-after"] == "3"
+    status = status_pb2.Status.FromString(response.body)
+    assert status.code == 14 and "backlog is full" in status.message  # UNAVAILABLE
+    assert wal.backlog_spans == 3
+    wal.close()
 
 
 # -- API token and exposure -----------------------------------------------------------------------

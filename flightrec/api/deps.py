@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import HTTPException, Request, status
 
-from collector import IngestPipeline
+from collector import BatchWriter, IngestPipeline
 from detectors.runner import DetectorRunner
 from flightrec.runtime import Runtime
 from rollback import KillSwitches, RollbackService
@@ -33,6 +33,10 @@ def get_store(request: Request) -> Store:
 
 def get_pipeline(request: Request) -> IngestPipeline:
     return _running_part(request, "pipeline", "intake")
+
+
+def get_writer(request: Request) -> BatchWriter:
+    return _running_part(request, "writer", "the writer")
 
 
 def get_rollback(request: Request) -> RollbackService:

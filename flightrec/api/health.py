@@ -1,11 +1,13 @@
-"""Liveness and the WAL backlog (open, for health checks)."""
+"""Health (open, for probes): ``/api/health`` answers 503 when intake is not healthy; ``/live`` only says the process serves."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
+from collector.health import HealthPolicy, assess
 from collector.pipeline import IntakeMetrics
+from collector.quarantine import QuarantineSummary
 from collector.writer import WriterMetrics
 from flightrec.api.deps import get_runtime
 from flightrec.runtime import Runtime
@@ -15,21 +17,45 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: str
+    problems: list[str]
     backlog_spans: int
     store: str
+    quarantine: QuarantineSummary
     intake: IntakeMetrics
     writer: WriterMetrics
 
 
-@router.get("/health", summary="Liveness, WAL backlog and ingest counters", response_model=Health)
-def health(runtime: Runtime = Depends(get_runtime)) -> Health:
+class Liveness(BaseModel):
+    status: str
+
+
+@router.get(
+    "/health",
+    summary="Intake health (WAL backlog, writer, quarantine) and ingest counters; 503 when not healthy",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "degraded or failing: `problems` says why"}},
+)
+def health(response: Response, runtime: Runtime = Depends(get_runtime)) -> Health:
     assert runtime.wal and runtime.pipeline and runtime.writer
-    writer = runtime.writer.metrics
-    degraded = writer.insert_failures > 0 and runtime.wal.pending_segments() > 1
+    settings = runtime.settings
+    judged = assess(runtime.pipeline, runtime.wal, runtime.writer, HealthPolicy(
+        writer_stuck_after_s=settings.writer_stuck_after_s,
+        writer_slow_after_s=min(10.0, settings.writer_stuck_after_s),
+        quarantine_alarm_segments=settings.quarantine_alarm_segments,
+    ))
+    if judged.status != "ok":
+        response.status_code = 503
     return Health(
-        status="degraded" if degraded else "ok",
+        status=judged.status,
+        problems=judged.problems,
         backlog_spans=runtime.wal.backlog_spans,
-        store=runtime.settings.store_config().target().describe(),
+        store=settings.store_config().target().describe(),
+        quarantine=judged.quarantine,
         intake=runtime.pipeline.metrics,
-        writer=writer,
+        writer=runtime.writer.metrics,
     )
+
+
+@router.get("/health/live", summary="Liveness: the process serves (for restart probes)", response_model=Liveness)
+def live() -> Liveness:
+    return Liveness(status="live")

@@ -142,3 +142,6 @@ CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY DedupKey;
+
+-- 0005_span_identity
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD COLUMN IF NOT EXISTS ContentHash UInt64 DEFAULT 0 CODEC(ZSTD(1));

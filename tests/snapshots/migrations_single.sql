@@ -142,3 +142,6 @@ CREATE TABLE IF NOT EXISTS flightrec.alerts
 )
 ENGINE = ReplacingMergeTree
 ORDER BY DedupKey;
+
+-- 0005_span_identity
+ALTER TABLE flightrec.otel_traces  ADD COLUMN IF NOT EXISTS ContentHash UInt64 DEFAULT 0 CODEC(ZSTD(1));

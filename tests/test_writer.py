@@ -1,0 +1,170 @@
+"""The batch writer on a real WAL and a real embedded store: it cannot be wedged, spans are insert-once.
+
+Records are appended to the WAL directly here (as an older version or a validation gap
+would have acknowledged them), so the writer's own defences are what is tested.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector import BatchWriter, WalConfig, WriteAheadLog, WriterConfig
+from collector.health import HealthPolicy, assess
+from collector.pipeline import IngestPipeline, IntakeConfig
+from collector.wal import WalRecord
+from store import Store
+from tests.otlp_helpers import BASE_NS, make_request, make_span
+
+MONTH_NS = 31 * 86_400 * 10**9
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def wal(tmp_path: Path) -> Iterator[WriteAheadLog]:
+    log = WriteAheadLog(WalConfig(directory=tmp_path / "wal", seal_after_s=0.05, fsync=False))
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def writer(wal: WriteAheadLog, store: Store) -> Iterator[BatchWriter]:
+    batch_writer = BatchWriter(wal, store, config=WriterConfig(workers=0, retry_initial_s=0.05, quarantine_after=2))
+    batch_writer.start()
+    yield batch_writer
+    batch_writer.shutdown()
+
+
+def append(wal: WriteAheadLog, spans: list) -> None:
+    wal.append(make_request(spans).SerializeToString(), len(spans))
+
+
+def stored_ids(store: Store) -> set[str]:
+    rows = store.engine.query("test_ids", f"SELECT SpanId FROM {store.db}.otel_traces")
+    return {row[0] for row in rows}
+
+
+def drained(wal: WriteAheadLog) -> Callable[[], bool]:
+    return lambda: wal.backlog_spans == 0
+
+
+def test_poisoned_record_is_quarantined_and_the_rest_of_its_segment_stored(
+    wal: WriteAheadLog, writer: BatchWriter, store: Store
+) -> None:
+    good_before, good_after = make_span("before"), make_span("after")
+    poison = make_span("poison", start_ns=2**63 + 5)  # beyond DateTime64(9): the engine refuses the insert
+    wal.seal_now()
+    append(wal, [good_before])
+    append(wal, [poison])
+    append(wal, [good_after])
+    wait_for(drained(wal), what="the writer to move past the poisoned segment")
+    assert stored_ids(store) == {good_before.span_id.hex(), good_after.span_id.hex()}
+    [entry] = writer.quarantine.entries()
+    assert entry.spans == 1 and entry.attempts == 2 and "record 1" in entry.reason
+    assert writer.metrics.quarantined_segments == 1 and writer.metrics.failing_since == 0
+
+    later = make_span("later")
+    append(wal, [later])
+    wait_for(lambda: later.span_id.hex() in stored_ids(store), what="a later span to be stored")
+
+
+def test_undecodable_record_is_quarantined(wal: WriteAheadLog, writer: BatchWriter, store: Store) -> None:
+    wal.append(b"\xff\xff not protobuf", 1)
+    good = make_span("good")
+    append(wal, [good])
+    wait_for(drained(wal), what="the writer to move on")
+    assert good.span_id.hex() in stored_ids(store)
+    [entry] = writer.quarantine.entries()
+    assert "ExportTraceServiceRequest" in entry.reason or "Error parsing" in entry.reason
+
+
+def test_replay_queues_a_quarantined_segment_again(wal: WriteAheadLog, writer: BatchWriter, store: Store) -> None:
+    span = make_span("kept aside")
+    payload = make_request([span]).SerializeToString()
+    writer.quarantine.add("00000000000000000001-feedbeef0000", [WalRecord(spans=1, payload=payload)],
+                          "store was being rebuilt", attempts=3)
+    assert [e.segment for e in writer.quarantine.entries()] == ["00000000000000000001-feedbeef0000"]
+    queued = writer.replay("00000000000000000001-feedbeef0000")
+    assert queued.spans == 1
+    wait_for(lambda: span.span_id.hex() in stored_ids(store), what="the replayed span")
+    assert writer.quarantine.entries() == []
+    with pytest.raises(KeyError):
+        writer.replay("00000000000000000001-feedbeef0000")
+    with pytest.raises(KeyError):
+        writer.replay("../wal/anything")
+
+
+def test_spans_over_more_months_than_one_insert_allows_are_all_stored(
+    wal: WriteAheadLog, writer: BatchWriter, store: Store
+) -> None:
+    store.apply_retention(0)  # keep history forever: 150 months are all inside retention
+    spans = [make_span(f"m{month}", start_ns=BASE_NS - month * MONTH_NS) for month in range(150)]
+    append(wal, spans)
+    wait_for(drained(wal), what="a 150-month batch")
+    assert stored_ids(store) == {span.span_id.hex() for span in spans}
+    assert writer.quarantine.entries() == []
+
+
+def test_identical_resend_is_a_no_op_and_a_different_copy_is_refused(
+    wal: WriteAheadLog, writer: BatchWriter, store: Store
+) -> None:
+    first = make_span("refund", {"flightrec.cost.usd": 3.0})
+    append(wal, [first])
+    wait_for(drained(wal))
+    append(wal, [first])  # an exporter's retry
+    changed = make_span("refund", {"flightrec.cost.usd": 300.0}, trace_id=first.trace_id, span_id=first.span_id)
+    append(wal, [changed])
+    wait_for(drained(wal))
+    assert store.span_copies() == 1  # before any merge
+    [(cost,)] = store.engine.query("test_cost", f"SELECT sum(CostUsd) FROM {store.db}.otel_traces")
+    assert cost == pytest.approx(3.0)
+    assert writer.metrics.duplicate_spans == 1 and writer.metrics.conflicting_spans == 1
+    assert store.stats().rejected_spans == 1
+
+
+def test_duplicates_inside_one_segment_keep_the_first_copy(
+    wal: WriteAheadLog, writer: BatchWriter, store: Store
+) -> None:
+    span = make_span("a", {"x": "first"})
+    twin = make_span("a", {"x": "second"}, trace_id=span.trace_id, span_id=span.span_id)
+    wal.seal_now()
+    append(wal, [span, span])
+    append(wal, [twin])
+    wait_for(drained(wal))
+    rows = store.engine.query("test_attrs", f"SELECT SpanAttributes['x'] FROM {store.db}.otel_traces")
+    assert rows == [("first",)]
+    assert writer.metrics.duplicate_spans == 1 and writer.metrics.conflicting_spans == 1
+
+
+def test_health_says_failing_for_a_dead_writer_and_degraded_for_a_growing_quarantine(
+    wal: WriteAheadLog, store: Store
+) -> None:
+    stopped = BatchWriter(wal, store, config=WriterConfig(workers=0))
+    pipeline = IngestPipeline(IntakeConfig(), wal, store)
+    judged = assess(pipeline, wal, stopped)
+    assert judged.status == "failing" and "writer is not running" in judged.problems[0]
+
+    stopped.start()
+    try:
+        wait_for(lambda: stopped.alive)
+        assert assess(pipeline, wal, stopped).status == "ok"
+        for number in range(2):
+            stopped.quarantine.add(f"0000000000000000000{number}-aaaaaaaaaaaa", [WalRecord(spans=1, payload=b"x")],
+                                   "bad", attempts=3)
+        judged = assess(pipeline, wal, stopped, HealthPolicy(quarantine_alarm_segments=2))
+        assert judged.status == "degraded" and "2 segments quarantined" in judged.problems[0]
+        assert judged.quarantine.segments == 2 and judged.quarantine.spans == 2
+        assert assess(pipeline, wal, stopped, HealthPolicy(quarantine_alarm_segments=3)).status == "ok"
+    finally:
+        stopped.shutdown()
