@@ -133,13 +133,13 @@ def _span_problem(span: Any, limits: SpanLimits) -> str | None:
         return f"parent_span_id must be empty or 8 bytes, got {len(span.parent_span_id)}"
     if span.start_time_unix_nano == 0:
         return "start_time_unix_nano is missing"
-    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
-        return "end_time_unix_nano is before start_time_unix_nano"
     problem = _time_problem("start_time_unix_nano", span.start_time_unix_nano, limits) or _time_problem(
         "end_time_unix_nano", span.end_time_unix_nano, limits
     )
     if problem:
         return problem
+    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+        return "end_time_unix_nano is before start_time_unix_nano"
     if span.start_time_unix_nano < limits.oldest_ns:
         return "start time is older than the retention period, so it would be deleted at once"
     for index, event in enumerate(span.events):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import time
 import zlib
 
 import pytest
@@ -150,3 +152,97 @@ def test_spans_older_than_retention_are_rejected_not_lost() -> None:
     assert (decoded.accepted, decoded.rejected) == (1, 1)
     assert "older than the retention period" in decoded.rejection_message
     assert decode_body(body, "application/x-protobuf").accepted == 2
+
+
+# -- hardening: every bad input gets a reason, nothing poisons the store ---------------------------
+
+
+def test_concatenated_gzip_members_are_one_body_and_trailing_bytes_are_refused() -> None:
+    assert decompress(gzip.compress(b"hel") + gzip.compress(b"lo"), "gzip", 100) == b"hello"
+    expect(ErrorKind.BAD_REQUEST, decompress, gzip.compress(b"hello") + b"junk", "gzip", 100,
+           match="4 bytes follow the end of the gzip data")
+    expect(ErrorKind.BAD_REQUEST, decompress, zlib.compress(b"hello") + b"\x00", "deflate", 100,
+           match="follow the end of the deflate data")
+    expect(ErrorKind.TOO_LARGE, decompress, gzip.compress(bytes(80)) + gzip.compress(bytes(80)), "gzip", 100,
+           match="exceeds the limit")
+
+
+def test_protobuf_decode_errors_name_the_field() -> None:
+    body = bytearray(make_request([make_span("first"), make_span("second")]).SerializeToString())
+    body[body.index(b"second")] = 0xFF
+    expect(ErrorKind.BAD_REQUEST, decode_body, bytes(body), "application/x-protobuf",
+           match=r"resource_spans\[0\]\.scope_spans\[0\]\.spans\[1\]\.name: invalid UTF-8")
+    whole = make_request([make_span("x")]).SerializeToString()
+    expect(ErrorKind.BAD_REQUEST, decode_body, whole[:-5], "application/x-protobuf",
+           match=r"resource_spans\[0\].*runs past the end")
+
+
+def _json_span(**fields: object) -> bytes:
+    span = {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "x",
+            "startTimeUnixNano": str(time.time_ns()), **fields}
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def _deeply_nested(levels: int) -> bytes:
+    """A span whose one attribute nests arrays ``levels`` deep (built as text: json.dumps would recurse)."""
+    value = '{"arrayValue": {"values": [' * levels + '{"intValue": "1"}' + "]}}" * levels
+    return _json_span(attributes="@").replace(b'"@"', f'[{{"key": "deep", "value": {value}}}]'.encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (_json_span(links=5), r"spans\[0\]\.links must be an array, got int"),
+        (_json_span(links=[5]), r"links\[0\] must be an object"),
+        (_json_span(kind=float("inf")), "Infinity is not a JSON number"),
+        (_json_span(kind=float("nan")), "NaN is not a JSON number"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (_deeply_nested(2000), "nested too deeply"),
+        (_json_span(events=[{"timeUnixNano": {"a": 1}}]), "not a valid OTLP/JSON"),
+        (_json_span(droppedAttributesCount="many"), "not a valid OTLP/JSON"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [7]}]}]}', r"spans\[0\] must be an object"),
+    ],
+)
+def test_json_type_errors_are_400_with_the_place(body: bytes, match: str) -> None:
+    expect(ErrorKind.BAD_REQUEST, decode_body, body, "application/json", match=match)
+
+
+NOW_NS = time.time_ns()
+
+
+@pytest.mark.parametrize(
+    ("span", "match"),
+    [
+        (make_span("huge", start_ns=2**63), "beyond what the store can hold"),
+        (make_span("max", start_ns=2**64 - 1, duration_ns=0), "beyond what the store can hold"),
+        (make_span("ahead", start_ns=NOW_NS + 3 * 86_400 * 10**9), "in the future, past the allowed clock skew"),
+        (make_span("long", start_ns=NOW_NS, duration_ns=2**63), "end_time_unix_nano = .* beyond what the store"),
+    ],
+)
+def test_times_the_store_cannot_hold_are_rejected_with_partial_success(span, match: str) -> None:
+    ok = make_span("ok")
+    decoded = decode_body(make_request([span, ok]).SerializeToString(), "application/x-protobuf")
+    assert (decoded.accepted, decoded.rejected) == (1, 1)
+    assert re.search(match, decoded.rejection_message), decoded.rejection_message
+
+
+def test_event_times_and_link_ids_are_checked_too() -> None:
+    late_event, bad_link, ok = make_span("event"), make_span("link"), make_span("ok")
+    late_event.events.add(name="e", time_unix_nano=2**63 + 1)
+    bad_link.links.add(trace_id=b"\x01" * 3, span_id=b"\x02" * 8)
+    decoded = decode_body(make_request([late_event, bad_link, ok]).SerializeToString(), "application/x-protobuf")
+    assert (decoded.accepted, decoded.rejected) == (1, 2)
+    assert "events[0].time_unix_nano" in decoded.rejection_message
+    assert "links[0].trace_id must be 16 bytes, got 3" in decoded.rejection_message
+    body = _json_span(links=[{"traceId": "0102", "spanId": "0102030405060708"}])
+    decoded = decode_body(body, "application/json")
+    assert decoded.rejected == 1 and "links[0].trace_id must be 16 bytes, got 2" in decoded.rejection_message
+
+
+def test_future_months_are_rejected_so_no_insert_can_touch_101_partitions() -> None:
+    month = 31 * 86_400 * 10**9
+    spans = [make_span(f"m{index}", start_ns=NOW_NS + (index + 1) * month) for index in range(101)]
+    decoded = decode_body(make_request(spans).SerializeToString(), "application/x-protobuf")
+    assert (decoded.accepted, decoded.rejected) == (0, 101)
+    skew = SpanLimits.now(max_future_s=200 * 31 * 86_400)
+    assert decode_body(make_request(spans).SerializeToString(), "application/x-protobuf", skew).accepted == 101
