@@ -98,7 +98,7 @@ class Bench:
 
     def drained(self) -> None:
         deadline = time.monotonic() + 120
-        while ok(self.api.get("/api/health"))["backlog_spans"]:
+        while self.api.get("/api/health").json()["backlog_spans"]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server's WAL backlog did not drain")
             time.sleep(0.05)

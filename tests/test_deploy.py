@@ -284,7 +284,7 @@ def test_flightrec_waits_for_a_healthy_clickhouse(services: dict) -> None:
 
 def test_flightrec_healthcheck_calls_the_health_endpoint(services: dict) -> None:
     check = healthcheck_text(services["flightrec"])
-    assert "http://127.0.0.1:4318/api/health" in check
+    assert "http://127.0.0.1:4318/api/health/live" in check
     assert "urllib" in check  # the slim image has python but no curl or wget
 
 
