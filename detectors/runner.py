@@ -74,6 +74,8 @@ class DetectorRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_pass: PassResult | None = None
 
     def run_pass(self, until: datetime | None = None) -> PassResult:
         with self._lock:
@@ -92,12 +94,14 @@ class DetectorRunner:
                     log.exception("detector %s failed; its alerts are left as they were", detector.name)
             transitions = self.book.apply(findings, until, judged)
             deliveries = self.pager.notify(transitions) if self.pager and transitions else []
-            return PassResult(
+            self.last_pass = PassResult(
                 since=since, until=until, runs=len(ctx.runs), findings=len(findings),
                 fired=[t.alert for t in transitions if t.change == "fired"],
                 resolved=[t.alert for t in transitions if t.change == "resolved"],
                 deliveries=deliveries, seconds=time.perf_counter() - started,
             )
+            self.passes += 1
+            return self.last_pass
 
     def start(self, interval_s: float) -> None:
         """Run a pass every ``interval_s`` seconds in a background thread (0 disables)."""
