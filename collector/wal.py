@@ -101,6 +101,7 @@ class Segment(BaseModel):
     path: Path
     seq: int
     spans: int
+    bytes: int = 0
 
     @property
     def token(self) -> str:
@@ -123,6 +124,7 @@ class WriteAheadLog:
         self._active_since = 0.0
         self._next_seq = 0
         self._backlog = 0
+        self._sealed_bytes = 0
         self._closed = False
         self._recover()
 
@@ -146,8 +148,9 @@ class WriteAheadLog:
             if spans == 0:
                 path.unlink()
                 continue
-            self._sealed.append(Segment(path=path, seq=seq, spans=spans))
+            self._sealed.append(Segment(path=path, seq=seq, spans=spans, bytes=good_bytes))
             self._backlog += spans
+            self._sealed_bytes += good_bytes
 
     @staticmethod
     def _scan(path: Path) -> tuple[int, int]:
@@ -171,6 +174,11 @@ class WriteAheadLog:
     def backlog_spans(self) -> int:
         """Spans acknowledged but not yet inserted."""
         return self._backlog
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes on disk of what is acknowledged but not yet inserted."""
+        return self._sealed_bytes + (self._active_bytes if self._active is not None else 0)
 
     def append(self, payload: bytes, spans: int) -> None:
         """Write one batch and make it durable.
@@ -218,7 +226,9 @@ class WriteAheadLog:
         self._active.close()
         seq = int(self._active_path.stem.split("-")[0])
         if self._active_spans:
-            self._sealed.append(Segment(path=self._active_path, seq=seq, spans=self._active_spans))
+            self._sealed.append(Segment(path=self._active_path, seq=seq, spans=self._active_spans,
+                                        bytes=self._active_bytes))
+            self._sealed_bytes += self._active_bytes
             self._ready.notify_all()
         else:
             self._active_path.unlink(missing_ok=True)
@@ -275,9 +285,10 @@ class WriteAheadLog:
             self._next_seq += 1
             path = self.config.directory / f"{seq:020d}-{self._instance}.wal"
             write_segment_file(path, records)
-            segment = Segment(path=path, seq=seq, spans=spans)
+            segment = Segment(path=path, seq=seq, spans=spans, bytes=path.stat().st_size)
             self._sealed.append(segment)
             self._backlog += spans
+            self._sealed_bytes += segment.bytes
             self._ready.notify_all()
         return segment
 
@@ -287,6 +298,7 @@ class WriteAheadLog:
             if segment in self._sealed:
                 self._sealed.remove(segment)
                 self._backlog -= segment.spans
+                self._sealed_bytes -= segment.bytes
         segment.path.unlink(missing_ok=True)
 
     def oldest_pending(self) -> Segment | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from collector.http import build_otlp_router
 from flightrec import __version__
 from flightrec.api import build_api_router
 from flightrec.api.deps import get_pipeline
+from flightrec.metrics import RequestLatency, RuntimeCollector
 from flightrec.runtime import Runtime
 from flightrec.safety import CloseOnErrorMiddleware
 from flightrec.settings import Settings
@@ -36,7 +38,15 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(CloseOnErrorMiddleware)
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(lambda: getattr(app.state, "runtime", None)))
+    app.add_middleware(RequestLatency, registry=registry)
+    app.add_middleware(CloseOnErrorMiddleware)  # outermost: even a failed request is timed first
+
+    @app.get("/metrics", summary="Prometheus metrics: intake, WAL, writer, quarantine, detectors, request latency",
+             tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     app.include_router(build_otlp_router(get_pipeline))
     app.include_router(build_api_router())
     return app
