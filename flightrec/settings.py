@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
 from collector.normalize import DEFAULT_PRICES, ModelPrice
@@ -18,12 +24,53 @@ from detectors.runner import DetectorsConfig
 from store import StoreConfig
 
 LOOPBACK_NAMES = {"localhost"}
+CONFIG_ENV = "FLIGHTREC_CONFIG"
+
+
+class SettingsFileError(ValueError):
+    """The settings file cannot be read or names settings that do not exist."""
+
+
+class SettingsFile(TomlConfigSettingsSource):
+    """The TOML settings file named by ``FLIGHTREC_CONFIG``: keys are setting names without the prefix.
+
+    Stricter than environment variables: a key that is no setting is an error naming it,
+    so a typo does not silently leave a default in force.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise SettingsFileError(f"settings file {path} does not exist ({CONFIG_ENV})")
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except ValueError as exc:  # tomllib.TOMLDecodeError names the line and column
+            raise SettingsFileError(f"settings file {path}: {exc}") from exc
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
+        if unknown:
+            raise SettingsFileError(
+                f"settings file {path}: unknown setting(s) {', '.join(unknown)}; "
+                "`flightrec config` lists every setting (use the name without FLIGHTREC_, in lower case)"
+            )
 
 
 class Settings(BaseSettings):
     """Flight Recorder configuration (``flightrec config`` prints what is in effect)."""
 
     model_config = SettingsConfigDict(env_prefix="FLIGHTREC_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Options first, then ``FLIGHTREC_*`` environment variables, then the settings file, then defaults."""
+        path = os.environ.get(CONFIG_ENV, "").strip()
+        file = (SettingsFile(settings_cls, Path(path)),) if path else ()
+        return (init_settings, env_settings, *file)
 
     host: str = Field(default="127.0.0.1", description="interface the HTTP and gRPC servers bind")
     http_port: int = Field(default=4318, ge=0, le=65535, description="OTLP/HTTP and API port")
