@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from collector.http import build_otlp_router
@@ -31,7 +32,11 @@ def build_app(settings: Settings) -> FastAPI:
         finally:
             runtime.shutdown()
 
-    app = FastAPI(
+    # Swagger UI served from the package (fastapi-offline), so /docs works without internet; no ReDoc,
+    # whose page loads its logo from an outside host.
+    app = FastAPIOffline(
+        redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},
         title="Flight Recorder",
         version=__version__,
         description="A flight recorder for autonomous AI agents: what happened, why, and based on what.",
