@@ -1,10 +1,13 @@
-"""Pager plumbing shared by every router: config, delivery reports, secret redaction, the retry loop."""
+"""Pager plumbing shared by every router: config, delivery reports, secret redaction, links, one attempt.
+
+Routers make single attempts; retries with backoff and jitter belong to the outbox
+(:mod:`detectors.outbox`), which runs outside the detector pass.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -17,9 +20,6 @@ from pydantic import BaseModel, Field, SecretStr
 from detectors.models import Alert, AlertTransition
 
 log = logging.getLogger("detectors.pager")
-
-Sleep = Callable[[float], None]
-
 
 class PagerConfig(BaseModel):
     """Where alerts go and how hard to try. A destination left unset is not used."""
@@ -37,11 +37,23 @@ class PagerConfig(BaseModel):
         default=None, description="Slack incoming webhook URL (the URL itself is the credential); secret"
     )
     webhook_url: str | None = Field(default=None, description="generic webhook receiving transitions as JSON")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks signing secret (whsec_<base64>) for the generic webhook; unset: unsigned; secret",
+    )
     ui_url: str = Field(default="http://127.0.0.1:8501", description="dashboard base URL used to build links")
     timeout_s: float = Field(default=5, gt=0, description="timeout of one HTTP request, seconds")
-    max_attempts: int = Field(default=5, ge=1, description="attempts per delivery, the first included")
-    backoff_initial_s: float = Field(default=0.5, ge=0, description="wait before the first retry; doubles each retry")
-    backoff_max_s: float = Field(default=8, ge=0, description="longest wait between attempts (Retry-After included)")
+    max_attempts: int = Field(
+        default=20, ge=1, description="attempts per outbox entry, the first included, before it is marked failed"
+    )
+    backoff_initial_s: float = Field(
+        default=1, ge=0, description="wait before the first retry; doubles each retry, with jitter (half to all of it)"
+    )
+    backoff_max_s: float = Field(default=300, ge=0, description="longest wait between attempts (Retry-After included)")
+    alertmanager_resend_s: float = Field(
+        default=60, gt=0, description="firing alerts are re-sent to Alertmanager this often; endsAt is 4 intervals ahead"
+    )
+    poll_s: float = Field(default=5, gt=0, description="longest sleep of the delivery loop between looks at the outbox")
 
 
 class Delivery(BaseModel):
@@ -54,16 +66,21 @@ class Delivery(BaseModel):
     status_code: int | None = None
     attempts: int = 0
     error: str | None = None
+    retryable: bool = Field(default=False, description="a failure worth another attempt (429, 5xx, network)")
+    retry_after_s: float | None = Field(default=None, description="what the destination asked to wait, if it did")
+    entry_id: str = Field(default="", description="the outbox entry this attempt was for")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one POST after retries."""
+    """The result of one POST."""
 
     ok: bool
     status_code: int | None
     attempts: int
     error: str | None = None
+    retryable: bool = False
+    retry_after_s: float | None = None
 
     def deliveries(self, router: str, transitions: Iterable[AlertTransition]) -> list[Delivery]:
         return [
@@ -75,6 +92,8 @@ class Outcome:
                 status_code=self.status_code,
                 attempts=self.attempts,
                 error=self.error,
+                retryable=self.retryable,
+                retry_after_s=self.retry_after_s,
             )
             for t in transitions
         ]
@@ -124,21 +143,44 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Characters a URL may keep as they are; everything else (spaces, non-Latin, |, <, >, ", `) is percent-encoded.
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+
+
+def safe_href(href: str) -> str:
+    """``href`` with every character a URL may not carry percent-encoded (existing %XX escapes kept),
+    so it is one link in any payload (a Slack ``<url|text>`` cannot be broken by ``|`` or ``>``)."""
+    return quote(href, safe=URL_SAFE)
+
+
+def query_value(value: str) -> str:
+    """A query parameter value, fully encoded (``/``, ``?``, ``#``, ``&``, spaces, non-Latin)."""
+    return quote(value, safe="")
+
+
 def triage_link(config: PagerConfig, alert: Alert) -> str:
-    """The alert's triage view: the lifecycle's own link if it set one."""
-    return alert.links.get("triage") or (
-        f"{config.ui_url.rstrip('/')}/triage?agent={quote(alert.agent, safe='')}&alert={quote(alert.id, safe='')}"
-    )
+    """The alert's triage view, built from its agent and id (every value encoded)."""
+    base = config.ui_url.rstrip("/")
+    return f"{base}/triage?agent={query_value(alert.agent)}&alert={query_value(alert.id)}"
+
+
+def story_link(config: PagerConfig, ref: str) -> str:
+    """An object's story (``type:id``; the colon kept readable, everything else in the id encoded)."""
+    return f"{config.ui_url.rstrip('/')}/?object={quote(ref, safe=':')}"
+
+
+# Links the alert lifecycle adds for the triage view and example stories; the pager builds those itself.
+BUILT_LINKS = ("triage", "story ")
 
 
 def alert_links(config: PagerConfig, alert: Alert, limit: int = 5) -> list[dict[str, str]]:
     """[{href, text}]: the triage view, then example stories, then any other links the alert carries."""
-    base = config.ui_url.rstrip("/")
     links = [{"href": triage_link(config, alert), "text": f"Triage {alert.agent or alert.detector}"}]
-    stories = alert.objects[:limit]
-    links += [{"href": f"{base}/?object={quote(ref, safe=':')}", "text": f"Story {ref}"} for ref in stories]
+    links += [{"href": story_link(config, ref), "text": f"Story {ref}"} for ref in alert.objects[:limit]]
     known = {link["href"] for link in links}
-    links += [{"href": href, "text": name} for name, href in alert.links.items() if href not in known]
+    for name, href in alert.links.items():
+        if not name.startswith(BUILT_LINKS) and safe_href(href) not in known:
+            links.append({"href": safe_href(href), "text": name})
     return links
 
 
@@ -174,32 +216,23 @@ def response_reason(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {truncate(REDACT(message or response.reason_phrase), 500)}"
 
 
-def post_with_retry(
-    client: httpx.Client, url: str, body: object, config: PagerConfig, *, target: str, sleep: Sleep = time.sleep
+def post_once(
+    client: httpx.Client, url: str, body: object, *, target: str, headers: dict[str, str] | None = None
 ) -> Outcome:
-    """POST ``body`` as JSON; 429, 5xx and network errors are retried with exponential backoff
-    (Retry-After honoured, both capped by ``backoff_max_s``) up to ``max_attempts``; other
-    non-2xx answers are final. ``target`` names the destination in logs, never the URL."""
-    outcome = Outcome(ok=False, status_code=None, attempts=0, error="not attempted")
-    for attempt in range(1, config.max_attempts + 1):
-        wait: float | None = None
-        try:
-            response = client.post(url, json=body)
-        except httpx.TransportError as exc:
-            outcome = Outcome(False, None, attempt, REDACT(f"{type(exc).__name__}: {exc}"))
+    """One POST of ``body`` (JSON, or bytes sent as they are); ``target`` names the destination in logs,
+    never the URL. 429, 5xx and network errors are retryable (with any Retry-After); other answers are final."""
+    try:
+        if isinstance(body, bytes):
+            response = client.post(url, content=body, headers={"Content-Type": "application/json", **(headers or {})})
         else:
-            if response.is_success:
-                return Outcome(True, response.status_code, attempt)
-            outcome = Outcome(False, response.status_code, attempt, response_reason(response))
-            if response.status_code != 429 and response.status_code < 500:
-                break
-            wait = retry_after_s(response)
-        if attempt == config.max_attempts:
-            break
-        if wait is None:
-            wait = config.backoff_initial_s * 2 ** (attempt - 1)
-        wait = min(wait, config.backoff_max_s)
-        log.info("pager %s: attempt %d failed (%s); retrying in %.2fs", target, attempt, outcome.error, wait)
-        sleep(wait)
-    log.warning("pager %s: not delivered after %d attempt(s): %s", target, outcome.attempts, outcome.error)
+            response = client.post(url, json=body, headers=headers)
+    except httpx.TransportError as exc:
+        outcome = Outcome(False, None, 1, REDACT(f"{type(exc).__name__}: {exc}"), retryable=True)
+    else:
+        if response.is_success:
+            return Outcome(True, response.status_code, 1)
+        retryable = response.status_code == 429 or response.status_code >= 500
+        outcome = Outcome(False, response.status_code, 1, response_reason(response), retryable=retryable,
+                          retry_after_s=retry_after_s(response) if retryable else None)
+    log.info("pager %s: attempt failed (%s)%s", target, outcome.error, "" if outcome.retryable else "; not retryable")
     return outcome

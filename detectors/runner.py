@@ -1,4 +1,8 @@
-"""One detector pass: read the window once, run every detector, update alerts, page on changes."""
+"""One detector pass: read the window once, run every detector, update alerts, queue pages on changes.
+
+Pages are stored in the pager outbox and sent by its own loop (started and stopped with the runner),
+so a pass never waits on, or sleeps for, a destination.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from detectors.drift import BaselineDriftDetector, DriftConfig
 from detectors.loops import LoopConfig, LoopDetector
 from detectors.models import Alert, Finding
 from detectors.outliers import OutlierConfig, UnusualTraceDetector
+from detectors.outbox import PagerOutbox
 from detectors.pager import Delivery, PagerRoutes
 from detectors.version import VersionRegressionConfig, VersionRegressionDetector
 from store import Store
@@ -52,17 +57,27 @@ class PassResult(BaseModel):
     findings: int
     fired: list[Alert]
     resolved: list[Alert]
-    deliveries: list[Delivery]
+    deliveries: list[Delivery] = Field(
+        default_factory=list, description="always empty: pages are queued (see queued), the outbox delivers them"
+    )
+    queued: int = Field(default=0, description="outbox entries this pass queued: one per transition and destination")
     seconds: float
 
 
 class DetectorRunner:
     """Runs passes, one at a time, on demand or on an interval."""
 
-    def __init__(self, store: Store, config: DetectorsConfig | None = None, pager: PagerRoutes | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: DetectorsConfig | None = None,
+        pager: PagerRoutes | None = None,
+        outbox: PagerOutbox | None = None,
+    ) -> None:
         self.store = store
         self.config = config or DetectorsConfig()
         self.pager = pager
+        self.outbox = outbox or (PagerOutbox(store, pager) if pager is not None else None)
         self.book = AlertBook(store, self.config.for_s, self.config.ui_url)
         self.detectors: list[Detector] = [
             VersionRegressionDetector(self.config.version),
@@ -93,18 +108,21 @@ class DetectorRunner:
                 except Exception:  # one broken detector must not silence the others
                     log.exception("detector %s failed; its alerts are left as they were", detector.name)
             transitions = self.book.apply(findings, until, judged)
-            deliveries = self.pager.notify(transitions) if self.pager and transitions else []
+            queued = self.outbox.enqueue(transitions) if self.outbox is not None and transitions else []
             self.last_pass = PassResult(
                 since=since, until=until, runs=len(ctx.runs), findings=len(findings),
                 fired=[t.alert for t in transitions if t.change == "fired"],
                 resolved=[t.alert for t in transitions if t.change == "resolved"],
-                deliveries=deliveries, seconds=time.perf_counter() - started,
+                queued=len(queued), seconds=time.perf_counter() - started,
             )
             self.passes += 1
             return self.last_pass
 
     def start(self, interval_s: float) -> None:
-        """Run a pass every ``interval_s`` seconds in a background thread (0 disables)."""
+        """Start the pager outbox's delivery loop, and run a pass every ``interval_s`` seconds in a
+        background thread (0: passes only on demand). Returns at once."""
+        if self.outbox is not None:
+            self.outbox.start()
         if interval_s <= 0 or self._thread is not None:
             return
 
@@ -119,8 +137,11 @@ class DetectorRunner:
         self._thread.start()
 
     def shutdown(self) -> None:
+        """Stop the passes, then the delivery loop (pending pages stay in the outbox); safe to call twice."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self.outbox is not None:
+            self.outbox.shutdown()
 

@@ -124,6 +124,19 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL (alerts posted to /api/v2/alerts)")
     slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming webhook URL")
     webhook_url: str | None = Field(default=None, description="generic webhook receiving alert transitions as JSON")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks signing secret (whsec_<base64>) for the webhook; unset: unsigned"
+    )
+    pager_max_attempts: int = Field(
+        default=20, ge=1, description="attempts per page and destination before it is marked failed and alerted on"
+    )
+    pager_backoff_initial_s: float = Field(
+        default=1.0, ge=0, description="wait before a page's first retry; doubles each retry, with jitter"
+    )
+    pager_backoff_max_s: float = Field(default=300.0, ge=0, description="longest wait between a page's attempts")
+    alertmanager_resend_s: float = Field(
+        default=60.0, gt=0, description="firing alerts are re-sent to Alertmanager this often (endsAt: 4 intervals ahead)"
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
     )
@@ -176,6 +189,9 @@ class Settings(BaseSettings):
             pagerduty_routing_key=self.pagerduty_routing_key, pagerduty_url=self.pagerduty_url,
             alertmanager_url=self.alertmanager_url, slack_webhook_url=self.slack_webhook_url,
             webhook_url=self.webhook_url, ui_url=self.ui_url,
+            webhook_secret=self.webhook_secret, max_attempts=self.pager_max_attempts,
+            backoff_initial_s=self.pager_backoff_initial_s, backoff_max_s=self.pager_backoff_max_s,
+            alertmanager_resend_s=self.alertmanager_resend_s,
         )
 
     def binds_loopback_only(self) -> bool:

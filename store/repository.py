@@ -10,6 +10,7 @@ from store.links import covered_spans
 from store.migrations import migrate
 from store.native import PreparedBatch
 from store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
+from store.outbox import OutboxRepository
 from store.signals import AlertsRepository, SignalsRepository
 from store.models import (
     LINK_COLUMN_NAMES,
@@ -78,6 +79,7 @@ class Store:
         self.audit = AuditRepository(engine, self.db)
         self.signals = SignalsRepository(engine, self.db)
         self.alerts = AlertsRepository(engine, self.db)
+        self.outbox = OutboxRepository(engine, self.db)
 
     # -- lifecycle ---------------------------------------------------------------
 

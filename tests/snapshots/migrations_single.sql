@@ -145,3 +145,24 @@ ORDER BY DedupKey;
 
 -- 0005_span_identity
 ALTER TABLE flightrec.otel_traces  ADD COLUMN IF NOT EXISTS ContentHash UInt64 DEFAULT 0 CODEC(ZSTD(1));
+
+-- 0006_pager_outbox
+CREATE TABLE IF NOT EXISTS flightrec.pager_outbox 
+(
+    EntryId String,
+    Version UInt64,
+    Router LowCardinality(String),
+    DedupKey String,
+    Change LowCardinality(String),
+    Status LowCardinality(String),
+    Attempts UInt32,
+    NextAttemptAt DateTime64(6),
+    CreatedAt DateTime64(6),
+    UpdatedAt DateTime64(6),
+    StatusCode UInt16,
+    LastError String,
+    Body String CODEC(ZSTD(3))
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (EntryId, Version)
+TTL toDateTime(CreatedAt) + toIntervalDay(30);
