@@ -14,7 +14,10 @@ TTL_S = 30
 
 
 class ApiError(Exception):
-    """The API could not be reached or refused the request; ``message`` says what to do."""
+    """The API could not be reached or refused the request; ``message`` says what to do.
+
+    ``message`` is plain text, never Markdown: it may quote the server, which may quote an agent.
+    """
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -52,15 +55,16 @@ def _explain(response: httpx.Response, base_url: str) -> str:
 
 
 def _send(base_url: str, token: str | None, method: str, path: str, params: tuple[tuple[str, Any], ...] = (),
-          body: dict[str, Any] | None = None) -> httpx.Response:
+          body: dict[str, Any] | None = None, answers: tuple[int, ...] = ()) -> httpx.Response:
+    """One request; an error status raises ApiError unless it is one of ``answers`` (an answer, not a failure)."""
     try:
         response = _client(base_url, token).request(method, path, params=dict(params), json=body)
     except httpx.HTTPError as exc:
         raise ApiError(
             f"Cannot reach the Flight Recorder API at {base_url} ({type(exc).__name__}). "
-            "Start it with `flightrec serve`, or point FLIGHTREC_API_URL (flightrec ui --api) at it."
+            "Start it with: flightrec serve. Or point FLIGHTREC_API_URL (flightrec ui --api) at it."
         ) from exc
-    if response.is_error:
+    if response.is_error and response.status_code not in answers:
         raise ApiError(_explain(response, base_url), response.status_code)
     return response
 
@@ -93,9 +97,17 @@ def split_ref(ref: str) -> tuple[str, str]:
     return kind.strip().lower(), ident.strip()
 
 
+def segment(value: str) -> str:
+    """One URL path segment: every character that is not unreserved percent-encoded, ``/`` included,
+    so ``bad agent/../x``, ``a/b`` or ``代理`` reach the route they name. A name that is all dots
+    (``.``, ``..``) is encoded too: the HTTP client would otherwise resolve it as a dot segment."""
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
+
+
 def _object_path(ref: str) -> str:
     kind, ident = split_ref(ref)
-    return f"/api/objects/{quote(kind, safe='')}/{quote(ident, safe='')}"
+    return f"/api/objects/{segment(kind)}/{segment(ident)}"
 
 
 def objects(type: str | None = None, q: str | None = None, limit: int = 100) -> dict[str, Any]:
@@ -115,7 +127,7 @@ def search(q: str) -> dict[str, Any]:
 
 
 def trace(trace_id: str) -> dict[str, Any]:
-    return get_json(f"/api/traces/{quote(trace_id.strip(), safe='')}")
+    return get_json(f"/api/traces/{segment(trace_id.strip())}")
 
 
 def get_fresh(path: str, **params: Any) -> dict[str, Any]:
@@ -146,7 +158,7 @@ def action_agents(scan: int = 2000) -> list[str]:
 
 
 def _plan_path(plan_id: str, *rest: str) -> str:
-    return "/".join(["/api/rollback/plans", quote(plan_id.strip(), safe=""), *rest])
+    return "/".join(["/api/rollback/plans", segment(plan_id.strip()), *(segment(part) for part in rest)])
 
 
 def create_plan(*, actor: str, last: int, agent: str = "", object: str = "") -> dict[str, Any]:
@@ -175,12 +187,12 @@ def execute_plan(plan_id: str, actor: str) -> dict[str, Any]:
 
 def control(agent: str) -> dict[str, Any]:
     """An agent's kill switch: ``{agent, state, max_per_minute, actor, reason, updated_at}``."""
-    return get_fresh(f"/api/controls/agents/{quote(agent.strip(), safe='')}")
+    return get_fresh(f"/api/controls/agents/{segment(agent.strip())}")
 
 
 def set_control(agent: str, command: str, *, actor: str, reason: str = "", max_per_minute: int = 0) -> dict[str, Any]:
     """``command`` is pause, resume, drain or throttle."""
-    return post_json(f"/api/controls/agents/{quote(agent.strip(), safe='')}/{command}",
+    return post_json(f"/api/controls/agents/{segment(agent.strip())}/{segment(command)}",
                      {"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
 
 
@@ -221,3 +233,40 @@ def run_detectors() -> dict[str, Any]:
     clear_cache()
     return result
 
+
+
+# --- ingest health: the WAL backlog and quarantined segments ------------------------------------
+
+HEALTH_STATUSES = ("ok", "degraded", "failing")
+
+
+def health() -> dict[str, Any]:
+    """``GET /api/health`` (never cached): ``{status, problems, backlog_spans, quarantine, ...}``.
+
+    The server answers 503 when it is not healthy: that is a health answer with the same body,
+    not an unreachable server, so it is returned like a 200.
+    """
+    response = _send(api_url(), _api_token(), "GET", "/api/health", answers=(503,))
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise ApiError(f"The API at {api_url()} answered {response.status_code} for /api/health without "
+                       "a health report.", response.status_code) from exc
+    if not isinstance(answer, dict) or "status" not in answer:
+        raise ApiError(f"The API at {api_url()} answered {response.status_code} for /api/health without "
+                       "a health report.", response.status_code)
+    return {**answer, "http_status": response.status_code}
+
+
+def quarantine() -> dict[str, Any]:
+    """Quarantined WAL segments (never cached): ``{"items": [{segment, spans, bytes, reason, attempts,
+    quarantined_at}], "count": int}``."""
+    return get_fresh("/api/quarantine")
+
+
+def replay_segment(segment_name: str, actor: str) -> dict[str, Any]:
+    """Put a quarantined segment back in line for the writer, as ``actor``; forgets cached reads."""
+    response = _send(api_url(), _api_token(), "POST", f"/api/quarantine/{segment(segment_name)}/replay",
+                     body={"actor": actor})
+    clear_cache()
+    return response.json() if response.content else {}

@@ -1,5 +1,10 @@
 """Plotly figures: a story's timeline across agents, a trace's waterfall, an agent's golden signals
-and the observe/assist/auto mix of flows."""
+and the observe/assist/auto mix of flows.
+
+Plotly reads HTML-like tags (``<a href>``, ``<b>``, ``<br>``...) in hover text, legend names and tick
+labels: every value from a span goes in through ``safe_text.html``, and never into a hover template
+(where ``%{...}`` would be read as a placeholder) but into ``customdata`` or ``meta``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from dashboards.safe_text import html
 
 KIND_COLORS = {
     "agent": "#4c78a8",
@@ -49,7 +56,7 @@ def story_timeline(steps: list[dict[str, Any]]) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=[step["time"] for step in chosen],
-                y=[step["agent"] or "unknown" for step in chosen],
+                y=[html(step["agent"] or "unknown") for step in chosen],
                 mode="markers",
                 name=kind,
                 marker={
@@ -58,7 +65,7 @@ def story_timeline(steps: list[dict[str, Any]]) -> go.Figure:
                     "size": [SEVERITY_MARKERS.get(step["severity"], SEVERITY_MARKERS["info"])[1] for step in chosen],
                     "line": {"width": 1, "color": "#333"},
                 },
-                customdata=[[step["severity"], step["sentence"]] for step in chosen],
+                customdata=[[html(step["severity"]), html(step["sentence"])] for step in chosen],
                 hovertemplate=f"%{{x}}<br><b>%{{y}}</b> · {kind} · %{{customdata[0]}}"
                 "<br>%{customdata[1]}<extra></extra>",
             )
@@ -107,7 +114,8 @@ def waterfall(spans: list[dict[str, Any]]) -> go.Figure:
                 ERROR_COLOR if is_error(span) else KIND_COLORS.get(span["operation"], KIND_COLORS["other"])
                 for span, _ in ordered
             ],
-            customdata=[[span["name"], span["agent"], span["operation"], span["duration_ms"]] for span, _ in ordered],
+            customdata=[[html(span["name"]), html(span["agent"]), html(span["operation"]), span["duration_ms"]]
+                        for span, _ in ordered],
             hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]} · %{customdata[2]}"
             "<br>%{customdata[3]:.1f} ms<extra></extra>",
         )
@@ -116,7 +124,7 @@ def waterfall(spans: list[dict[str, Any]]) -> go.Figure:
         autorange="reversed",
         tickmode="array",
         tickvals=list(range(len(ordered))),
-        ticktext=["\u00a0" * 3 * depth + span["name"] for span, depth in ordered],
+        ticktext=["\u00a0" * 3 * depth + html(span["name"]) for span, depth in ordered],
         tickfont={"family": "monospace"},
         title=None,
     )
@@ -154,14 +162,15 @@ def golden_signals(by_version: dict[str, list[dict[str, Any]]], changes: list[An
         times = [point["time"] for point in points]
         for col, (key, _, _, scale) in enumerate(GOLDEN_SIGNALS, start=1):
             values = [point[key] * scale for point in points]
-            hover = f"<b>{version}</b><br>%{{x|%H:%M}} UTC · {HOVER[key]}<extra></extra>"
+            hover = f"<b>%{{meta[0]}}</b><br>%{{x|%H:%M}} UTC · {HOVER[key]}<extra></extra>"
+            name = html(version)
             if key == "runs":
-                trace = go.Bar(x=times, y=values, name=version, legendgroup=version, marker_color=color,
-                               showlegend=True, hovertemplate=hover)
+                trace = go.Bar(x=times, y=values, name=name, legendgroup=f"v{index}", marker_color=color,
+                               showlegend=True, meta=[name], hovertemplate=hover)
             else:
-                trace = go.Scatter(x=times, y=values, name=version, legendgroup=version, mode="lines+markers",
+                trace = go.Scatter(x=times, y=values, name=name, legendgroup=f"v{index}", mode="lines+markers",
                                    line={"color": color, "width": 2}, marker={"size": 5}, showlegend=False,
-                                   hovertemplate=hover)
+                                   meta=[name], hovertemplate=hover)
             fig.add_trace(trace, row=1, col=col)
     for col, (_, _, tickformat, _) in enumerate(GOLDEN_SIGNALS, start=1):
         fig.update_yaxes(tickformat=tickformat, rangemode="tozero", row=1, col=col)
@@ -193,7 +202,7 @@ MODE_MEANINGS = {
 
 def mode_mix(flows: list[dict[str, Any]]) -> go.Figure:
     """A stacked horizontal bar per flow: the share of its actions taken in observe, assist and auto mode."""
-    labels = [f"{flow['flow']} ({flow['agent']})" for flow in flows]
+    labels = [html(f"{flow['flow']} ({flow['agent']})") for flow in flows]
     fig = go.Figure()
     for mode, color in MODE_COLORS.items():
         counts = [flow["mode_mix"].get(mode, 0) for flow in flows]

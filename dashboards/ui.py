@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -10,6 +9,7 @@ from typing import Any, NoReturn
 import streamlit as st
 
 from dashboards import api
+from dashboards.safe_text import code, md
 
 # Page scripts live in views/, not pages/: a pages/ folder next to the entrypoint is Streamlit's
 # legacy multipage convention, and a URL opened directly (/rollback) would run that file standalone.
@@ -34,15 +34,18 @@ SEVERITY_COLORS = {"info": "gray", "notice": "blue", "warning": "orange", "criti
 ALERT_SEVERITY_COLORS = {"critical": "red", "error": "orange", "warning": "yellow", "info": "blue"}
 ALERT_SEVERITY_ORDER = ("critical", "error", "warning", "info")
 ALERT_STATUS_COLORS = {"firing": "red", "pending": "orange", "resolved": "green"}
-MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]{}<>#~$|])")
 
 
 def stop_with(error: api.ApiError, not_found: str | None = None) -> NoReturn:
-    """Explain a failed API call on the page (never a traceback) and end this run."""
+    """Explain a failed API call on the page (never a traceback) and end this run.
+
+    ``not_found`` is Markdown (the caller escapes what it quotes); the API's own message is shown as text.
+    """
     if error.status in (400, 404, 422):
-        st.warning(not_found if error.status == 404 and not_found else error.message, icon=":material/search_off:")
+        st.warning(not_found if error.status == 404 and not_found else md(error.message),
+                   icon=":material/search_off:")
     else:
-        st.error(error.message, icon=":material/cloud_off:")
+        st.error(md(error.message), icon=":material/cloud_off:")
     st.stop()
 
 
@@ -53,11 +56,6 @@ def load(fetch: Callable[..., Any], *args: Any, not_found: str | None = None, **
             return fetch(*args, **kwargs)
     except api.ApiError as error:
         stop_with(error, not_found)
-
-
-def plain(text: str) -> str:
-    """Text shown as is in Markdown: no accidental emphasis, links or ``$...$`` math."""
-    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 def when(iso: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -81,12 +79,12 @@ def duration(ms: float) -> str:
 
 def status_badge(status: str) -> str:
     """Markdown for a colored status badge."""
-    return f":{STATUS_COLORS.get(status, 'gray')}-badge[{status or 'unknown'}]"
+    return f":{STATUS_COLORS.get(status, 'gray')}-badge[{md(status or 'unknown')}]"
 
 
 def badge(text: str, colors: dict[str, str], label: str | None = None) -> str:
     """Markdown for a badge colored by ``colors[text]`` (gray when unknown), reading ``label`` if given."""
-    return f":{colors.get(text, 'gray')}-badge[{plain(label or text or 'unknown')}]"
+    return f":{colors.get(text, 'gray')}-badge[{md(label or text or 'unknown')}]"
 
 
 def ago(iso: str, now: datetime | None = None) -> str:
@@ -106,12 +104,12 @@ def alert_badges(alert: dict[str, Any]) -> str:
 
 
 def alert_timing(alert: dict[str, Any], capital: bool = False) -> str:
-    """When an alert started and resolved (UTC), and for how long it has lasted."""
+    """When an alert started and resolved (UTC), and for how long it has lasted (Markdown)."""
     started = f"{'S' if capital else 's'}tarted {when(alert['started_at'])} UTC"
     if alert.get("resolved_at"):
         lasted = ago(alert["started_at"], datetime.fromisoformat(alert["resolved_at"]))
         return f"{started} · resolved {when(alert['resolved_at'])} UTC (after {lasted})"
-    return f"{started} ({alert['status']} for {ago(alert['started_at'])})"
+    return f"{started} ({md(alert['status'])} for {ago(alert['started_at'])})"
 
 
 def by_urgency(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -125,8 +123,8 @@ def by_urgency(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def triage_link(agent: str, label: str | None = None) -> None:
-    """A link to the triage page, focused on ``agent`` (all agents when empty)."""
-    st.page_link(TRIAGE_PAGE, label=label or (f"Triage {agent}" if agent else "Triage"),
+    """A link to the triage page, focused on ``agent`` (all agents when empty); ``label`` is Markdown."""
+    st.page_link(TRIAGE_PAGE, label=label or (f"Triage {md(agent)}" if agent else "Triage"),
                  icon=":material/monitor_heart:", query_params={"agent": agent} if agent else None)
 
 
@@ -157,19 +155,23 @@ def you_are() -> str:
 
 
 def object_label(ref: str) -> str:
+    """``ticket:TCK-1042`` -> ``Ticket TCK-1042`` (Markdown, shown as text)."""
     kind, _, ident = ref.partition(":")
-    return f"{kind.capitalize()} {ident}"
+    return md(f"{kind.capitalize()} {ident}")
 
 
 LINKS: dict[str, tuple[str, str, str, Callable[[str], str]]] = {
     "object": (STORY_PAGE, "object", ":material/menu_book:", object_label),
-    "trace": (TRACE_PAGE, "trace", ":material/account_tree:", lambda trace_id: f"Trace {trace_id[:12]}…"),
-    "agent": (OBJECTS_PAGE, "agent", ":material/smart_toy:", lambda agent: f"Agent {agent}"),
+    "trace": (TRACE_PAGE, "trace", ":material/account_tree:", lambda trace_id: f"Trace {md(trace_id[:12])}…"),
+    "agent": (OBJECTS_PAGE, "agent", ":material/smart_toy:", lambda agent: f"Agent {md(agent)}"),
 }
 
 
 def link(kind: str, key: str, label: str | None = None) -> None:
-    """A link to an object's story, a trace, or the objects an agent touched (``kind`` as in search hits)."""
+    """A link to an object's story, a trace, or the objects an agent touched (``kind`` as in search hits).
+
+    ``label`` is Markdown: callers escape what came from spans (``md``); the default labels are escaped here.
+    """
     page, param, icon, default_label = LINKS[kind]
     st.page_link(page, label=label or default_label(key), icon=icon, query_params={param: key})
 
@@ -182,19 +184,115 @@ def search_box() -> None:
     try:
         results = api.search(query)
     except api.ApiError as error:
-        st.error(error.message)
+        st.error(md(error.message))
         return
     if not results["items"]:
-        st.caption(f"Nothing matches “{plain(query)}”.")
+        st.caption(f"Nothing matches “{md(query)}”.")
     for item in results["items"]:
         if item["kind"] in LINKS:
-            link(item["kind"], item["key"], item.get("label") or None)
+            link(item["kind"], item["key"], md(item["label"]) if item.get("label") else None)
         if item.get("detail"):
-            st.caption(plain(item["detail"]))
+            st.caption(md(item["detail"]))
 
 
 def sidebar_footer() -> None:
-    st.caption(f"API: {api.api_url()}")
+    st.caption(f"API: {md(api.api_url())}")
     if st.button("Refresh", icon=":material/refresh:", help="Read the latest recordings from the API"):
         api.clear_cache()
         st.rerun()
+
+
+# --- ingest health: at the top of triage ---------------------------------------------------------
+
+HEALTH_COLORS = {"ok": "green", "degraded": "orange", "failing": "red"}
+
+
+def size(count: int) -> str:
+    """``1536`` -> ``1.5 KiB``: byte counts as people read them."""
+    value = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{count} bytes"
+
+
+def replay(segment: str, actor: str) -> None:
+    """Replay a quarantined segment as ``actor`` (a callback: the message shows on the next run)."""
+    try:
+        api.replay_segment(segment, actor)
+    except api.ApiError as error:
+        st.session_state["ingest_flash"] = ("error", f"Replay of {md(segment)} refused: {md(error.message)}")
+        return
+    st.session_state["ingest_flash"] = ("success", f"Segment {md(segment)} is back in line for the writer "
+                                                   f"(replayed by {md(actor)}): if the store refuses it again, "
+                                                   "it comes back here.")
+
+
+def show_ingest_flash() -> None:
+    kind, text = st.session_state.pop("ingest_flash", ("", ""))
+    if kind == "error":
+        st.error(text, icon=":material/block:")
+    elif kind:
+        st.success(text, icon=":material/check_circle:")
+
+
+def show_quarantine(actor: str) -> None:
+    """The quarantined segments, each with why the store refused it and a Replay button."""
+    try:
+        items = api.quarantine()["items"]
+    except api.ApiError as error:
+        st.warning(f"The quarantined segments could not be listed: {md(error.message)}", icon=":material/help:")
+        return
+    if not items:
+        st.caption("Nothing is quarantined.")
+        return
+    st.markdown(f"**Quarantined segments** ({len(items)}): set aside because the store refused what they "
+                "carry; the writer moved on. Replay one once the cause is fixed.")
+    for item in items:
+        with st.container(border=True):
+            head_col, button_col = st.columns([4, 1], vertical_alignment="center")
+            head_col.markdown(f"{code(item['segment'])} · {item['spans']:,} span(s) · {size(item['bytes'])} · "
+                              f"{item['attempts']} attempt(s) · quarantined {when(item['quarantined_at'])} UTC")
+            button_col.button("Replay", key=f"replay-{item['segment']}", icon=":material/replay:",
+                              disabled=not actor, on_click=replay, args=(item["segment"], actor), width="stretch",
+                              help="Queue it for the writer again" if actor
+                              else "Enter your name under “You are” in the sidebar first")
+            st.caption("Why the store refused it:")
+            st.code(item["reason"], language=None, wrap_lines=True)  # the store's words, as text
+
+
+def ingest_health(actor: str) -> None:
+    """Is everything acknowledged being stored? The server's health, backlog and quarantine.
+
+    ``GET /api/health`` answers 503 when the server is not healthy: shown here as what it says,
+    never as an unreachable server.
+    """
+    try:
+        health = api.health()
+    except api.ApiError as error:
+        st.error(f"Ingest health unknown: {md(error.message)}", icon=":material/cloud_off:")
+        return
+    status = str(health.get("status") or "unknown")
+    problems = [str(problem) for problem in health.get("problems") or []]
+    backlog = int(health.get("backlog_spans") or 0)
+    held = health.get("quarantine") or {}
+    segments = int(held.get("segments") or 0)
+    badge_md = badge(status, HEALTH_COLORS, f"ingest {status}")
+    show_ingest_flash()
+    if status == "ok" and not problems and not segments:
+        st.caption(f"{badge_md} Backlog {backlog:,} span(s) waiting for the store · nothing quarantined.")
+        return
+    with st.container(border=True):
+        unhealthy = health.get("http_status") == 503
+        st.markdown(f"**Ingest health** {badge_md}" + (" · the server answers 503: orchestrators and load "
+                                                      "balancers see it as unhealthy" if unhealthy else ""))
+        for problem in problems:
+            st.markdown(f"- {md(problem)}")
+        backlog_metric, segments_metric, spans_metric, bytes_metric = st.columns(4)
+        backlog_metric.metric("Backlog (spans)", f"{backlog:,}", help="Acknowledged, not stored yet")
+        segments_metric.metric("Quarantined segments", f"{segments:,}")
+        spans_metric.metric("Quarantined spans", f"{int(held.get('spans') or 0):,}")
+        bytes_metric.metric("Quarantined", size(int(held.get("bytes") or 0)))
+        if segments:
+            show_quarantine(actor)

@@ -159,3 +159,112 @@ def test_an_alerts_triage_link_opens_the_alert_and_the_version_change(chromium: 
             page.screenshot(path=str(ARTIFACTS / "triage.png"))
         finally:
             browser.close()
+
+
+# --- agent-supplied text stays text in the browser ------------------------------------------------
+
+FIND_LIVE = """() => {
+  const found = [];
+  const outside = (value) => {  // a URL that leads to evil.example (our own links may carry it in a query)
+    try { return new URL(value, location.href).hostname.endsWith('evil.example'); } catch { return false; }
+  };
+  const attrs = ['href', 'xlink:href', 'src', 'data', 'action', 'formaction', 'poster'];
+  for (const el of document.querySelectorAll('a, img, image, iframe, object, embed, video, audio, source, [src]')) {
+    const urls = attrs.map((name) => el.getAttribute(name)).filter(Boolean);
+    urls.push(...(el.getAttribute('srcset') || '').split(',').map((part) => part.trim().split(' ')[0]));
+    if (urls.some(outside) || (el.tagName.toLowerCase() === 'img' && el.getAttribute('src') === 'x')) {
+      found.push(el.outerHTML.slice(0, 200));
+    }
+  }
+  for (const el of document.querySelectorAll('svg a')) found.push('plotly link: ' + el.outerHTML.slice(0, 200));
+  for (const el of document.querySelectorAll('.katex')) found.push('math: ' + el.outerHTML.slice(0, 200));
+  for (const el of document.querySelectorAll('.stMarkdownColoredText, .stMarkdownColoredBackground')) {
+    if (el.textContent.trim() === 'alert') found.push('colored payload: ' + el.outerHTML.slice(0, 200));
+  }
+  for (const el of document.querySelectorAll('strong, em, b, i')) {
+    if (el.textContent.trim() === 'bold') found.push('bold payload: ' + el.outerHTML.slice(0, 200));
+  }
+  for (const el of document.querySelectorAll('code')) {
+    if (el.textContent.trim() === 'x') found.push('code payload: ' + el.outerHTML.slice(0, 200));
+  }
+  return found;
+}"""
+
+
+def page_text(page) -> str:
+    """The page's text as read (word joiners, which break autolinks and shortcodes, are invisible)."""
+    return page.evaluate("() => document.body.innerText").replace("\u2060", "")
+
+
+def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chromium: Path, server: ServerProcess,
+                                                                             ui: str) -> None:
+    """Hostile agent names, ids, undo targets and reasons: no link or image to evil.example in the DOM, no
+    request to it, no bold, code, color or math made of them; they read exactly as sent."""
+    from urllib.parse import quote, urlsplit
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_dashboards_safety import AGENT, EVIL, OTHER_AGENT, TICKET, later_change, hostile_run, send
+
+    now = time.time_ns()
+    send(server, hostile_run(now - 600_000_000_000), AGENT)
+    send(server, later_change(now - 300_000_000_000), OTHER_AGENT)
+    server.wait_drained()
+
+    outside: list[str] = []
+
+    def evil(url: str) -> bool:
+        return (urlsplit(url).hostname or "").endswith("evil.example")
+
+    def guard(route) -> None:
+        if evil(route.request.url):
+            outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 2400})
+            context.route("**/*", guard)
+            context.on("request", lambda request: outside.append(request.url) if evil(request.url) else None)
+            page = context.new_page()
+            page.goto(f"{ui}/?object={quote(f'{TICKET[0]}:{TICKET[1]}', safe='')}")
+            expect(page.get_by_role("heading", name="Timeline")).to_be_visible(timeout=60_000)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            expect(page.get_by_test_id("stExpander").first).to_be_visible()
+            for summary in page.get_by_test_id("stExpander").locator("summary").all():
+                summary.click()  # every step's facts and raw span
+            expect(page.get_by_text("Raw span").first).to_be_visible()
+            point = page.locator(".js-plotly-plot .scatterlayer .point").first
+            point.evaluate("(el) => el.scrollIntoView({block: 'center'})")
+            box = point.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly draws the hover text
+            expect(page.locator(".js-plotly-plot .hoverlayer .hovertext").first).to_be_attached()
+            text = page_text(page)
+            assert f"Ticket {TICKET[1]}" in text and AGENT in text and OTHER_AGENT in text
+            assert page.evaluate(FIND_LIVE) == []
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "story-hostile.png"))
+
+            page = context.new_page()
+            page.goto(f"{ui}/rollback?agent={quote(AGENT, safe='')}")
+            expect(page.get_by_role("heading", name="Rollback console")).to_be_visible(timeout=60_000)
+            page.get_by_placeholder("your name").fill(f"actor {EVIL}")
+            page.get_by_placeholder("your name").press("Enter")
+            build = page.locator("button:not([disabled])", has_text="Build the plan (dry run)")
+            expect(build.first).to_be_visible(timeout=30_000)  # enabled once the page knows who acts
+            build.first.click()
+            expect(page.get_by_text("built: a dry run").first).to_be_visible(timeout=30_000)
+            for summary in page.get_by_test_id("stExpander").locator("summary").all():
+                if "called" in summary.inner_text():
+                    summary.click()
+            expect(page.get_by_text("http://evil.example/`x`![x](http://evil.example/p.png)").first).to_be_visible()
+            text = page_text(page)
+            assert f"refund {EVIL}" in text and OTHER_AGENT in text
+            assert page.evaluate(FIND_LIVE) == []
+            page.screenshot(path=str(ARTIFACTS / "rollback-hostile.png"))
+            assert outside == [], f"requests to evil.example: {outside}"
+        finally:
+            browser.close()

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards.launch import APP, ui_command
+from dashboards.safe_text import plain_text
 from dashboards.ui import STATUS_COLORS
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
@@ -72,8 +73,8 @@ def app(
 
 
 def shown(markdown: str) -> str:
-    """Markdown as read on screen: without the escapes that keep text literal."""
-    return markdown.replace("\\", "")
+    """Markdown as read on screen: without the escapes (and word joiners) that keep text literal."""
+    return plain_text(markdown)
 
 
 def texts(elements: Any) -> list[str]:
@@ -84,7 +85,7 @@ def test_story_page_shows_summary_outcome_and_narrated_steps(monkeypatch, record
     story = recorded.story(recorded.ticket)
     at = app(monkeypatch, recorded.server.url, object=recorded.ticket)
 
-    assert at.title[0].value.endswith(recorded.ticket.split(":", 1)[1])
+    assert shown(at.title[0].value).endswith(recorded.ticket.split(":", 1)[1])
     markdown = texts(at.markdown)
     assert story["summary"] in markdown
     assert any(story["status"] in text and "badge" in text for text in markdown)
@@ -110,15 +111,15 @@ def test_story_step_opens_to_its_raw_span(monkeypatch, recorded: Recorded) -> No
     raw = [table.value for table in at.table if "field" in table.value.columns]
     assert raw and story["steps"][0]["span_id"] in raw[0]["value"].tolist()
     assert at.get("json"), "the span's attributes"
-    assert any(link.value == "Open the whole trace" for link in at.get("page_link"))
+    assert any(shown(link.value) == "Open the whole trace" for link in at.get("page_link"))
 
 
 def test_objects_page_lists_recent_objects_with_status_badges(monkeypatch, recorded: Recorded) -> None:
     listed = recorded.get("/api/objects", limit=50)["items"]
     at = app(monkeypatch, recorded.server.url)
 
-    assert at.title[0].value == "Business objects"
-    links = [link.value for link in at.main.get("page_link")]
+    assert shown(at.title[0].value) == "Business objects"
+    links = [shown(link.value) for link in at.main.get("page_link")]
     assert links == [f"{item['type'].capitalize()} {item['id']}" for item in listed]
     badges = [text for text in texts(at.markdown) if "-badge[" in text]
     assert badges == [f":{STATUS_COLORS[item['last_status']]}-badge[{item['last_status']}]" for item in listed]
@@ -127,13 +128,13 @@ def test_objects_page_lists_recent_objects_with_status_badges(monkeypatch, recor
 def test_objects_page_filters_by_type_and_by_agent(monkeypatch, recorded: Recorded) -> None:
     at = app(monkeypatch, recorded.server.url)
     at.selectbox[0].select("invoice").run()
-    links = [link.value for link in at.main.get("page_link")]
+    links = [shown(link.value) for link in at.main.get("page_link")]
     assert links and all(link.startswith("Invoice ") for link in links)
 
     agent = recorded.report.agents[0]
     at = app(monkeypatch, recorded.server.url, agent=agent)
     expected = [item for item in recorded.get("/api/objects", limit=50)["items"] if agent in item["agents"]]
-    assert [link.value for link in at.main.get("page_link")][1:] == [
+    assert [shown(link.value) for link in at.main.get("page_link")][1:] == [
         f"{item['type'].capitalize()} {item['id']}" for item in expected
     ]
     assert any(agent in text for text in texts(at.info))
@@ -144,12 +145,12 @@ def test_trace_page_shows_waterfall_and_span_table(monkeypatch, recorded: Record
     spans = recorded.get(f"/api/traces/{trace_id}")["spans"]
     at = app(monkeypatch, recorded.server.url, trace=trace_id)
 
-    assert at.title[0].value.startswith("Run “")
+    assert shown(at.title[0].value).startswith("Run “")
     assert at.get("plotly_chart"), "the waterfall"
     table = at.dataframe[0].value
     assert len(table) == len(spans)
     assert sorted(name.strip("\u00a0") for name in table["span"]) == sorted(span["name"] for span in spans)
-    assert recorded.ticket in [f"{link.value.split()[0].lower()}:{link.value.split()[1]}"
+    assert recorded.ticket in [f"{shown(link.value).split()[0].lower()}:{shown(link.value).split()[1]}"
                                for link in at.main.get("page_link")]
 
 
@@ -157,7 +158,7 @@ def test_sidebar_search_links_to_story_pages(monkeypatch, recorded: Recorded) ->
     ident = recorded.ticket.split(":", 1)[1]
     # Set before the first run: AppTest (1.67) drops an st.navigation app's sidebar on reruns.
     at = app(monkeypatch, recorded.server.url, state={"search": ident})
-    assert f"ticket {ident}" in [link.value for link in at.sidebar.get("page_link")]
+    assert f"ticket {ident}" in [shown(link.value) for link in at.sidebar.get("page_link")]
 
 
 @pytest.mark.parametrize(

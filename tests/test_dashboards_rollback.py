@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards.launch import APP
+from dashboards.safe_text import plain_text
 from dashboards.ui import ROLLBACK_PAGE
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
@@ -123,7 +124,8 @@ def click(at: AppTest, key: str) -> AppTest:
 
 
 def shown(markdown: str) -> str:
-    return markdown.replace("\\", "")
+    """Markdown as read on screen: without the escapes (and word joiners) that keep text literal."""
+    return plain_text(markdown)
 
 
 def texts(elements: Any) -> list[str]:
@@ -149,7 +151,7 @@ def open_plan(at: AppTest) -> str:
 def test_the_console_shows_the_runbook_and_asks_who_you_are(monkeypatch, console: Console) -> None:
     at = console_page(monkeypatch, console.server.url)
 
-    assert at.title[0].value == "Rollback console"
+    assert shown(at.title[0].value) == "Rollback console"
     steps = [line.split(". ", 1)[0] for line in runbook(at).splitlines() if line[:1].isdigit()]
     assert steps == [str(number) for number in range(1, 8)]
     for words in ("Drain", "Build the plan", "Irreversible", "Conflicted", "second person", "Resume",
@@ -171,7 +173,7 @@ def test_an_agents_last_actions_are_listed_with_status_badges(monkeypatch, conso
         assert f"-badge[{action['status']}]" in row and action["name"] in row
         assert ", ".join(action["objects"]) in row
     assert {"performed", "proposed"} <= {action["status"] for action in expected}
-    story_links = {link.value for link in at.main.get("page_link")}
+    story_links = {shown(link.value) for link in at.main.get("page_link")}
     assert any(ref.split(":", 1)[1] in label for ref in expected[0]["objects"] for label in story_links)
     control = console.get(f"/api/controls/agents/{agent}")
     assert control["state"] == "running" and "RUNNING" in everything(at)
@@ -202,7 +204,7 @@ def test_building_a_plan_shows_every_step_and_what_it_would_call(monkeypatch, co
     statuses = {step["status"] for step in plan["steps"]}
     assert {"reversible", "irreversible"} <= statuses and plan["status"] == "ready"
     shown_text = everything(at)
-    assert f"Plan {plan['id']}" in [header.value for header in at.subheader]
+    assert f"Plan {plan['id']}" in [shown(header.value) for header in at.subheader]
     assert "a dry run, nothing was called" in shown_text
     for step in plan["steps"]:
         assert step["action"] in shown_text
@@ -214,7 +216,7 @@ def test_building_a_plan_shows_every_step_and_what_it_would_call(monkeypatch, co
     calls = [expander for expander in at.expander if expander.label == "What will be called"]
     assert len(calls) == len(plan["steps"])
     targets = [step["call"]["target"] for step in plan["steps"] if step["call"]]
-    assert all(any(target in text for text in shown_text.splitlines()) for target in targets)
+    assert sorted(targets) == sorted(block.value for block in at.code), "each target as text, exactly as it will be called"
     assert len(at.json) == len(targets), "each reversible step's arguments, as they will be sent"
     assert not at.get("progress"), "nothing runs before Execute"
 
@@ -235,7 +237,8 @@ def test_a_high_risk_plan_needs_a_second_person_and_the_author_is_refused(monkey
     assert console.get(f"/api/rollback/plans/{plan_id}")["status"] == "awaiting_approval"
 
     at = shared_plan_link(monkeypatch, console.server.url, "bob", plan_id)
-    assert at.title[0].value == "Rollback console" and f"Plan {plan_id}" in [item.value for item in at.subheader]
+    assert shown(at.title[0].value) == "Rollback console"
+    assert f"Plan {plan_id}" in [shown(item.value) for item in at.subheader]
     assert at.selectbox(key="rb_agent").value == "refund-bot", "the choices point at what the plan undoes"
     click(at, "rb_approve")
     assert any("Approved by bob" in text for text in texts(at.success))
@@ -277,7 +280,7 @@ def test_executing_shows_progress_and_ends_done(monkeypatch, console: Console) -
     assert sum(text.startswith(":green-badge[undone]") for text in texts(at.markdown)) == len(reversible)
     assert console.get(f"/api/rollback/plans/{plan['id']}")["status"] == "done"
     affected = {ref for step in reversible for ref in step["objects"]}
-    links = {link.value for link in at.main.get("page_link")}
+    links = {shown(link.value) for link in at.main.get("page_link")}
     assert all(f"{ref.split(':')[0].capitalize()} {ref.split(':', 1)[1]}" in links for ref in affected)
     kind, ident = sorted(affected)[0].split(":", 1)
     story = console.get(f"/api/objects/{kind}/{ident}/story")

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import signals
 from dashboards.launch import APP
+from dashboards.safe_text import plain_text
 from dashboards.ui import ALERT_SEVERITY_COLORS, ALERTS_PAGE, GOVERNANCE_PAGE, TRIAGE_PAGE
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
@@ -79,7 +80,8 @@ def open_page(monkeypatch: pytest.MonkeyPatch, api_url: str, view: str, **params
 
 
 def shown(markdown: str) -> str:
-    return markdown.replace("\\", "")
+    """Markdown as read on screen: without the escapes (and word joiners) that keep text literal."""
+    return plain_text(markdown)
 
 
 def texts(elements: Any) -> list[str]:
@@ -87,7 +89,7 @@ def texts(elements: Any) -> list[str]:
 
 
 def links(at: AppTest) -> list[str]:
-    return [link.value for link in at.main.get("page_link")]
+    return [shown(link.value) for link in at.main.get("page_link")]
 
 
 def button(at: AppTest, label: str) -> Any:
@@ -110,7 +112,7 @@ def test_triage_shows_the_firing_alert_with_links_to_its_stories_and_traces(monk
     alert = fleet.alert
     at = open_page(monkeypatch, fleet.server.url, TRIAGE_PAGE)
 
-    assert at.title[0].value == "Triage"
+    assert shown(at.title[0].value) == "Triage"
     markdown = texts(at.markdown)
     assert f"**{alert['summary']}**" in markdown
     color = ALERT_SEVERITY_COLORS[alert["severity"]]
@@ -122,7 +124,7 @@ def test_triage_shows_the_firing_alert_with_links_to_its_stories_and_traces(monk
         assert f"{kind.capitalize()} {ident}" in shown_links
     for trace_id in alert["traces"]:
         assert f"Trace {trace_id[:12]}…" in shown_links
-    story_links = [link for link in at.main.get("page_link") if link.value.startswith("Ticket ")]
+    story_links = [link for link in at.main.get("page_link") if shown(link.value).startswith("Ticket ")]
     assert story_links[0].proto.page.endswith("story") and "object=ticket" in story_links[0].proto.query_string
     assert len(charts(at)) == len(fleet.report.agents), "one row of golden signals per agent"
     assert [text for text in markdown if text.startswith("### ")][0] == "### support-agent :red-badge[1 firing]"
@@ -144,7 +146,7 @@ def test_triage_marks_the_version_change_and_compares_before_and_after(monkeypat
     assert {trace["name"] for trace in figure["data"]} == {before, after, "version change"}
 
     markdown = texts(at.markdown)
-    assert any(f"`{before}` → `{after}`" in text and "Version change" in text for text in markdown)
+    assert any(f"` {before} ` → ` {after} `" in text and "Version change" in text for text in markdown)
     [table] = [text for text in markdown if text.startswith("| Signal | Before | After | Change |")]
     failed = next(line for line in table.splitlines() if line.startswith("| Failed runs |"))
     assert ":red[**+" in failed, "more failed runs after the change, shown as worse"
@@ -195,7 +197,7 @@ def test_run_detectors_now_shows_what_fired_and_links_the_unusual_traces(monkeyp
     assert sorted(fired_lines) == sorted(
         f":red[**Fired**] :{ALERT_SEVERITY_COLORS[alert['severity']]}-badge[{alert['severity']}] :red-badge[firing] "
         f"**{alert['agent']}**: {alert['summary']}" for alert in firing)
-    assert "Unusual traces" in [header.value for header in at.subheader]
+    assert "Unusual traces" in [shown(header.value) for header in at.subheader]
     unusual = next(alert for alert in firing if alert["detector"] == "unusual_traces")
     for trace_id, reason in signals.unusual_traces(unusual):
         assert f"Trace {trace_id[:12]}…" in links(at)
@@ -213,7 +215,7 @@ def test_alerts_page_lists_the_alert_with_badges_times_and_links(monkeypatch, fl
     alert = fleet.alert
     at = open_page(monkeypatch, fleet.server.url, ALERTS_PAGE)
 
-    assert at.title[0].value == "Alerts"
+    assert shown(at.title[0].value) == "Alerts"
     markdown = texts(at.markdown)
     assert alert["summary"] in markdown
     color = ALERT_SEVERITY_COLORS[alert["severity"]]
@@ -221,12 +223,13 @@ def test_alerts_page_lists_the_alert_with_badges_times_and_links(monkeypatch, fl
     assert any(text.startswith(f"Started {alert['started_at'][:10]}") and "firing for" in text
                for text in texts(at.caption))
     assert "Triage support-agent" in links(at)
-    triage = next(link for link in at.main.get("page_link") if link.value == "Triage support-agent")
+    triage = next(link for link in at.main.get("page_link") if shown(link.value) == "Triage support-agent")
     assert triage.proto.page.endswith("triage") and triage.proto.query_string == "agent=support-agent"
     assert {f"Ticket {ref.split(':', 1)[1]}" for ref in alert["objects"]} <= set(links(at))
     facts = at.table[0].value
-    assert alert["dedup_key"] in facts["value"].tolist()
-    assert alert["details"]["after"] in facts["value"].tolist()
+    values = [shown(value) for value in facts["value"].tolist()]  # st.table cells are Markdown: escaped
+    assert alert["dedup_key"] in values
+    assert alert["details"]["after"] in values
     assert [metric.value for metric in at.metric] == ["1", "0", "0"]
 
 
@@ -265,7 +268,7 @@ def test_governance_page_shows_each_flow_with_its_next_step(monkeypatch, fleet: 
     flows = fleet.get("/api/governance")["items"]
     at = open_page(monkeypatch, fleet.server.url, GOVERNANCE_PAGE)
 
-    assert at.title[0].value == "Governance"
+    assert shown(at.title[0].value) == "Governance"
     markdown = texts(at.markdown)
     for flow in flows:
         assert flow["next_step"] in markdown

@@ -9,7 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, ui
+from dashboards import api, safe_text, ui
+from dashboards.safe_text import md
 
 STATUSES = ("firing", "pending", "resolved", "all")
 ANY = "any"
@@ -42,17 +43,17 @@ def to_url(key: str, param: str, value: str, default: str) -> None:
 def show_alert(alert: dict[str, Any]) -> None:
     with st.container(border=True):
         head_col, time_col = st.columns([3, 2])
-        head_col.markdown(f"{ui.alert_badges(alert)} **{ui.plain(alert['agent'] or '(no agent)')}** · "
-                          f"{ui.plain(alert['detector'])}")
+        head_col.markdown(f"{ui.alert_badges(alert)} **{md(alert['agent'] or '(no agent)')}** · "
+                          f"{md(alert['detector'])}")
         time_col.caption(ui.alert_timing(alert, capital=True))
-        st.markdown(ui.plain(alert["summary"]))
+        st.markdown(md(alert["summary"]))
         ui.alert_links(alert)
         with st.expander("Details", icon=":material/info:", key=f"alert-{alert['id']}"):
             facts = {**alert.get("details", {}), "detector": f"{alert['detector']}: "
                      f"{DETECTORS.get(alert['detector'], 'see the detector settings')}",
                      "dedup key": alert["dedup_key"], "group": alert["group"], "alert id": alert["id"],
                      "last updated (UTC)": ui.when(alert["updated_at"])}
-            st.table({"fact": list(facts), "value": [str(value) for value in facts.values()]})
+            st.table(safe_text.table({"fact": list(facts), "value": [str(value) for value in facts.values()]}))
 
 
 st.title("Alerts")
@@ -84,8 +85,8 @@ pending_metric.metric("Pending", counts["pending"])
 resolved_metric.metric("Resolved", counts["resolved"])
 if not shown:
     what = "" if status == "all" else f"{status} "
-    st.info(f"No {what}alerts" + (f" for **{ui.plain(agent)}**" if agent != ANY else "")
-            + (f" from {ui.plain(detector)}" if detector != ANY else "")
+    st.info(f"No {what}alerts" + (f" for **{md(agent)}**" if agent != ANY else "")
+            + (f" from {md(detector)}" if detector != ANY else "")
             + ". The detectors run on the server's interval, or now from the Triage page.", icon=":material/info:")
     ui.triage_link("", "Open Triage")
     st.stop()

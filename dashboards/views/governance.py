@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from dashboards import api, charts, ui
+from dashboards.safe_text import md
 
 WINDOWS = {"Last 24 hours": 24, "Last 7 days": 24 * 7, "Last 30 days": 24 * 30, "Last 90 days": 24 * 90}
 DEFAULT_WINDOW = "Last 7 days"
@@ -91,7 +92,7 @@ decisions_metric.metric("Human decisions", f"{sum(flow['human_decisions'] for fl
 ready_metric.metric("Ready for more autonomy", len(ready))
 for flow in flows:
     if verdict(flow)[0] == "red":
-        st.warning(f"**{ui.plain(flow['flow'])}** ({ui.plain(flow['agent'])}) acts on its own most of the time, "
+        st.warning(f"**{md(flow['flow'])}** ({md(flow['agent'])}) acts on its own most of the time, "
                    f"yet people corrected {flow['correction_rate']:.1%} of its runs: above the bar for auto. "
                    "Consider moving it back to assist until that comes down.", icon=":material/gpp_maybe:")
 
@@ -103,9 +104,9 @@ st.subheader("What it would take to give each flow more autonomy")
 for flow in flows:
     color, words = verdict(flow)
     with st.container(border=True):
-        st.markdown(f"**{ui.plain(flow['flow'])}** · {ui.plain(flow['agent'])} · now mostly "
-                    f"**{flow['mode']}** :{color}-badge[{words}]")
-        st.markdown(ui.plain(flow["next_step"]))
+        st.markdown(f"**{md(flow['flow'])}** · {md(flow['agent'])} · now mostly "
+                    f"**{md(flow['mode'])}** :{color}-badge[{md(words)}]")
+        st.markdown(md(flow["next_step"]))
         st.caption(f"{flow['runs']:,} runs · people corrected {flow['correction_rate']:.1%} "
                    f"(overrode {flow['override_rate']:.1%}, rejected {flow['reject_rate']:.1%}) · "
                    f"{flow['block_rate'] * 100:.1f} guardrail blocks per 100 runs · "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import api, ui
+from dashboards.safe_text import md
 
 KNOWN_TYPES = ("ticket", "order", "invoice", "customer", "account", "asset")
 ALL = "all types"
@@ -21,7 +22,7 @@ limit = limit_col.selectbox("Show", [50, 100, 200], help="How many of the most r
 data = ui.load(api.objects, type=None if kind == ALL else kind, q=query.strip() or None, limit=limit)
 items = [item for item in data["items"] if not agent or agent in item["agents"]]
 if agent:
-    st.info(f"Objects touched by agent **{ui.plain(agent)}**.", icon=":material/smart_toy:")
+    st.info(f"Objects touched by agent **{md(agent)}**.", icon=":material/smart_toy:")
     st.page_link(ui.OBJECTS_PAGE, label="Show every agent", icon=":material/close:")
 if not items:
     st.info("No business objects recorded yet for this filter. Agents link spans to objects with "
@@ -37,6 +38,6 @@ for item in items:
     with name:
         ui.link("object", ref)
     seen.markdown(ui.when(item["last_seen"]))
-    agents.markdown(ui.plain(", ".join(item["agents"])))
-    runs.markdown(str(item["traces"]))
+    agents.markdown(md(", ".join(item["agents"])))
+    runs.markdown(md(item["traces"]))
     status.markdown(ui.status_badge(item["last_status"]))

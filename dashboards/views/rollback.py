@@ -13,7 +13,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
-from dashboards import api, ui
+from dashboards import api, safe_text, ui
+from dashboards.safe_text import md
 
 RUNBOOK = """\
 1. **Pause the agent** (Kill switch panel). Within about 2 s the SDK refuses its actions and records
@@ -55,7 +56,8 @@ DEFAULT_LAST = 10
 # --- state kept across reruns ------------------------------------------------------------------
 
 def flash(slot: str, kind: str, text: str) -> None:
-    """Remember a message for the next run (callbacks run before the page is drawn)."""
+    """Remember a message (Markdown: escape what came from the API) for the next run (callbacks run
+    before the page is drawn)."""
     st.session_state.setdefault("rb_flash", {})[slot] = (kind, text)
 
 
@@ -74,7 +76,7 @@ def call_api(slot: str, call: Callable[..., dict[str, Any]], *args: Any, **kwarg
     try:
         answer = call(*args, **kwargs)
     except api.ApiError as error:
-        flash(slot, "error", error.message)
+        flash(slot, "error", md(error.message))
         return None
     api.clear_cache()  # stories, objects and actions changed
     return answer
@@ -94,12 +96,12 @@ def build_plan(actor: str, last: int, agent: str, ref: str) -> None:
     plan = call_api("plan", api.create_plan, actor=actor, last=last, agent=agent, object=ref)
     if plan is not None:
         open_plan(plan["id"])
-        flash("plan", "info", f"Plan {plan['id']} built: a dry run, nothing was called. Read every step below.")
+        flash("plan", "info", f"Plan {md(plan['id'])} built: a dry run, nothing was called. Read every step below.")
 
 
 def approve(plan_id: str, actor: str) -> None:
     if call_api("plan", api.approve_plan, plan_id, actor) is not None:
-        flash("plan", "success", f"Approved by {actor}. Anyone may execute it now.")
+        flash("plan", "success", f"Approved by {md(actor)}. Anyone may execute it now.")
 
 
 def execute(plan_id: str, actor: str) -> None:
@@ -114,7 +116,7 @@ def execute(plan_id: str, actor: str) -> None:
                 break
             time.sleep(0.05)
     except api.ApiError as error:
-        flash("plan", "error", error.message)
+        flash("plan", "error", md(error.message))
     api.clear_cache()
 
 
@@ -149,7 +151,7 @@ def switch(agent: str, command: str, actor: str) -> None:
     limit = int(st.session_state.get("rb_limit") or 0) if command == "throttle" else 0
     answer = call_api("controls", api.set_control, agent, command, actor=actor, reason=reason, max_per_minute=limit)
     if answer is not None:
-        flash("controls", "success", f"{agent} is now {answer['state']} (set by {actor}).")
+        flash("controls", "success", f"{md(agent)} is now {md(answer['state'])} (set by {md(actor)}).")
 
 
 # --- pieces of the page ------------------------------------------------------------------------
@@ -176,13 +178,13 @@ def choose_target() -> tuple[str, str, int]:
             try:
                 api.split_ref(ref)
             except ValueError as exc:
-                what_col.warning(str(exc), icon=":material/search_off:")
+                what_col.warning(md(exc), icon=":material/search_off:")
                 return "", "", last
         return "", ref, last
     try:
         agents = api.action_agents()
     except api.ApiError as error:
-        st.error(error.message, icon=":material/cloud_off:")
+        st.error(md(error.message), icon=":material/cloud_off:")
         agents = []
     chosen = st.session_state.get("rb_agent")
     options = agents + ([chosen] if chosen and chosen not in agents else [])
@@ -198,8 +200,8 @@ def actions_table(items: list[dict[str, Any]]) -> str:
     for item in items:
         amount = f"{item['amount']:,.2f} {item['currency']}".strip() if item.get("amount") else ""
         cells = [ui.when(item["time"], "%m-%d %H:%M:%S"), ui.badge(item["status"], ACTION_COLORS),
-                 f"**{ui.plain(item['name'])}**", ui.plain(", ".join(item["objects"])), ui.plain(amount),
-                 ui.badge(item["risk"], RISK_COLORS), ui.plain(item["undo_kind"] or "none")]
+                 f"**{md(item['name'])}**", md(", ".join(item["objects"])), md(amount),
+                 ui.badge(item["risk"], RISK_COLORS), md(item["undo_kind"] or "none")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -209,7 +211,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def show_actions(agent: str, ref: str, last: int) -> list[dict[str, Any]]:
-    who = f"agent **{ui.plain(agent)}**" if agent else f"**{ui.plain(ref)}**"
+    who = f"agent **{md(agent)}**" if agent else f"**{md(ref)}**"
     title_col, filter_col = st.columns([2, 1], vertical_alignment="bottom")
     title_col.subheader("Last actions")
     performed_only = filter_col.toggle("Only those that took effect", key="rb_performed",
@@ -217,7 +219,7 @@ def show_actions(agent: str, ref: str, last: int) -> list[dict[str, Any]]:
     try:
         items = api.actions(agent=agent, object=ref, last=last, performed=performed_only)["items"]
     except api.ApiError as error:
-        st.error(error.message, icon=":material/cloud_off:")
+        st.error(md(error.message), icon=":material/cloud_off:")
         return []
     if not items:
         st.info(f"No actions recorded for {who}. Agents record them as action spans "
@@ -245,16 +247,16 @@ def show_switch(agents: list[str], actor: str) -> None:
     try:
         control = api.control(agent)
     except api.ApiError as error:
-        st.error(error.message, icon=":material/cloud_off:")
+        st.error(md(error.message), icon=":material/cloud_off:")
         return
     state = control["state"]
     with st.container(border=True):
-        st.markdown(f"{ui.plain(agent)} is")
-        st.markdown(f"## :{CONTROL_COLORS.get(state, 'gray')}[{state.upper()}]")
-        st.caption(CONTROL_MEANINGS.get(state, "").format(**control))
+        st.markdown(f"{md(agent)} is")
+        st.markdown(f"## :{CONTROL_COLORS.get(state, 'gray')}[{md(state.upper())}]")
+        st.caption(md(CONTROL_MEANINGS.get(state, "").format(**control)))
         if control.get("updated_at"):
-            because = f": “{ui.plain(control['reason'])}”" if control.get("reason") else ""
-            st.caption(f"Set by **{ui.plain(control['actor'])}** at {ui.when(control['updated_at'])} UTC{because}")
+            because = f": “{md(control['reason'])}”" if control.get("reason") else ""
+            st.caption(f"Set by **{md(control['actor'])}** at {ui.when(control['updated_at'])} UTC{because}")
     show_flash("controls")
     st.text_input("Reason", key="rb_reason", placeholder="why (recorded in the audit trail)")
     disabled = not actor
@@ -291,17 +293,17 @@ def recent_plans(items: list[dict[str, Any]]) -> None:
 
 def step_line(step: dict[str, Any]) -> str:
     status = step["status"]
-    facts = [f"**{ui.plain(step['action'])}** on {ui.plain(', '.join(step['objects']) or '(no object)')}"]
+    facts = [f"**{md(step['action'])}** on {md(', '.join(step['objects']) or '(no object)')}"]
     if step.get("amount"):
-        facts.append(ui.plain(step["amount"]))
-    facts.append(f"{ui.plain(step['risk'])} risk")
+        facts.append(md(step["amount"]))
+    facts.append(f"{md(step['risk'])} risk")
     facts.append(f"{ui.when(step['time'])} UTC")
     return f"{ui.badge(status, STEP_COLORS, STEP_LABELS.get(status))} " + " · ".join(facts)
 
 
 def show_step(step: dict[str, Any]) -> None:
     st.markdown(step_line(step))
-    status, reason = step["status"], ui.plain(step.get("reason") or "")
+    status, reason = step["status"], md(step.get("reason") or "")
     if status == "irreversible":
         st.markdown(f":orange[Hand to a person: {reason}]")
     elif status == "conflicted":
@@ -316,9 +318,11 @@ def show_step(step: dict[str, Any]) -> None:
             st.caption("Nothing: no automatic undo exists for this action.")
         else:
             how = "HTTP POST" if call["kind"] == "http" else "handler"
-            st.markdown(f"{how} `{call['target']}`")
+            st.markdown(how)
+            st.code(call["target"], language=None, wrap_lines=True)  # as text, whatever the target holds
             st.json(call["args"], expanded=True)
-            st.caption(f"Idempotency-Key: `{call['idempotency_key']}` · attempts so far: {step.get('attempts', 0)}")
+            st.caption(f"Idempotency-Key: {safe_text.code(call['idempotency_key'])} · "
+                       f"attempts so far: {md(step.get('attempts', 0))}")
 
 
 def progress_of(plan: dict[str, Any]) -> tuple[int, int]:
@@ -331,7 +335,7 @@ def plan_steps(plan_id: str, live: bool) -> None:
     try:
         plan = api.plan(plan_id)
     except api.ApiError as error:
-        st.error(error.message, icon=":material/cloud_off:")
+        st.error(md(error.message), icon=":material/cloud_off:")
         return
     if live and plan["status"] in FINISHED:
         api.clear_cache()  # the stories now tell the undo
@@ -343,7 +347,7 @@ def plan_steps(plan_id: str, live: bool) -> None:
     counts: dict[str, int] = {}
     for step in plan["steps"]:
         counts[step["status"]] = counts.get(step["status"], 0) + 1
-    st.caption(" · ".join(f"{count} {STEP_LABELS.get(status, status)}" for status, count in counts.items())
+    st.caption(" · ".join(f"{count} {md(STEP_LABELS.get(status, status))}" for status, count in counts.items())
                or "No step: nothing that took effect matches.")
     for step in plan["steps"]:
         with st.container(border=True):
@@ -356,7 +360,7 @@ def show_result(plan: dict[str, Any], actor: str) -> None:
         st.success(f"Done: {done} of {total} steps undone. Check the stories below say who undid what.",
                    icon=":material/task_alt:")
     elif plan["status"] == "failed":
-        st.error(f"Stopped: {plan.get('error') or 'a step failed'}. Fix the cause, then resume: steps already "
+        st.error(f"Stopped: {md(plan.get('error') or 'a step failed')}. Fix the cause, then resume: steps already "
                  "done are not repeated (each carries an idempotency key).", icon=":material/error:")
         st.button("Resume", key="rb_resume_plan", type="primary", icon=":material/replay:", disabled=not actor,
                   on_click=execute, args=(plan["id"], actor))
@@ -375,10 +379,10 @@ def share_link(plan_id: str) -> str:
     """Markdown naming the link that opens this plan (``/?plan=<id>``) for someone else."""
     url = urlsplit(st.context.url or "")
     if not url.scheme:
-        return f"plan {plan_id} (Reopen a recent plan)"
+        return f"plan {md(plan_id)} (Reopen a recent plan)"
     path = url.path[: -len("/rollback")] if url.path.endswith("/rollback") else url.path
     link = urlunsplit((url.scheme, url.netloc, path.rstrip("/") + "/", urlencode({"plan": plan_id}), ""))
-    return f"this link: `{link}`"
+    return f"this link: {safe_text.code(link)}"
 
 
 def show_plan(plan_id: str, actor: str) -> None:
@@ -386,23 +390,23 @@ def show_plan(plan_id: str, actor: str) -> None:
         plan = api.plan(plan_id)
     except api.ApiError as error:
         if error.status == 404:
-            st.warning(f"There is no plan {ui.plain(plan_id)} (any more): build one, or reopen a recent one.",
+            st.warning(f"There is no plan {md(plan_id)} (any more): build one, or reopen a recent one.",
                        icon=":material/search_off:")
         else:
-            st.error(error.message, icon=":material/cloud_off:")
+            st.error(md(error.message), icon=":material/cloud_off:")
         return
     selector = plan["selector"]
-    target = (f"agent **{ui.plain(selector['agent'])}**" if selector.get("agent")
-              else f"**{ui.plain(selector.get('object') or selector.get('flow') or '?')}**")
-    st.subheader(f"Plan {plan['id']}")
-    st.caption(f"Undo the last {selector['last']} actions of {target} · built by **{ui.plain(plan['author'])}** "
+    target = (f"agent **{md(selector['agent'])}**" if selector.get("agent")
+              else f"**{md(selector.get('object') or selector.get('flow') or '?')}**")
+    st.subheader(f"Plan {md(plan['id'])}")
+    st.caption(f"Undo the last {selector['last']} actions of {target} · built by **{md(plan['author'])}** "
                f"at {ui.when(plan['created_at'])} UTC")
     show_flash("plan")
     status = plan["status"]
-    approved = ", ".join(f"{ui.plain(item['actor'])} ({ui.when(item['at'], '%H:%M:%S')})" for item in plan["approvals"])
+    approved = ", ".join(f"{md(item['actor'])} ({ui.when(item['at'], '%H:%M:%S')})" for item in plan["approvals"])
     if plan["requires_approval"] and status == "awaiting_approval":
         st.warning(f"**Needs a second person.** This plan undoes high-risk actions: someone other than "
-                   f"{ui.plain(plan['author'])} must approve it before it can run. Send them {share_link(plan_id)}: "
+                   f"{md(plan['author'])} must approve it before it can run. Send them {share_link(plan_id)}: "
                    "they enter their name under “You are” and press Approve.", icon=":material/group:")
     elif plan["requires_approval"]:
         st.caption(f"High-risk plan, approved by {approved}.")
@@ -414,7 +418,7 @@ def show_plan(plan_id: str, actor: str) -> None:
     if status in ("awaiting_approval", "ready"):
         approve_col, execute_col = st.columns(2)
         if status == "awaiting_approval":
-            approve_col.button(f"Approve as {actor or '…'}", key="rb_approve", icon=":material/how_to_reg:",
+            approve_col.button(f"Approve as {md(actor) or '…'}", key="rb_approve", icon=":material/how_to_reg:",
                                disabled=not actor, on_click=approve, args=(plan_id, actor), width="stretch",
                                help="A second person approves; the author's approval is refused")
         why_not = ("enter your name under “You are” first" if not actor else
@@ -446,7 +450,7 @@ if "rb_plan" not in st.session_state:
 try:
     recent = api.plans(limit=20)["items"]
 except api.ApiError as error:  # one clear message, and the runbook still readable
-    st.error(error.message, icon=":material/cloud_off:")
+    st.error(md(error.message), icon=":material/cloud_off:")
     show_runbook()
     st.stop()
 

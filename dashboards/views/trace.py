@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import api, charts, ui
+from dashboards import api, charts, safe_text, ui
+from dashboards.safe_text import md
 
 trace_id = st.query_params.get("trace", "")
 if not trace_id:
@@ -15,12 +16,12 @@ if not trace_id:
         st.stop()
     st.query_params["trace"] = trace_id
 
-data = ui.load(api.trace, trace_id, not_found=f"Flight Recorder has no trace **{ui.plain(trace_id)}**.")
+data = ui.load(api.trace, trace_id, not_found=f"Flight Recorder has no trace **{md(trace_id)}**.")
 spans = data["spans"]
 ordered = charts.tree_order(spans)
 root = ordered[0][0]
-st.title(ui.plain(f"Run “{root['name']}”" + (f" by {root['agent']}" if root["agent"] else "")))
-st.caption(f"Trace `{data['trace_id']}`")
+st.title(md(f"Run “{root['name']}”" + (f" by {root['agent']}" if root["agent"] else "")))
+st.caption(f"Trace {safe_text.code(data['trace_id'])}")
 start = min(span["start_time"] for span in spans)
 end = max(span["end_time"] for span in spans)
 errors = sum(charts.is_error(span) for span in spans)

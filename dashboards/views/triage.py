@@ -1,4 +1,5 @@
-"""Triage, for whoever was paged: what is firing, the golden signals of every agent, and what changed.
+"""Triage, for whoever was paged: is ingest healthy, what is firing, the golden signals of every agent,
+and what changed.
 
 ``/triage?agent=support-agent`` (the link in every alert) focuses one agent.
 """
@@ -9,7 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, charts, signals, ui
+from dashboards import api, charts, safe_text, signals, ui
+from dashboards.safe_text import md
 
 ALL_AGENTS = "All agents"
 WINDOWS = {"Last hour": (1, 300), "Last 6 hours": (6, 900), "Last 24 hours": (24, 900),
@@ -52,14 +54,14 @@ def run_pass() -> None:
 
 
 def alert_line(alert: dict[str, Any]) -> str:
-    return f"{ui.alert_badges(alert)} **{ui.plain(alert['agent'] or alert['detector'])}**: {ui.plain(alert['summary'])}"
+    return f"{ui.alert_badges(alert)} **{md(alert['agent'] or alert['detector'])}**: {md(alert['summary'])}"
 
 
 def show_pass() -> None:
     """What the last "Run detectors now" found: fired, resolved, deliveries."""
     kind, result = st.session_state.get("triage_pass", ("", None))
     if kind == "error":
-        st.error(f"The detector pass did not run: {result}", icon=":material/cloud_off:")
+        st.error(f"The detector pass did not run: {md(result)}", icon=":material/cloud_off:")
         return
     if kind != "ok":
         return
@@ -77,8 +79,8 @@ def show_pass() -> None:
             st.caption("Nothing changed: alerts already firing keep firing, and no one was paged again.")
         for delivery in result.get("deliveries", []):
             outcome = (f":green[delivered] ({delivery.get('status_code')})" if delivery["ok"]
-                       else f":red[failed]: {ui.plain(delivery.get('error') or str(delivery.get('status_code')))}")
-            st.caption(f"{delivery['change']} → {ui.plain(delivery['router'])}: {outcome}, "
+                       else f":red[failed]: {md(delivery.get('error') or str(delivery.get('status_code')))}")
+            st.caption(f"{md(delivery['change'])} → {md(delivery['router'])}: {outcome}, "
                        f"{delivery.get('attempts', 0)} attempt(s)")
 
 
@@ -86,14 +88,14 @@ def show_pass() -> None:
 
 def show_alert(alert: dict[str, Any]) -> None:
     with st.container(border=True):
-        st.markdown(f"{ui.alert_badges(alert)} **{ui.plain(alert['agent'] or '(no agent)')}** · "
-                    f"{ui.plain(alert['detector'])}")
-        st.markdown(f"**{ui.plain(alert['summary'])}**")
+        st.markdown(f"{ui.alert_badges(alert)} **{md(alert['agent'] or '(no agent)')}** · "
+                    f"{md(alert['detector'])}")
+        st.markdown(f"**{md(alert['summary'])}**")
         st.caption(ui.alert_timing(alert, capital=True))
         ui.alert_links(alert, triage=False)
         if alert.get("details"):
             with st.expander("Details", icon=":material/info:"):
-                st.table({"fact": list(alert["details"]), "value": list(alert["details"].values())})
+                st.table(safe_text.table({"fact": list(alert["details"]), "value": list(alert["details"].values())}))
 
 
 def show_active(active: list[dict[str, Any]], agent: str) -> None:
@@ -101,11 +103,11 @@ def show_active(active: list[dict[str, Any]], agent: str) -> None:
     pending = len(active) - firing
     st.subheader("Active alerts")
     if not active:
-        who = f"for {ui.plain(agent)}" if agent else "for any agent"
+        who = f"for {md(agent)}" if agent else "for any agent"
         st.success(f"Nothing is firing or pending {who}.", icon=":material/check_circle:")
         return
     st.caption(f"{firing} firing, {pending} pending"
-               + (f" for **{ui.plain(agent)}**" if agent else "") + ". Most urgent first.")
+               + (f" for **{md(agent)}**" if agent else "") + ". Most urgent first.")
     for alert in ui.by_urgency(active):
         show_alert(alert)
 
@@ -118,12 +120,12 @@ def show_outliers(active: list[dict[str, Any]]) -> None:
     st.caption("Runs far outside the usual on several counts at once (spans, tool calls, tokens, duration, "
                "errors, retries, guardrail blocks). Open one to see what it did.")
     for alert in unusual:
-        st.markdown(f"**{ui.plain(alert['agent'])}**")
+        st.markdown(f"**{md(alert['agent'])}**")
         for trace_id, reason in signals.unusual_traces(alert):
             link_col, why_col = st.columns([1, 3], vertical_alignment="center")
             with link_col:
                 ui.link("trace", trace_id)
-            why_col.caption(ui.plain(reason))
+            why_col.caption(md(reason))
 
 
 # --- golden signals and version changes ----------------------------------------------------------
@@ -131,9 +133,9 @@ def show_outliers(active: list[dict[str, Any]]) -> None:
 def before_after_table(lines: list[dict[str, Any]]) -> str:
     rows = ["| Signal | Before | After | Change |", "|---|---|---|---|"]
     for line in lines:
-        change = ui.plain(line["change"])
+        change = md(line["change"])
         color = WORSE_COLORS.get(line["worse"])
-        rows.append(f"| {line['signal']} | {ui.plain(line['before'])} | {ui.plain(line['after'])} | "
+        rows.append(f"| {md(line['signal'])} | {md(line['before'])} | {md(line['after'])} | "
                     + (f":{color}[**{change}**]" if color else change) + " |")
     return "\n".join(rows)
 
@@ -143,12 +145,12 @@ def show_change(rows: list[dict[str, Any]], change: signals.VersionChange, alert
     worse = [line["signal"].lower() for line in lines if line["worse"] > 0]
     with st.container(border=True):
         st.markdown(f":material/swap_horiz: **Version change** at {ui.when(change.time.isoformat(), '%m-%d %H:%M')} "
-                    f"UTC: `{change.before}` → `{change.after}`")
+                    f"UTC: {safe_text.code(change.before)} → {safe_text.code(change.after)}")
         regression = [alert for alert in alerts if alert["detector"] == "version_regression"]
         for alert in regression:
-            st.markdown(f"{ui.alert_badges(alert)} {ui.plain(alert['summary'])}")
+            st.markdown(f"{ui.alert_badges(alert)} {md(alert['summary'])}")
         st.caption("Before and after, over the runs of each version in the window"
-                   + (f". Worse after the change: {', '.join(worse)}." if worse else "."))
+                   + (f". Worse after the change: {md(', '.join(worse))}." if worse else "."))
         st.markdown(before_after_table(lines))
 
 
@@ -156,9 +158,9 @@ def show_agent(rows: list[dict[str, Any]], agent: str, alerts: list[dict[str, An
     mine = [alert for alert in alerts if alert["agent"] == agent]
     firing = [alert for alert in mine if alert["status"] == "firing"]
     title_col, link_col = st.columns([4, 1], vertical_alignment="bottom")
-    title = f"{ui.plain(agent)}" + (f" :red-badge[{len(firing)} firing]" if firing else "")
+    title = f"{md(agent)}" + (f" :red-badge[{len(firing)} firing]" if firing else "")
     title_col.markdown(f"### {title}")
-    title_col.caption(f"Now running `{signals.current_version(rows, agent)}`")
+    title_col.caption(f"Now running {safe_text.code(signals.current_version(rows, agent))}")
     if not focused:
         with link_col:
             ui.triage_link(agent, "Focus on this agent")
@@ -171,9 +173,11 @@ def show_agent(rows: list[dict[str, Any]], agent: str, alerts: list[dict[str, An
 
 # --- the page ------------------------------------------------------------------------------------
 
+actor = ui.you_are()
 st.title("Triage")
 st.caption("What is firing, how each agent is doing, and what changed. Times are UTC.")
 active = ui.load(api.active_alerts)
+ui.ingest_health(actor)
 agent_col, window_col, run_col = st.columns([2, 2, 1], vertical_alignment="bottom")
 with window_col:
     window = st.selectbox("Window", list(WINDOWS), index=list(WINDOWS).index(DEFAULT_WINDOW), key="triage_window")
@@ -197,7 +201,7 @@ st.caption(f"Per agent (those firing first), {window.lower()} in {bucket_s // 60
            "failed runs, p95 latency (runs-weighted over its flows), cost and the share of runs people overrode. "
            "Each model / prompt version is its own color; a dashed red line marks the first bucket of a new version.")
 if not rows:
-    st.info(f"No runs recorded {window.lower()}" + (f" for **{ui.plain(agent)}**" if agent else "")
+    st.info(f"No runs recorded {window.lower()}" + (f" for **{md(agent)}**" if agent else "")
             + ". Agents send their traces to the collector (OTLP); pick a longer window to look further back.",
             icon=":material/info:")
     st.stop()
