@@ -9,11 +9,16 @@ would be Streamlit's legacy multipage convention, which runs a directly opened U
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboards import ui
 
-st.set_page_config(page_title="Flight Recorder", page_icon=":material/flight:", layout="wide")
+FAVICON = Path(__file__).with_name("favicon.png")
+
+# A local file: a :material: or emoji page icon makes the browser fetch the favicon from an outside host.
+st.set_page_config(page_title="Flight Recorder", page_icon=str(FAVICON), layout="wide")
 
 home = st.Page(ui.OBJECTS_PAGE, title="Objects", icon=":material/list_alt:", url_path="objects", default=True)
 story = st.Page(ui.STORY_PAGE, title="Story", icon=":material/menu_book:", url_path="story")
