@@ -41,13 +41,17 @@ class AlertBook:
     def apply(self, findings: list[Finding], now: datetime, judged: set[str]) -> list[AlertTransition]:
         """Fold one pass's findings in. Alerts of detectors in ``judged`` that were not found again resolve."""
         active = self.active()
+        # A key that fired and resolved before starts its new alert after its newest version, or
+        # the resolved row would stay the newest and the alert would fire again on every pass.
+        earlier = self.store.alerts.versions(
+            dedup_keys=sorted({f.dedup_key for f in findings if f.dedup_key not in active}))
         transitions: list[AlertTransition] = []
         seen: set[str] = set()
         for finding in findings:
             if finding.dedup_key in seen:
                 continue
             seen.add(finding.dedup_key)
-            version, alert = active.get(finding.dedup_key, (0, None))
+            version, alert = active.get(finding.dedup_key, (earlier.get(finding.dedup_key, 0), None))
             if alert is None:
                 alert = Alert(
                     id=uuid.uuid4().hex[:12], detector=finding.detector, agent=finding.agent, status="pending",

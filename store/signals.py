@@ -167,6 +167,18 @@ class AlertsRepository:
             ["DedupKey", "Version", "Status", "Detector", "Agent", "Body", "UpdatedAt"],
         )
 
+    def versions(self, *, dedup_keys: list[str]) -> dict[str, int]:
+        """The newest version of each given alert, whatever its status (absent: never saved)."""
+        if not dedup_keys:
+            return {}
+        rows = self.engine.query(
+            "alert_versions",
+            f"SELECT DedupKey, max(Version) FROM {self.db}.alerts WHERE DedupKey IN {{keys:Array(String)}} "
+            "GROUP BY DedupKey",
+            {"keys": dedup_keys},
+        )
+        return {key: int(version) for key, version in rows}
+
     def latest(self, *, status: str = "", limit: int = 1000) -> list[tuple[int, str]]:
         """(version, body) of each alert's newest version, optionally only in one status; newest first."""
         rows = self.engine.query(

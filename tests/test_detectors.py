@@ -19,6 +19,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collector.normalize import Normalizer
+from detectors.alerts import AlertBook
 from detectors.budgets import BudgetConfig, BudgetDetector
 from detectors.context import PassContext, Runs
 from detectors.drift import BaselineDriftDetector
@@ -357,6 +358,16 @@ def test_a_finding_gone_before_its_for_resolves_without_a_page(store: Store) -> 
 # --- through a real server: API and pager ---------------------------------------------------------------
 
 
+def wait_until(condition, timeout_s: float = 30):
+    """Poll until ``condition()`` is truthy (answering it): the pager outbox delivers after the pass returns."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
 ALERT_FIELDS = {"id", "detector", "agent", "status", "severity", "summary", "dedup_key", "started_at"}
 
 
@@ -389,16 +400,19 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
         assert all(a["status"] == "firing" for a in listed)
         assert api.post("/api/detectors/run", timeout=120).json()["fired"] == []  # firing already: no page
 
-        triggers = [e for e in receiver.bodies("/v2/enqueue") if e["dedup_key"] == fired["dedup_key"]]
+        def triggers_sent() -> list[dict]:
+            return [e for e in receiver.bodies("/v2/enqueue") if e["dedup_key"] == fired["dedup_key"]]
+
+        triggers = wait_until(lambda: len(triggers_sent()) >= 2 and triggers_sent())  # the outbox retries the 503
         assert len(triggers) == 2 and triggers[0] == triggers[1]  # the 503, then the retry that got through
         trigger = triggers[-1]
         assert trigger["routing_key"] == ROUTING_KEY and trigger["event_action"] == "trigger"
         payload = trigger["payload"]
         assert payload["summary"] == fired["summary"][:1024] and payload["severity"] in {"critical", "error",
                                                                                           "warning", "info"}
-        assert payload["source"] == "flightrec" and payload["component"] == "support-agent"
-        hooks = [t for body in receiver.bodies("/hook") for t in body["transitions"]
-                 if t["alert"]["dedup_key"] == fired["dedup_key"]]
+        assert payload["source"] == "support-agent" and payload["component"] == "support-agent"
+        hooks = wait_until(lambda: [t for body in receiver.bodies("/hook") for t in body["transitions"]
+                                    if t["alert"]["dedup_key"] == fired["dedup_key"]])
         assert [(t["change"], t["alert"]["id"]) for t in hooks] == [("fired", fired["id"])]
 
         # Healthy again: support-agent ships a fixed version that does as well as before the regression.
@@ -419,11 +433,24 @@ def test_api_pass_fires_the_fleet_regression_and_pages_then_resolves(make_server
         assert all(a["dedup_key"] != fired["dedup_key"]
                    for a in api.get("/api/alerts", params={"status": "firing"}).json()["alerts"])
 
-    resolves = [e for e in receiver.bodies("/v2/enqueue")
-                if e["event_action"] == "resolve" and e["dedup_key"] == trigger["dedup_key"]]
+    resolves = wait_until(lambda: [e for e in receiver.bodies("/v2/enqueue")
+                                   if e["event_action"] == "resolve" and e["dedup_key"] == trigger["dedup_key"]])
     assert resolves == [{"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}]
-    hooks = [t for body in receiver.bodies("/hook") for t in body["transitions"]
-             if t["alert"]["dedup_key"] == fired["dedup_key"]]
+    hooks = wait_until(lambda: len(sent := [t for body in receiver.bodies("/hook") for t in body["transitions"]
+                                            if t["alert"]["dedup_key"] == fired["dedup_key"]]) >= 2 and sent)
     assert [t["change"] for t in hooks] == ["fired", "resolved"]
     assert hooks[1]["alert"]["status"] == "resolved" and hooks[1]["alert"]["resolved_at"]
     assert ROUTING_KEY not in server.log.read_text()
+
+
+def test_an_alert_that_fires_again_after_resolving_fires_once_and_stays_firing(store: Store) -> None:
+    """Regression: the new alert took version 1 under the resolved row's version 2, so it stayed
+    listed as resolved and fired (paged) again on every pass."""
+    book = AlertBook(store)
+    finding = Finding(detector="loop", agent="ops", severity="warning", summary="loops", dedup_key="loop:ops")
+    assert [t.change for t in book.apply([finding], NOW, {"loop"})] == ["fired"]
+    assert [t.change for t in book.apply([], NOW + timedelta(minutes=1), {"loop"})] == ["resolved"]
+    assert [t.change for t in book.apply([finding], NOW + timedelta(minutes=2), {"loop"})] == ["fired"]
+    assert book.apply([finding], NOW + timedelta(minutes=3), {"loop"}) == []
+    [alert] = book.list()
+    assert alert.status == "firing" and alert.started_at == NOW + timedelta(minutes=2)
