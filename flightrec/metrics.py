@@ -76,6 +76,13 @@ class RuntimeCollector(Collector):
         yield _gauge("flightrec_health", "intake health: 0 ok, 1 degraded, 2 failing", HEALTH_LEVELS[health.status])
         detectors = runtime.detectors
         if detectors is not None:
+            outbox = detectors.outbox
+            if outbox is not None:
+                family = CounterMetricFamily("flightrec_pager_deliveries", "pager delivery attempts by result",
+                                             labels=["destination", "result"])
+                for (destination, result), count in sorted(outbox.counts.items()):
+                    family.add_metric([destination, result], count)
+                yield family
             yield _counter("flightrec_detector_passes", "detector passes run", value=detectors.passes)
             last = detectors.last_pass
             if last is not None:
