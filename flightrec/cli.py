@@ -9,10 +9,13 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from flightrec.cli_output import print_pass
+from flightrec.cli_output import add_text_row, print_pass, print_quarantine, print_replayed
+from flightrec.sdk import api_path
 from flightrec.settings import Settings
 
 app = typer.Typer(help="Flight Recorder: a flight recorder for autonomous AI agents.", no_args_is_help=True)
@@ -29,7 +32,7 @@ def _settings(**given: Any) -> Settings:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -101,20 +104,19 @@ def story(
     settings = _settings(api_url=api)
     try:
         with api_client(settings) as client:
-            response = client.get(f"/api/objects/{kind}/{ident}/story")
+            response = client.get(api_path("objects", kind, ident, "story"))
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the API at {settings.api_url} ({exc}); is `flightrec serve` running? (--api URL)")
     if response.status_code != 200:
         _fail(response.json().get("detail", response.text) if response.headers.get("content-type", "").startswith(
             "application/json") else response.text)
     body = response.json()
-    console.print(f"[bold]{kind.capitalize()} {ident}[/bold]  ({body['status']})\n")
-    console.print(body["summary"] + "\n")
+    console.print(f"[bold]{escape(kind.capitalize())} {escape(ident)}[/bold]  ({escape(body['status'])})\n", highlight=False)
+    console.print(Text(body["summary"] + "\n"))
     for step in body["steps"]:
-        style = SEVERITY_STYLES.get(step["severity"], "")
         line = f"{step['time'][:19].replace('T', ' ')}  {step['sentence']}"
-        console.print(f"[{style}]{line}[/{style}]" if style else line, highlight=False)
-    console.print(f"\n[bold]Outcome.[/bold] {body['outcome']}")
+        console.print(Text(line, style=SEVERITY_STYLES.get(step["severity"], "")), highlight=False)
+    console.print("\n[bold]Outcome.[/bold]", Text(body["outcome"]))
 
 
 ApiOpt = typer.Option(None, "--api", help="API base URL [FLIGHTREC_API_URL, default http://127.0.0.1:4318]")
@@ -150,8 +152,8 @@ def actions(
     table = Table("time (UTC)", "agent", "action", "status", "risk", "amount", "objects", "undo")
     for item in page["items"]:
         amount = f"{item['amount']:,.2f} {item['currency']}" if item["amount"] else ""
-        table.add_row(item["time"][:19].replace("T", " "), item["agent"], item["name"], item["status"], item["risk"],
-                      amount, ", ".join(item["objects"]), item["undo_kind"] or "none")
+        add_text_row(table, item["time"][:19].replace("T", " "), item["agent"], item["name"], item["status"], item["risk"],
+                     amount, ", ".join(item["objects"]), item["undo_kind"] or "none")
     console.print(table)
 
 
@@ -160,12 +162,12 @@ def _print_plan(plan: dict) -> None:
     for step in plan["steps"]:
         call = step.get("call") or {}
         detail = step["reason"] or (f"{call.get('kind')} {call.get('target')}" if call else "")
-        table.add_row(step["action"], step["agent"], step["time"][:19].replace("T", " "), step["risk"], step["status"], detail)
+        add_text_row(table, step["action"], step["agent"], step["time"][:19].replace("T", " "), step["risk"], step["status"], detail)
     console.print(table)
     if plan["requires_approval"] and not plan["approvals"]:
         console.print(f"High-risk steps: a second person must approve: flightrec approve {plan['id']} --actor NAME")
     if plan.get("error"):
-        console.print(f"[red]{plan['error']}[/red] — fix the cause, then resume: flightrec rollback --plan {plan['id']} --execute")
+        console.print(f"[red]{escape(plan['error'])}[/red] — fix the cause, then resume: flightrec rollback --plan {plan['id']} --execute")
 
 
 @app.command()
@@ -181,11 +183,11 @@ def rollback(
     """Plan the undo of an agent's (or object's) last N actions; --execute carries it out."""
     if not plan_id and not (agent or object):
         _fail("say what to undo: --agent NAME or --object TYPE:ID (or --plan ID to run a plan)")
-    plan = _api_call(api, "GET", f"/api/rollback/plans/{plan_id}") if plan_id else _api_call(
+    plan = _api_call(api, "GET", api_path("rollback", "plans", plan_id)) if plan_id else _api_call(
         api, "POST", "/api/rollback/plans", json={"agent": agent, "object": object, "last": last, "actor": actor}
     )
     if execute:
-        plan = _api_call(api, "POST", f"/api/rollback/plans/{plan['id']}/execute", json={"actor": actor, "wait": True})
+        plan = _api_call(api, "POST", api_path("rollback", "plans", plan["id"], "execute"), json={"actor": actor, "wait": True})
     _print_plan(plan)
     if execute and plan["status"] != "done":
         raise typer.Exit(1)
@@ -194,13 +196,14 @@ def rollback(
 @app.command()
 def approve(plan_id: str = typer.Argument(..., help="The plan to approve"), actor: str = ActorOpt, api: str = ApiOpt) -> None:
     """Approve a rollback plan (anyone but its author)."""
-    _print_plan(_api_call(api, "POST", f"/api/rollback/plans/{plan_id}/approve", json={"actor": actor}))
+    _print_plan(_api_call(api, "POST", api_path("rollback", "plans", plan_id, "approve"), json={"actor": actor}))
 
 
 def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, max_per_minute: int = 0) -> None:
-    control = _api_call(api, "POST", f"/api/controls/agents/{agent}/{command}",
+    control = _api_call(api, "POST", api_path("controls", "agents", agent, command),
                         json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
-    console.print(f"{agent}: {control['state']}" + (f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""))
+    limit = f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""
+    console.print(f"{escape(control['agent'])}: {control['state']}{limit}", highlight=False)
 
 
 @app.command()
@@ -218,8 +221,8 @@ def alerts(
     body = _api_call(api, "GET", "/api/alerts", params={"status": status})
     table = Table("since (UTC)", "status", "severity", "detector", "agent", "summary")
     for alert in body["alerts"]:
-        table.add_row(alert["started_at"][:19].replace("T", " "), alert["status"], alert["severity"],
-                      alert["detector"], alert["agent"], alert["summary"])
+        add_text_row(table, alert["started_at"][:19].replace("T", " "), alert["status"], alert["severity"],
+                     alert["detector"], alert["agent"], alert["summary"])
     console.print(table)
 
 
@@ -255,6 +258,33 @@ def throttle(
 ) -> None:
     """Limit an agent to N actions a minute."""
     _switch("throttle", agent, actor, reason, api, per_minute)
+
+
+wal = typer.Typer(help="The write-ahead log: segments the store refused (quarantined), and replaying them.",
+                  no_args_is_help=True)
+app.add_typer(wal, name="wal")
+
+
+@wal.command("quarantine")
+def wal_quarantine(api: str = ApiOpt) -> None:
+    """List the WAL segments set aside because the store refused their data."""
+    print_quarantine(console, _api_call(api, "GET", api_path("quarantine")))
+
+
+@wal.command("replay")
+def wal_replay(
+    segment: str | None = typer.Argument(None, help="The quarantined segment to replay, as `flightrec wal quarantine` names it"),
+    all_: bool = typer.Option(False, "--all", help="Replay every quarantined segment"),
+    actor: str = ActorOpt,
+    api: str = ApiOpt,
+) -> None:
+    """Queue quarantined segments for the writer again (once the cause is fixed)."""
+    if bool(segment) == all_:
+        _fail("name one segment or pass --all: flightrec wal replay SEGMENT --actor NAME (segments: flightrec wal quarantine)")
+    if all_:
+        print_replayed(console, _api_call(api, "POST", api_path("quarantine", "replay"), json={"actor": actor})["items"])
+    else:
+        print_replayed(console, [_api_call(api, "POST", api_path("quarantine", segment, "replay"), json={"actor": actor})])
 
 
 def _run_fleet_with_progress(fleet_config: Any) -> Any:
@@ -339,6 +369,9 @@ def demo(
                         records_port=records_port, ui_port=ui_port, ui=not no_ui, serve_on=not exit_after)
     try:
         run_demo(config, console, _run_fleet_with_progress)
+    except KeyboardInterrupt:
+        console.print(f"stopped; the recorded data stays in {escape(str(data))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     except (RuntimeError, OSError, httpx.HTTPError) as exc:
         _fail(f"the demo stopped: {exc}")
 

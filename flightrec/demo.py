@@ -6,14 +6,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from flightrec.cli_output import print_pass
+from flightrec.cli_output import add_text_row, print_pass
 from flightrec.fleet import FleetConfig, FleetReport
+from flightrec.sdk import api_path
 from flightrec.server import BackgroundServer, make_records_server, make_server
 from flightrec.settings import Settings
 
@@ -43,21 +47,25 @@ def wait_for_backlog(client: httpx.Client, timeout_s: float = 120) -> None:
 def print_object(console: Console, client: httpx.Client, ref: str) -> None:
     """An object's spans as a table, then the first lines of its story."""
     kind, _, ident = ref.partition(":")
-    spans = client.get(f"/api/objects/{kind}/{ident}/spans")
+    spans = client.get(api_path("objects", kind, ident, "spans"))
     spans.raise_for_status()
-    table = Table("time (UTC)", "agent", "operation", "span", "detail", title=f"spans of {ref}")
+    table = Table("time (UTC)", "agent", "operation", "span", "detail", title=escape(f"spans of {ref}"))
     for span in spans.json()["spans"][:40]:
         detail = span["model"] or span["tool"] or span["action_name"] or span["human_decision"] or span["guardrail_verdict"]
-        table.add_row(span["start_time"][11:19], span["agent"], span["operation"], span["name"], detail)
+        add_text_row(table, span["start_time"][11:19], span["agent"], span["operation"], span["name"], detail)
     console.print(table)
-    story = client.get(f"/api/objects/{kind}/{ident}/story").json()
-    console.print(f"\n[bold]Its story[/bold] ({story['status']}): {story['summary']}")
+    story = client.get(api_path("objects", kind, ident, "story")).json()
+    console.print("\n[bold]Its story[/bold]", Text(f"({story['status']}): {story['summary']}"))
     for step in story["steps"][:6]:
-        console.print(f"  {step['time'][11:19]}  {step['sentence']}", highlight=False)
+        console.print(Text(f"  {step['time'][11:19]}  {step['sentence']}"), highlight=False)
 
 
 def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetConfig], FleetReport]) -> None:
-    """Start everything, run the fleet, print what was recorded and what to open; serve on until Ctrl-C."""
+    """Start everything, run the fleet, print what was recorded and what to open; serve on until Ctrl-C.
+
+    Ctrl-C (KeyboardInterrupt) stops the dashboards and both servers in order, the WAL flushed
+    into the store, and is then raised on for the caller to report.
+    """
     records_url = f"http://127.0.0.1:{config.records_port}"
     base = f"http://127.0.0.1:{config.http_port}"
     settings = Settings(data=config.data, http_port=config.http_port, grpc_port=config.grpc_port, host="127.0.0.1",
@@ -90,9 +98,9 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
             ui = start_ui(base, config.ui_port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kind, _, ident = example.partition(":")
         console.print(
-            f"\n[bold]Open[/bold] http://127.0.0.1:{config.ui_port}/?object={example} for that story"
+            f"\n[bold]Open[/bold] http://127.0.0.1:{config.ui_port}/?object={quote(example, safe=':')} for that story"
             + ("" if ui else " (after `flightrec ui`)")
-            + f",\n     {base}/api/objects/{kind}/{ident}/spans for its spans, {base}/docs for the API.\n"
+            + f",\n     {base}{api_path('objects', kind, ident, 'spans')} for its spans, {base}/docs for the API.\n"
             f"Agents send OTLP to {base} (gRPC 127.0.0.1:{config.grpc_port}); the system of record is {records_url}/state.\n"
             f"Try: FLIGHTREC_API_URL={base} flightrec rollback --agent ops-agent --last 5 --actor you"
         )
@@ -100,8 +108,6 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
             console.print("Serving; press Ctrl-C to stop.")
             while True:
                 time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
     finally:
         if ui is not None:
             ui.terminate()

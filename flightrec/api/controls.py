@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_switches
 from flightrec.api.envelope import Page
 from rollback import ControlDecision, ControlState, KillSwitches
@@ -55,12 +56,13 @@ def check(
     return switches.decide(agent=agent, flow=flow, starting=starting)
 
 
-@router.get("/controls/{scope}/{name}", summary="An agent's or flow's switch", response_model=ControlView)
+# A name is any text, "/" included (sent as %2F): the command after it is the last segment.
+@router.get("/controls/{scope}/{name:text}", summary="An agent's or flow's switch", response_model=ControlView)
 def get_control(scope: Scope, name: str, switches: KillSwitches = Depends(get_switches)) -> ControlView:
     return _view(switches.get(scope=scope[:-1], name=name))
 
 
-@router.post("/controls/{scope}/{name}/{command}", summary="pause, resume, throttle or drain an agent or flow",
+@router.post("/controls/{scope}/{name:text}/{command}", summary="pause, resume, throttle or drain an agent or flow",
              response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"}})
 def set_control(
     scope: Scope, name: str, command: Literal["pause", "resume", "throttle", "drain"], body: ControlRequest,

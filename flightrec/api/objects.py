@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
+from flightrec.api.names import split_as_sent
 from stories import ObjectSummary, Story, narrate, object_summary, story_html
 from store import ObjectRef, SpanRecord, Store
 
@@ -23,16 +26,21 @@ class ObjectSpans(BaseModel):
 RunsQuery = Query(50, ge=1, le=1000, description="tell the latest this many runs (traces) of the object")
 
 
-def _spans_or_404(store: Store, type: str, id: str, runs: int | None = None) -> tuple[ObjectRef, list[SpanRecord]]:
-    obj = ObjectRef(type=type.strip().lower(), id=id.strip())
+def object_ref(request: Request, type: str, id: str) -> ObjectRef:
+    """The object the path names; either part may hold any text (a ``/`` in the type sent as ``%2F``)."""
+    type, id = split_as_sent(request, type, id)
+    return ObjectRef(type=type.strip().lower(), id=id.strip())
+
+
+def _spans_or_404(store: Store, obj: ObjectRef, runs: int | None = None) -> list[SpanRecord]:
     spans = store.object_spans(obj=obj, runs=runs)
     if not spans:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no spans linked to {obj}: check the type and id")
-    return obj, spans
+    return spans
 
 
-def _story(store: Store, type: str, id: str, runs: int) -> Story:
-    obj, spans = _spans_or_404(store, type, id, runs)
+def _story(store: Store, obj: ObjectRef, runs: int) -> Story:
+    spans = _spans_or_404(store, obj, runs)
     return narrate(obj, spans, runs_total=store.object_run_count(obj=obj))
 
 
@@ -48,33 +56,44 @@ def list_objects(
 
 
 @router.get(
-    "/objects/{type}/{id}/spans",
+    "/objects/{type}/{id:text}/spans",
     summary="Every span linked to a business object (and their descendants), time-ordered",
     response_model=ObjectSpans,
     responses=NOT_FOUND,
 )
-def object_spans(type: str, id: str, store: Store = Depends(get_store)) -> ObjectSpans:
-    obj, spans = _spans_or_404(store, type, id)
-    return ObjectSpans(object=obj, spans=spans)
+def object_spans(obj: ObjectRef = Depends(object_ref), store: Store = Depends(get_store)) -> ObjectSpans:
+    return ObjectSpans(object=obj, spans=_spans_or_404(store, obj))
 
 
 @router.get(
-    "/objects/{type}/{id}/story",
+    "/objects/{type}/{id:text}/story",
     summary="The object's history narrated: summary, steps, outcome",
     response_model=Story,
     responses=NOT_FOUND,
 )
-def object_story(type: str, id: str, runs: int = RunsQuery, store: Store = Depends(get_store)) -> Story:
-    return _story(store, type, id, runs)
+def object_story(obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)) -> Story:
+    return _story(store, obj, runs)
 
 
 @router.get(
-    "/objects/{type}/{id}/story.html",
+    "/objects/{type}/{id:text}/story.html",
     summary="The story as a self-contained, printable HTML file",
     response_class=HTMLResponse,
     responses=NOT_FOUND,
 )
-def object_story_html(type: str, id: str, runs: int = RunsQuery, store: Store = Depends(get_store)) -> HTMLResponse:
-    story = _story(store, type, id, runs)
-    filename = f"story-{story.object.type}-{story.object.id}.html".replace('"', "")
-    return HTMLResponse(story_html(story), headers={"Content-Disposition": f'inline; filename="{filename}"'})
+def object_story_html(
+    obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)
+) -> HTMLResponse:
+    story = _story(store, obj, runs)
+    filename = f"story-{story.object.type}-{story.object.id}.html"
+    return HTMLResponse(story_html(story), headers={"Content-Disposition": content_disposition("inline", filename)})
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """A Content-Disposition value safe for any file name (RFC 6266): printable ASCII only, never CR or LF.
+
+    ``filename`` is an ASCII stand-in (anything else, quotes, slashes and backslashes become ``_``);
+    ``filename*`` carries the real name, UTF-8 and percent-encoded (RFC 5987).
+    """
+    fallback = "".join(char if " " <= char <= "~" and char not in '"\\/' else "_" for char in filename)
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

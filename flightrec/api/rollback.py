@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_rollback, get_store
 from flightrec.api.envelope import Page
 from rollback import PlanError, RollbackService, Selector, UndoPlan
@@ -60,19 +61,19 @@ def list_plans(limit: int = Query(50, ge=1, le=500), rollback: RollbackService =
     return Page.of(rollback.list(limit))
 
 
-@router.get("/rollback/plans/{plan_id}", summary="One plan with each step's status", response_model=UndoPlan,
+@router.get("/rollback/plans/{plan_id:text}", summary="One plan with each step's status", response_model=UndoPlan,
             responses=PLAN_ERRORS)
 def get_plan(plan_id: str, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
     return _plan_call(rollback.get, plan_id)
 
 
-@router.post("/rollback/plans/{plan_id}/approve", summary="Approve a plan (not its author)", response_model=UndoPlan,
+@router.post("/rollback/plans/{plan_id:text}/approve", summary="Approve a plan (not its author)", response_model=UndoPlan,
              responses=PLAN_ERRORS)
 def approve_plan(plan_id: str, body: ActorRequest, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
     return _plan_call(rollback.approve, plan_id, body.actor)
 
 
-@router.post("/rollback/plans/{plan_id}/execute", summary="Execute or resume a plan", response_model=UndoPlan,
+@router.post("/rollback/plans/{plan_id:text}/execute", summary="Execute or resume a plan", response_model=UndoPlan,
              responses=PLAN_ERRORS)
 def execute_plan(plan_id: str, body: ActorRequest, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
     return _plan_call(rollback.execute, plan_id, body.actor, body.wait)

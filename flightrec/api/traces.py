@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel
 
+from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_store
 from store import SpanRecord, Store
 
@@ -20,7 +21,7 @@ class TraceView(BaseModel):
 
 
 @router.get(
-    "/traces/{trace_id}",
+    "/traces/{trace_id:text}",
     summary="Every span of one trace, time-ordered",
     response_model=TraceView,
     responses={400: {"description": "not a 32-hex-digit trace id"}, 404: {"description": "unknown trace"}},
