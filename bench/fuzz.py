@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -51,10 +52,15 @@ class ClassStats:
         self.examples: list[Sent] = []
         self.stored = 0  # spans the answers say were kept
         self.reject_ids: list[str] = []  # trace ids of refused bodies: none may be stored
+        self.open_answers: Counter[str] = Counter()  # how cases the contract leaves open were answered
 
     def add(self, sent: Sent) -> None:
         self.count += 1
         self.stored += sent.verdict.stored
+        if sent.expect.outcome in ("any", "ok"):
+            partial = " partial" if sent.verdict.rejected else ""
+            kind = re.sub(r"^\D*?-\d+-", "", sent.case.name)[:48]  # the case name without its class and index
+            self.open_answers[f"{kind}: {sent.status}{partial}"] += 1
         if sent.expect.outcome == "reject" and len(self.reject_ids) < 20:
             self.reject_ids.extend(sent.expect.trace_ids[:1])
         self.statuses[sent.status] += 1
@@ -97,11 +103,12 @@ def run(cases, send, label: str, total: int) -> dict[str, ClassStats]:
 
 def print_table(title: str, stats: dict[str, ClassStats]) -> None:
     print(f"\n{title}")
-    print(f"{'class':24s} {'count':>6s} {'5xx':>4s} {'reset':>5s} {'t/o':>4s} {'off':>5s} {'max s':>7s}  statuses")
+    print(f"{'class':24s} {'count':>6s} {'5xx':>4s} {'reset':>5s} {'t/o':>4s} {'off':>5s} {'max s':>7s}  statuses"
+          "  (slowest)")
     for cls, row in stats.items():
         codes = ", ".join(f"{code}:{n}" for code, n in sorted(row.statuses.items()))
         print(f"{cls:24s} {row.count:6d} {row.server_errors:4d} {row.resets:5d} {row.timeouts:4d} "
-              f"{row.mismatches:5d} {row.max_latency:7.2f}  {codes}")
+              f"{row.mismatches:5d} {row.max_latency:7.2f}  {codes}  ({row.slowest})")
     total = ClassStats()
     for row in stats.values():
         total.count += row.count
@@ -128,6 +135,13 @@ def findings_markdown(http: dict[str, ClassStats], rpc: dict[str, ClassStats], a
                 lines.append(f"  - `{sent.case.name}` -> {sent.status}: {'; '.join(sent.verdict.problems)[:300]}")
         lines.append("")
     lines += ["## After the corpus", *[f"- {line}" for line in after], ""]
+    lines += ["## Cases the contract leaves open (outcome any/ok): how they were answered", ""]
+    for title, table in (("OTLP/HTTP", http), ("gRPC", rpc)):
+        for cls, row in table.items():
+            if row.open_answers:
+                answers = ", ".join(f"{key} x{n}" for key, n in sorted(row.open_answers.items()))
+                lines.append(f"- {title} {cls}: {answers[:1500]}")
+    lines.append("")
     return "\n".join(lines)
 
 
