@@ -11,10 +11,10 @@ batch whose spans fall in more monthly partitions than one insert may create.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -124,10 +124,16 @@ class SegmentPreparer:
 _worker_preparer: SegmentPreparer | None = None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker outlives a killed server otherwise (it never sees its pipe close)."""
-    while os.getppid() == parent:
-        time.sleep(0.2)
+def _exit_with_parent() -> None:
+    """A worker outlives a killed server otherwise (it never sees its pipe close).
+
+    Waits on the parent's sentinel, which closes when the parent is gone, even if that
+    happened before this worker finished starting (polling ``getppid`` from here would
+    record the new parent and wait forever).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
     os._exit(0)
 
 
@@ -140,7 +146,7 @@ def init_worker(config_json: str, insert_types: dict[str, list[str]]) -> None:
     global _worker_preparer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_preparer = SegmentPreparer(NormalizeConfig.model_validate_json(config_json), insert_types)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
 def prepare_in_worker(path: str) -> PreparedBatch:

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -98,6 +99,7 @@ class BatchWriter:
     def start(self) -> None:
         """Start the writer thread (and its worker pool); returns at once."""
         if self._thread is None:
+            self._pool = self._pool or self._new_pool_ignoring_ctrl_c()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="flightrec-writer", daemon=True)
             self._thread.start()
@@ -120,8 +122,24 @@ class BatchWriter:
             pool.submit(os.getpid)
         return pool
 
+    def _new_pool_ignoring_ctrl_c(self) -> ProcessPoolExecutor | None:
+        """The pool, spawned with SIGINT ignored when called on the main thread.
+
+        Ctrl-C reaches the whole process group, and a worker still importing would die with
+        a traceback; an ignored disposition survives exec, so Python in the worker keeps
+        ignoring it (the server shuts its workers down in order). Elsewhere (the demo starts
+        a server on a thread) signals cannot be changed, and workers ignore SIGINT once ready.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return self._new_pool()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return self._new_pool()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _run(self) -> None:
-        self._pool = self._new_pool()
+        self._pool = self._pool or self._new_pool()
         backoff = self.config.retry_initial_s
         try:
             while not self._stop.is_set():

@@ -187,3 +187,21 @@ def test_ctrl_c_stops_serve_quietly_once_its_workers_have_worked(tmp_path: Path)
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert returncode in (0, 130), output
+
+
+def test_ctrl_c_right_after_serve_answers_is_quiet_too(tmp_path: Path) -> None:
+    """The writer's workers may still be importing: they start with SIGINT blocked, so no traceback either."""
+    http_port = free_port()
+    command = [sys.executable, "-m", "flightrec", "serve", "--data", str(tmp_path / "srv"), "--http-port", str(http_port),
+               "--grpc-port", str(free_port()), "--log-level", "warning"]
+
+    def answering(_: str) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{http_port}/api/health/live", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    returncode = interrupt_when_ready(command, tmp_path / "serve.log", answering)
+    output = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert returncode in (0, 130), output
