@@ -117,7 +117,7 @@ class RequestLatency:
             await self.app(scope, receive, tracking_send)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path_format", None) or "unmatched"
             self.histogram.labels(template, scope.get("method", ""), str(status["code"])).observe(
                 time.perf_counter() - started
             )
