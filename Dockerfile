@@ -22,12 +22,12 @@ WORKDIR /src
 # 1. Dependencies only: this layer is rebuilt only when pyproject.toml changes.
 #    (README* is optional; pyproject names it as the long description.)
 COPY pyproject.toml README* ./
-RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\\n'.join(d for d in p['dependencies'] + x['cli'] + x['server'] if not d.startswith('flight-recorder')))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# 2. The project itself: the packages setuptools installs (tool.setuptools.packages).
+# 2. The project itself: the folders setuptools installs under flightrec (tool.setuptools.package-dir).
 COPY store ./store
 COPY collector ./collector
 COPY flightrec ./flightrec

@@ -23,9 +23,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from collector.normalize import Normalizer
+from flightrec.collector.normalize import Normalizer
 from flightrec.fleet import FleetConfig, FleetSimulation, build_workflow_spans
-from store import SpanBatch, StoreConfig, open_store
+from flightrec.store import SpanBatch, StoreConfig, open_store
 
 
 def machine() -> str:

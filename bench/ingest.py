@@ -24,11 +24,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MonitoredServer, fleet_requests, machine  # noqa: E402
-from collector.decode import decode_body, decode_protobuf  # noqa: E402
-from collector.normalize import Normalizer  # noqa: E402
-from store import SpanBatch, StoreConfig, open_store  # noqa: E402
-from store.models import SPAN_COLUMN_NAMES  # noqa: E402
-from store.native import NativeEncoder  # noqa: E402
+from flightrec.collector.decode import decode_body, decode_protobuf  # noqa: E402
+from flightrec.collector.normalize import Normalizer  # noqa: E402
+from flightrec.store import SpanBatch, StoreConfig, open_store  # noqa: E402
+from flightrec.store.models import SPAN_COLUMN_NAMES  # noqa: E402
+from flightrec.store.native import NativeEncoder  # noqa: E402
 
 
 def send_all(url: str, requests: list[bytes], senders: int) -> dict[int, int]:

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MonitoredServer, load_fleet_store, machine  # noqa: E402
 from flightrec.fleet import FleetConfig  # noqa: E402
-from stories import narrate  # noqa: E402
-from store import ObjectRef, StoreConfig, open_store  # noqa: E402
-from store.links import covered_spans  # noqa: E402
-from store.repository import SPAN_SELECT, _record_from_row  # noqa: E402
+from flightrec.stories import narrate  # noqa: E402
+from flightrec.store import ObjectRef, StoreConfig, open_store  # noqa: E402
+from flightrec.store.links import covered_spans  # noqa: E402
+from flightrec.store.repository import SPAN_SELECT, _record_from_row  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_P95_MS = 50.0

@@ -5,21 +5,17 @@ Each stage is a small component with its own pydantic config:
 :class:`BatchWriter`, :class:`GrpcReceiver`, and the ``/v1/traces`` router.
 """
 
-from collector.errors import ErrorKind, IngestError
-from collector.normalize import NormalizeConfig, Normalizer
-from collector.pipeline import IngestPipeline, IntakeConfig
-from collector.wal import WalConfig, WriteAheadLog
-from collector.writer import BatchWriter, WriterConfig
+import lazy_loader
 
-__all__ = [
-    "BatchWriter",
-    "ErrorKind",
-    "IngestError",
-    "IngestPipeline",
-    "IntakeConfig",
-    "NormalizeConfig",
-    "Normalizer",
-    "WalConfig",
-    "WriteAheadLog",
-    "WriterConfig",
-]
+# Exports load on first use (PEP 562), so importing one light submodule (settings import
+# the configs) does not pull in the engine, protobuf or gRPC.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "errors": ["ErrorKind", "IngestError"],
+        "normalize": ["NormalizeConfig", "Normalizer"],
+        "pipeline": ["IngestPipeline", "IntakeConfig"],
+        "wal": ["WalConfig", "WriteAheadLog"],
+        "writer": ["BatchWriter", "WriterConfig"],
+    },
+)

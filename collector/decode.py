@@ -18,8 +18,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.errors import ErrorKind, IngestError
-from collector.wire import locate_problem
+from flightrec.collector.errors import ErrorKind, IngestError
+from flightrec.collector.wire import locate_problem
 
 log = logging.getLogger(__name__)
 

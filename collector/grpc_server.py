@@ -10,9 +10,9 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.decode import decode_body
-from collector.errors import IngestError
-from collector.pipeline import IngestPipeline
+from flightrec.collector.decode import decode_body
+from flightrec.collector.errors import IngestError
+from flightrec.collector.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 

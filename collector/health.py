@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from collector.pipeline import IngestPipeline
-from collector.quarantine import QuarantineSummary
-from collector.wal import WriteAheadLog
-from collector.writer import BatchWriter
+from flightrec.collector.pipeline import IngestPipeline
+from flightrec.collector.quarantine import QuarantineSummary
+from flightrec.collector.wal import WriteAheadLog
+from flightrec.collector.writer import BatchWriter
 
 QUARANTINE_WINDOW_S = 600.0
 

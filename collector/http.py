@@ -11,9 +11,9 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.decode import JSON_TYPES, PROTOBUF_TYPES, DecodedRequest, media_type
-from collector.errors import ErrorKind, IngestError
-from collector.pipeline import IngestPipeline
+from flightrec.collector.decode import JSON_TYPES, PROTOBUF_TYPES, DecodedRequest, media_type
+from flightrec.collector.errors import ErrorKind, IngestError
+from flightrec.collector.pipeline import IngestPipeline
 
 
 def _encode(message, as_json: bool) -> tuple[bytes, str]:

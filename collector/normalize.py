@@ -15,27 +15,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pydantic import BaseModel, Field
 
-from collector import conventions as cv
-from store.models import SpanBatch, SpanRow
+from flightrec.collector import conventions as cv
+from flightrec.collector.prices import DEFAULT_PRICES, ModelPrice
+from flightrec.store.models import SpanBatch, SpanRow
 
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
-
-
-class ModelPrice(BaseModel):
-    """USD per million tokens."""
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0),
-    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.6),
-    "gpt-4.1": ModelPrice(input_per_mtok=2.0, output_per_mtok=8.0),
-    "claude-sonnet": ModelPrice(input_per_mtok=3.0, output_per_mtok=15.0),
-    "claude-haiku": ModelPrice(input_per_mtok=0.8, output_per_mtok=4.0),
-}
 
 
 class NormalizeConfig(BaseModel):

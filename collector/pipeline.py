@@ -9,10 +9,10 @@ import time
 
 from pydantic import BaseModel, Field
 
-from collector.decode import DEFAULT_MAX_FUTURE_S, DecodedRequest, SpanLimits, decode_body, decompress
-from collector.errors import ErrorKind, IngestError
-from collector.wal import BacklogFull, WriteAheadLog
-from store import Store
+from flightrec.collector.decode import DEFAULT_MAX_FUTURE_S, DecodedRequest, SpanLimits, decode_body, decompress
+from flightrec.collector.errors import ErrorKind, IngestError
+from flightrec.collector.wal import BacklogFull, WriteAheadLog
+from flightrec.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from collector.decode import decode_protobuf
-from collector.normalize import NormalizeConfig, Normalizer
-from collector.wal import read_payloads
-from store import SpanBatch
-from store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES
-from store.native import NativeEncoder, PreparedBatch, PreparedPart
+from flightrec.collector.decode import decode_protobuf
+from flightrec.collector.normalize import NormalizeConfig, Normalizer
+from flightrec.collector.wal import read_payloads
+from flightrec.store import SpanBatch
+from flightrec.store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES
+from flightrec.store.native import NativeEncoder, PreparedBatch, PreparedPart
 
 # ClickHouse's max_partitions_per_insert_block is 100; tables are partitioned by month.
 MAX_PARTITIONS_PER_INSERT = 100

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from collector.wal import WalRecord, read_records, write_segment_file
+from flightrec.collector.wal import WalRecord, read_records, write_segment_file
 
 NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,120}$")
 

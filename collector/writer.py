@@ -29,12 +29,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from collector.normalize import NormalizeConfig
-from collector.prepare import Exclusions, SegmentPreparer, conflict_message, init_worker, prepare_in_worker
-from collector.quarantine import Quarantine
-from collector.wal import Segment, WalRecord, WriteAheadLog, read_records
-from store import Store, StoreError
-from store.native import PreparedBatch
+from flightrec.collector.normalize import NormalizeConfig
+from flightrec.collector.prepare import Exclusions, SegmentPreparer, conflict_message, init_worker, prepare_in_worker
+from flightrec.collector.quarantine import Quarantine
+from flightrec.collector.wal import Segment, WalRecord, WriteAheadLog, read_records
+from flightrec.store import Store, StoreError
+from flightrec.store.native import PreparedBatch
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import streamlit as st
+
+from flightrec.paths import path_segment
 
 DEFAULT_API_URL = "http://127.0.0.1:4318"
 TTL_S = 30
@@ -97,17 +98,9 @@ def split_ref(ref: str) -> tuple[str, str]:
     return kind.strip().lower(), ident.strip()
 
 
-def segment(value: str) -> str:
-    """One URL path segment: every character that is not unreserved percent-encoded, ``/`` included,
-    so ``bad agent/../x``, ``a/b`` or ``代理`` reach the route they name. A name that is all dots
-    (``.``, ``..``) is encoded too: the HTTP client would otherwise resolve it as a dot segment."""
-    encoded = quote(value, safe="")
-    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
-
-
 def _object_path(ref: str) -> str:
     kind, ident = split_ref(ref)
-    return f"/api/objects/{segment(kind)}/{segment(ident)}"
+    return f"/api/objects/{path_segment(kind)}/{path_segment(ident)}"
 
 
 def objects(type: str | None = None, q: str | None = None, limit: int = 100) -> dict[str, Any]:
@@ -127,7 +120,7 @@ def search(q: str) -> dict[str, Any]:
 
 
 def trace(trace_id: str) -> dict[str, Any]:
-    return get_json(f"/api/traces/{segment(trace_id.strip())}")
+    return get_json(f"/api/traces/{path_segment(trace_id.strip())}")
 
 
 def get_fresh(path: str, **params: Any) -> dict[str, Any]:
@@ -158,7 +151,7 @@ def action_agents(scan: int = 2000) -> list[str]:
 
 
 def _plan_path(plan_id: str, *rest: str) -> str:
-    return "/".join(["/api/rollback/plans", segment(plan_id.strip()), *(segment(part) for part in rest)])
+    return "/".join(["/api/rollback/plans", path_segment(plan_id.strip()), *(path_segment(part) for part in rest)])
 
 
 def create_plan(*, actor: str, last: int, agent: str = "", object: str = "") -> dict[str, Any]:
@@ -187,12 +180,12 @@ def execute_plan(plan_id: str, actor: str) -> dict[str, Any]:
 
 def control(agent: str) -> dict[str, Any]:
     """An agent's kill switch: ``{agent, state, max_per_minute, actor, reason, updated_at}``."""
-    return get_fresh(f"/api/controls/agents/{segment(agent.strip())}")
+    return get_fresh(f"/api/controls/agents/{path_segment(agent.strip())}")
 
 
 def set_control(agent: str, command: str, *, actor: str, reason: str = "", max_per_minute: int = 0) -> dict[str, Any]:
     """``command`` is pause, resume, drain or throttle."""
-    return post_json(f"/api/controls/agents/{segment(agent.strip())}/{segment(command)}",
+    return post_json(f"/api/controls/agents/{path_segment(agent.strip())}/{path_segment(command)}",
                      {"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
 
 
@@ -266,7 +259,7 @@ def quarantine() -> dict[str, Any]:
 
 def replay_segment(segment_name: str, actor: str) -> dict[str, Any]:
     """Put a quarantined segment back in line for the writer, as ``actor``; forgets cached reads."""
-    response = _send(api_url(), _api_token(), "POST", f"/api/quarantine/{segment(segment_name)}/replay",
+    response = _send(api_url(), _api_token(), "POST", f"/api/quarantine/{path_segment(segment_name)}/replay",
                      body={"actor": actor})
     clear_cache()
     return response.json() if response.content else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboards import ui
+from flightrec.dashboards import ui
 
 FAVICON = Path(__file__).with_name("favicon.png")
 

@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.safe_text import html
+from flightrec.dashboards.safe_text import html
 
 KIND_COLORS = {
     "agent": "#4c78a8",

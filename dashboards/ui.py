@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from dashboards import api
-from dashboards.safe_text import code, md
+from flightrec.dashboards import api
+from flightrec.dashboards.safe_text import code, md
 
 # Page scripts live in views/, not pages/: a pages/ folder next to the entrypoint is Streamlit's
 # legacy multipage convention, and a URL opened directly (/rollback) would run that file standalone.

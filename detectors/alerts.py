@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from detectors.models import Alert, AlertTransition, Finding
-from store import Store
+from flightrec.detectors.models import Alert, AlertTransition, Finding
+from flightrec.store import Store
 
 
 class AlertBook:

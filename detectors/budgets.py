@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from detectors.context import PassContext, examples
-from detectors.models import Finding
-from store import Store
+from flightrec.detectors.context import PassContext, examples
+from flightrec.detectors.models import Finding
+from flightrec.store import Store
 
 
 class BudgetConfig(BaseModel):

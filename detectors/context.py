@@ -7,8 +7,8 @@ from datetime import datetime
 
 import numpy as np
 
-from detectors.models import Finding
-from store.signals import RunFeatures
+from flightrec.detectors.models import Finding
+from flightrec.store.signals import RunFeatures
 
 NUMERIC = (
     "start_ms", "duration_ms", "spans", "tool_calls", "distinct_tools", "tokens_in", "tokens_out", "cost_usd",

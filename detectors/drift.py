@@ -29,10 +29,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from detectors.context import PerAgentDetector, Runs, examples
-from detectors.models import Finding
-from detectors.stats import overdispersion as overdispersion_of
-from detectors.stats import proportion_z, superiority, superiority_z
+from flightrec.detectors.context import PerAgentDetector, Runs, examples
+from flightrec.detectors.models import Finding
+from flightrec.detectors.stats import overdispersion as overdispersion_of
+from flightrec.detectors.stats import proportion_z, superiority, superiority_z
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from detectors.context import PassContext
-from detectors.models import Finding
-from store import Store
-from store.signals import LoopRow
+from flightrec.detectors.context import PassContext
+from flightrec.detectors.models import Finding
+from flightrec.store import Store
+from flightrec.store.signals import LoopRow
 
 
 class LoopConfig(BaseModel):

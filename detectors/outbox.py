@@ -25,11 +25,11 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from detectors.models import Alert, AlertTransition
-from detectors.pager import Delivery, PagerRoutes, Router
-from detectors.pager_core import PagerConfig, truncate
-from store import Store
-from store.outbox import OutboxEntry
+from flightrec.detectors.models import Alert, AlertTransition
+from flightrec.detectors.pager import Delivery, PagerRoutes, Router
+from flightrec.detectors.pager_core import PagerConfig, truncate
+from flightrec.store import Store
+from flightrec.store.outbox import OutboxEntry
 
 log = logging.getLogger("detectors.outbox")
 

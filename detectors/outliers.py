@@ -6,9 +6,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 from sklearn.ensemble import IsolationForest
 
-from detectors.context import PassContext
-from detectors.models import Finding
-from detectors.stats import robust_z
+from flightrec.detectors.context import PassContext
+from flightrec.detectors.models import Finding
+from flightrec.detectors.stats import robust_z
 
 FEATURES = ("spans", "tool_calls", "distinct_tools", "tokens", "duration_ms", "errors", "retries", "blocks")
 

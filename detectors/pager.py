@@ -15,9 +15,9 @@ from typing import Protocol
 
 import httpx
 
-from detectors.models import AlertTransition
-from detectors.pager_core import REDACT, Delivery, PagerConfig
-from detectors.pager_routers import (
+from flightrec.detectors.models import AlertTransition
+from flightrec.detectors.pager_core import REDACT, Delivery, PagerConfig
+from flightrec.detectors.pager_routers import (
     AlertmanagerRouter,
     HttpRouter,
     PagerDutyRouter,
@@ -38,7 +38,7 @@ __all__ = [
     "sign_webhook",
 ]
 
-log = logging.getLogger("detectors.pager")
+log = logging.getLogger("flightrec.detectors.pager")
 
 
 class Router(Protocol):

@@ -17,9 +17,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 
-from detectors.models import Alert, AlertTransition
+from flightrec.detectors.models import Alert, AlertTransition
 
-log = logging.getLogger("detectors.pager")
+log = logging.getLogger("flightrec.detectors.pager")
 
 class PagerConfig(BaseModel):
     """Where alerts go and how hard to try. A destination left unset is not used."""

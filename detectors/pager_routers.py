@@ -19,8 +19,8 @@ from typing import ClassVar
 
 import httpx
 
-from detectors.models import AlertTransition
-from detectors.pager_core import (
+from flightrec.detectors.models import AlertTransition
+from flightrec.detectors.pager_core import (
     REDACT,
     Delivery,
     PagerConfig,

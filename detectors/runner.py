@@ -14,17 +14,17 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from detectors.alerts import AlertBook
-from detectors.budgets import BudgetConfig, BudgetDetector
-from detectors.context import PassContext, Runs
-from detectors.drift import BaselineDriftDetector, DriftConfig
-from detectors.loops import LoopConfig, LoopDetector
-from detectors.models import Alert, Finding
-from detectors.outliers import OutlierConfig, UnusualTraceDetector
-from detectors.outbox import PagerOutbox
-from detectors.pager import Delivery, PagerRoutes
-from detectors.version import VersionRegressionConfig, VersionRegressionDetector
-from store import Store
+from flightrec.detectors.alerts import AlertBook
+from flightrec.detectors.budgets import BudgetConfig, BudgetDetector
+from flightrec.detectors.context import PassContext, Runs
+from flightrec.detectors.drift import BaselineDriftDetector, DriftConfig
+from flightrec.detectors.loops import LoopConfig, LoopDetector
+from flightrec.detectors.models import Alert, Finding
+from flightrec.detectors.outliers import OutlierConfig, UnusualTraceDetector
+from flightrec.detectors.outbox import PagerOutbox
+from flightrec.detectors.pager import Delivery, PagerRoutes
+from flightrec.detectors.version import VersionRegressionConfig, VersionRegressionDetector
+from flightrec.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from detectors.context import PerAgentDetector, Runs, examples
-from detectors.models import Finding
-from detectors.stats import proportion_worse, values_worse
+from flightrec.detectors.context import PerAgentDetector, Runs, examples
+from flightrec.detectors.models import Finding
+from flightrec.detectors.stats import proportion_worse, values_worse
 
 # (label, how a run counts as bad) for the rates compared before and after
 RATES = (

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from collector.http import build_otlp_router
+from flightrec.collector.http import build_otlp_router
 from flightrec import __version__
 from flightrec.api import build_api_router
 from flightrec.api.deps import get_pipeline

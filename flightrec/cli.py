@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,19 +14,43 @@ from rich.table import Table
 from rich.text import Text
 
 from flightrec.cli_output import add_text_row, print_pass, print_quarantine, print_replayed
-from flightrec.sdk import api_path
-from flightrec.settings import Settings
+from flightrec.paths import api_path
+
+if TYPE_CHECKING:  # imported by the commands that use them: `--help` and `--version` stay fast
+    import httpx
+
+    from flightrec.settings import Settings
 
 app = typer.Typer(help="Flight Recorder: a flight recorder for autonomous AI agents.", no_args_is_help=True)
 console = Console()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from flightrec import __version__
+
+        console.print(f"flightrec {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit"),
+) -> None:
+    """Flight Recorder: a flight recorder for autonomous AI agents."""
+
+
 def _settings(**given: Any) -> Settings:
-    """Settings from env, overridden by the options actually given."""
+    """Settings from options, env vars and the settings file; a bad one exits with the reason."""
+    from pydantic import ValidationError
+
+    from flightrec.settings import Settings, SettingsFileError
+
     try:
         return Settings(**{key: value for key, value in given.items() if value is not None})
-    except ValidationError as exc:
-        console.print(f"[red]invalid setting:[/red] {exc}")
+    except (ValidationError, SettingsFileError) as exc:
+        console.print(f"[red]invalid setting:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
 
 
@@ -75,16 +98,27 @@ def serve(
 
 
 @app.command()
-def config() -> None:
-    """Print the settings in effect (secrets masked) and their env vars."""
-    table = Table("env var", "value", "what it is")
-    for env, value, description in _settings().described():
-        table.add_row(env, value, description)
-    console.print(table)
+def config(
+    table: bool = typer.Option(False, "--table", help="A table for people instead of JSON"),
+) -> None:
+    """Print the settings in effect as JSON (secrets masked): {name: {env, value, description}}."""
+    described = _settings().described()
+    if table:
+        grid = Table("env var", "value", "what it is")
+        for env, value, description in described:
+            grid.add_row(env, "unset" if value is None else json.dumps(value) if not isinstance(value, str) else value,
+                         description)
+        console.print(grid)
+        return
+    document = {env.removeprefix("FLIGHTREC_").lower(): {"env": env, "value": value, "description": description}
+                for env, value, description in described}
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def api_client(settings: Settings) -> httpx.Client:
     """An HTTP client for the running server's API, with the API token when one is set."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {}
     return httpx.Client(base_url=settings.api_url, headers=headers, timeout=30)
 
@@ -98,6 +132,8 @@ def story(
     api: str = typer.Option(None, "--api", help="API base URL [FLIGHTREC_API_URL, default http://127.0.0.1:4318]"),
 ) -> None:
     """Print an object's story: what the agents did, why, and based on what."""
+    import httpx
+
     kind, sep, ident = ref.partition(":")
     if not sep or not kind or not ident:
         _fail(f"{ref!r} is not TYPE:ID; for example: flightrec story ticket:TCK-1042")
@@ -125,6 +161,8 @@ ActorOpt = typer.Option(..., "--actor", envvar="FLIGHTREC_ACTOR", help="Who is a
 
 def _api_call(api: str | None, method: str, path: str, **kwargs: Any) -> Any:
     """One API request; any failure is printed as a fix-it message and exits."""
+    import httpx
+
     settings = _settings(api_url=api)
     try:
         with api_client(settings) as client:
@@ -323,6 +361,8 @@ def fleet(
     pace: float = typer.Option(0.0, "--pace", min=0, help="Seconds to wait between workflows (a live fleet)"),
 ) -> None:
     """Run a simulated agent fleet that exports real OTLP spans."""
+    from pydantic import ValidationError
+
     from flightrec.fleet import FleetConfig
 
     try:
@@ -363,6 +403,8 @@ def demo(
     exit_after: bool = typer.Option(False, "--exit", help="Stop once the demo is printed instead of serving on"),
 ) -> None:
     """Serve on an embedded store with a demo system of record, run the agent fleet, show what was recorded."""
+    import httpx
+
     from flightrec.demo import DemoConfig, run_demo
 
     config = DemoConfig(workflows=workflows, seed=seed, data=data, http_port=http_port, grpc_port=grpc_port,
@@ -385,7 +427,7 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface the dashboards bind (0.0.0.0 exposes them to the network)"),
 ) -> None:
     """Serve the dashboards (Streamlit) on the API at --api; FLIGHTREC_API_TOKEN is passed along."""
-    from dashboards.launch import exec_ui
+    from flightrec.dashboards.launch import exec_ui
 
     if not api.startswith(("http://", "https://")):
         _fail(f"--api {api!r} is not an http(s) URL; pass the server's base URL, e.g. http://127.0.0.1:4318")

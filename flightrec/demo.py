@@ -93,7 +93,7 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
                               f"at workflow {report.regression_at}. A detector pass:")
                 print_pass(console, client.post("/api/detectors/run", timeout=120).json())
         if config.ui and config.serve_on:
-            from dashboards.launch import start_ui
+            from flightrec.dashboards.launch import start_ui
 
             ui = start_ui(base, config.ui_port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kind, _, ident = example.partition(":")

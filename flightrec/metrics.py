@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.health import QUARANTINE_WINDOW_S, assess
+from flightrec.collector.health import QUARANTINE_WINDOW_S, assess
 
 HEALTH_LEVELS = {"ok": 0, "degraded": 1, "failing": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

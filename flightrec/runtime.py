@@ -6,14 +6,14 @@ import logging
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import BatchWriter, IngestPipeline, WriteAheadLog
-from collector.decode import decode_body
-from collector.grpc_server import GrpcReceiver
-from detectors.pager import PagerRoutes
-from detectors.runner import DetectorRunner
+from flightrec.collector import BatchWriter, IngestPipeline, WriteAheadLog
+from flightrec.collector.decode import decode_body
+from flightrec.collector.grpc_server import GrpcReceiver
+from flightrec.detectors.pager import PagerRoutes
+from flightrec.detectors.runner import DetectorRunner
 from flightrec.settings import Settings
-from rollback import KillSwitches, RollbackService, UndoExecutor
-from store import Store, open_store
+from flightrec.rollback import KillSwitches, RollbackService, UndoExecutor
+from flightrec.store import Store, open_store
 
 log = logging.getLogger(__name__)
 

@@ -15,25 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 
+from flightrec.paths import api_path, path_segment
 
-def path_segment(text: str) -> str:
-    """One URL path segment holding ``text`` whole: ``/``, spaces, quotes, line breaks, any script.
-
-    Everything but unreserved characters is percent-encoded; a lone ``.`` or ``..`` is too, so
-    no client (httpx removes dot segments) can turn a name into a step up the path.
-    """
-    encoded = quote(text, safe="")
-    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
-
-
-def api_path(*segments: str) -> str:
-    """An ``/api`` path from its segments, each encoded whole: ``api_path("controls", "agents", name)``."""
-    return "/api/" + "/".join(path_segment(segment) for segment in segments)
+__all__ = ["ControlClient", "Decision", "api_path", "path_segment"]
 
 
 class Decision(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -16,12 +16,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
-from collector.normalize import DEFAULT_PRICES, ModelPrice
-from detectors.budgets import BudgetConfig
-from detectors.pager import PagerConfig
-from detectors.runner import DetectorsConfig
-from store import StoreConfig
+from flightrec.collector.conventions import DEFAULT_LINK_ALIASES
+from flightrec.collector.prices import DEFAULT_PRICES, ModelPrice
+
+if TYPE_CHECKING:  # the parts' configs are built on demand: a client command needs none of them
+    from flightrec.collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
+    from flightrec.detectors.pager import PagerConfig
+    from flightrec.detectors.runner import DetectorsConfig
+    from flightrec.store import StoreConfig
 
 LOOPBACK_NAMES = {"localhost"}
 CONFIG_ENV = "FLIGHTREC_CONFIG"
@@ -141,7 +143,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
     )
     link_aliases: dict[str, str] = Field(
-        default_factory=lambda: dict(NormalizeConfig().link_aliases),
+        default_factory=lambda: dict(DEFAULT_LINK_ALIASES),
         description="attribute -> object type read as business links (JSON)",
     )
 
@@ -157,26 +159,39 @@ class Settings(BaseSettings):
         return self.store or f"chdb://{(self.data / 'data').resolve()}"
 
     def store_config(self) -> StoreConfig:
+        from flightrec.store.config import StoreConfig
+
         return StoreConfig(
             dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days
         )
 
     def wal_config(self) -> WalConfig:
+        from flightrec.collector.wal import WalConfig
+
         return WalConfig(directory=self.data / "wal", fsync=self.wal_fsync, max_backlog_spans=self.max_backlog_spans)
 
     def intake_config(self) -> IntakeConfig:
+        from flightrec.collector.pipeline import IntakeConfig
+
         return IntakeConfig(
             ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
             max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s,
         )
 
     def writer_config(self) -> WriterConfig:
+        from flightrec.collector.writer import WriterConfig
+
         return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after)
 
     def normalize_config(self) -> NormalizeConfig:
+        from flightrec.collector.normalize import NormalizeConfig
+
         return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)
 
     def detectors_config(self) -> DetectorsConfig:
+        from flightrec.detectors.budgets import BudgetConfig
+        from flightrec.detectors.runner import DetectorsConfig
+
         return DetectorsConfig(
             window_hours=self.detect_window_hours,
             budgets=BudgetConfig(run_usd=self.run_budget_usd, object_usd=self.object_budget_usd,
@@ -185,6 +200,8 @@ class Settings(BaseSettings):
         )
 
     def pager_config(self) -> PagerConfig:
+        from flightrec.detectors.pager import PagerConfig
+
         return PagerConfig(
             pagerduty_routing_key=self.pagerduty_routing_key, pagerduty_url=self.pagerduty_url,
             alertmanager_url=self.alertmanager_url, slack_webhook_url=self.slack_webhook_url,
@@ -210,16 +227,17 @@ class Settings(BaseSettings):
                 "or bind 127.0.0.1"
             )
 
-    def described(self) -> list[tuple[str, str, str]]:
-        """(env var, value in effect, description) for every setting; secrets masked."""
+    def described(self) -> list[tuple[str, object, str]]:
+        """(env var, value in effect as JSON data, description) for every setting; secrets masked."""
         rows = []
+        values = self.model_dump(mode="json")
         for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if isinstance(value, SecretStr) or (name == "ingest_tokens" and value):
-                shown = "********"
+            value = values[name]
+            if value and (isinstance(getattr(self, name), SecretStr) or name == "ingest_tokens"):
+                value = "********"
             elif name == "store" and value:
-                shown = StoreConfig(dsn=value).target().describe()
-            else:
-                shown = str(value)
-            rows.append((f"FLIGHTREC_{name.upper()}", shown, field.description or ""))
+                from flightrec.store.config import StoreConfig
+
+                value = StoreConfig(dsn=value).target().describe()
+            rows.append((f"FLIGHTREC_{name.upper()}", value, field.description or ""))
         return rows

@@ -1,9 +1,9 @@
 """Acting on agents: the actions registry, undo plans executed as a durable saga, kill switches."""
 
-from rollback.controls import KillSwitches
-from rollback.executors import UndoExecutor, UndoFailed
-from rollback.models import ControlDecision, ControlState, PlanStep, Selector, UndoCall, UndoPlan
-from rollback.service import PlanError, RollbackService
+from flightrec.rollback.controls import KillSwitches
+from flightrec.rollback.executors import UndoExecutor, UndoFailed
+from flightrec.rollback.models import ControlDecision, ControlState, PlanStep, Selector, UndoCall, UndoPlan
+from flightrec.rollback.service import PlanError, RollbackService
 
 __all__ = [
     "ControlDecision",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from rollback.models import ControlDecision, ControlState, ControlStateName
-from store import Store
-from store.operations import ControlRow
+from flightrec.rollback.models import ControlDecision, ControlState, ControlStateName
+from flightrec.store import Store
+from flightrec.store.operations import ControlRow
 
 # How restrictive each state is, for combining an agent's and a flow's switch.
 SEVERITY: dict[str, int] = {"running": 0, "throttled": 1, "draining": 2, "paused": 3}

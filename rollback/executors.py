@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from rollback.models import UndoCall
+from flightrec.rollback.models import UndoCall
 
 HANDLER_GROUP = "flightrec.undo_handlers"
 

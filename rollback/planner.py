@@ -6,9 +6,9 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from rollback.models import PlanStep, Selector, UndoCall, UndoPlan
-from store import Store
-from store.operations import ActionRecord, LaterChange
+from flightrec.rollback.models import PlanStep, Selector, UndoCall, UndoPlan
+from flightrec.store import Store
+from flightrec.store.operations import ActionRecord, LaterChange
 
 UNDO_KINDS = ("http", "handler")
 

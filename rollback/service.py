@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from rollback.executors import UndoExecutor, UndoFailed
-from rollback.models import Approval, Selector, UndoPlan
-from rollback.planner import build_plan
-from rollback.spans import undo_span_request
-from store import Store
+from flightrec.rollback.executors import UndoExecutor, UndoFailed
+from flightrec.rollback.models import Approval, Selector, UndoPlan
+from flightrec.rollback.planner import build_plan
+from flightrec.rollback.spans import undo_span_request
+from flightrec.store import Store
 
 log = logging.getLogger(__name__)
 Emit = Callable[[ExportTraceServiceRequest], None]

@@ -8,7 +8,7 @@ import time
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from rollback.models import PlanStep, UndoPlan
+from flightrec.rollback.models import PlanStep, UndoPlan
 
 SERVICE = "flightrec-rollback"
 

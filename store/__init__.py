@@ -5,22 +5,16 @@ Nothing outside this package builds SQL. Callers get a :class:`Store` from
 arguments and return pydantic models.
 """
 
-from store.config import StoreConfig, parse_dsn
-from store.engine import StoreError
-from store.models import ObjectActivity, ObjectRef, RunFlags, SpanBatch, SpanRecord, SpanRow, StoreStats
-from store.repository import Store, open_store
+import lazy_loader
 
-__all__ = [
-    "ObjectActivity",
-    "ObjectRef",
-    "RunFlags",
-    "SpanBatch",
-    "SpanRecord",
-    "SpanRow",
-    "Store",
-    "StoreConfig",
-    "StoreError",
-    "StoreStats",
-    "open_store",
-    "parse_dsn",
-]
+# Exports load on first use (PEP 562), so importing one light submodule (settings import
+# the configs) does not pull in the engine, protobuf or gRPC.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["StoreConfig", "parse_dsn"],
+        "engine": ["StoreError"],
+        "models": ["ObjectActivity", "ObjectRef", "RunFlags", "SpanBatch", "SpanRecord", "SpanRow", "StoreStats"],
+        "repository": ["Store", "open_store"],
+    },
+)

@@ -17,7 +17,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from store.config import EngineTarget
+from flightrec.store.config import EngineTarget
 
 log = logging.getLogger(__name__)
 

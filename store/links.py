@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from store.models import SpanRecord
+from flightrec.store.models import SpanRecord
 
 
 def covered_spans(spans: Iterable[SpanRecord], anchors: set[tuple[str, str]]) -> list[SpanRecord]:

@@ -13,7 +13,7 @@ from string import Template
 
 from pydantic import BaseModel
 
-from store.engine import Engine
+from flightrec.store.engine import Engine
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.up\.sql$")
 
@@ -41,7 +41,7 @@ def load_migrations(database: str, cluster: str | None = None) -> list[Migration
     """Every migration file, in order, rendered for this database and cluster."""
     found: list[Migration] = []
     values = schema_vars(database, cluster)
-    for entry in resources.files("store").joinpath("migrations").iterdir():
+    for entry in resources.files("flightrec.store").joinpath("migrations").iterdir():
         match = MIGRATION_NAME.match(entry.name)
         if not match:
             continue

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel
 
-from store.audit import GENESIS, AuditEntry, entry_hash
-from store.engine import Engine
+from flightrec.store.audit import GENESIS, AuditEntry, entry_hash
+from flightrec.store.engine import Engine
 
 
 def _ns(ns: int) -> datetime:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from store.engine import Engine
+from flightrec.store.engine import Engine
 
 OutboxStatus = Literal["pending", "delivered", "failed"]
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from store.config import StoreConfig
-from store.engine import Engine
-from store.links import covered_spans
-from store.migrations import migrate
-from store.native import PreparedBatch
-from store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
-from store.outbox import OutboxRepository
-from store.signals import AlertsRepository, SignalsRepository
-from store.models import (
+from flightrec.store.config import StoreConfig
+from flightrec.store.engine import Engine
+from flightrec.store.links import covered_spans
+from flightrec.store.migrations import migrate
+from flightrec.store.native import PreparedBatch
+from flightrec.store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
+from flightrec.store.outbox import OutboxRepository
+from flightrec.store.signals import AlertsRepository, SignalsRepository
+from flightrec.store.models import (
     LINK_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
     ObjectActivity,

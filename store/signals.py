@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel
 
-from store.engine import Engine
+from flightrec.store.engine import Engine
 
 # One row per run (trace): the features every detector works from.
 RUN_FEATURES = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from stories.models import Story
+from flightrec.stories.models import Story
 
 SEVERITY_COLORS = {"info": "#4b5563", "notice": "#1d4ed8", "warning": "#b45309", "critical": "#b91c1c"}
 STYLE = """

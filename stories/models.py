@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from store.models import ObjectRef
+from flightrec.store.models import ObjectRef
 
 StepKind = Literal["agent", "llm", "tool", "retrieval", "guardrail", "human", "action", "undo", "other"]
 Severity = Literal["info", "notice", "warning", "critical"]

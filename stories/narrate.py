@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stories import text as tx
-from stories.models import ObjectSummary, Severity, Story, StoryStep
-from store.models import ObjectActivity, ObjectRef, RunFlags, SpanRecord
+from flightrec.stories import text as tx
+from flightrec.stories.models import ObjectSummary, Severity, Story, StoryStep
+from flightrec.store.models import ObjectActivity, ObjectRef, RunFlags, SpanRecord
 
 HUMAN_VERBS = {"approve": "approved", "edit": "edited", "reject": "rejected", "override": "overrode"}
 GUARDRAIL_VERBS = {"pass": "passed", "warn": "warned", "block": "blocked"}

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store import Store, StoreConfig, open_store
+from flightrec.store import Store, StoreConfig, open_store
 from tests.http_receiver import receiver  # noqa: F401 - a fixture for every test module
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,11 +41,16 @@ def test_demo_records_the_fleet_and_lists_a_ticket(tmp_path: Path) -> None:
     assert "invoke_agent" in out or "agent" in out
 
 
-def test_config_shows_settings_and_masks_secrets() -> None:
+def test_config_prints_json_and_masks_secrets() -> None:
     result = run_cli("config", env={"FLIGHTREC_API_TOKEN": "s3cret-token", "FLIGHTREC_INGEST_TOKENS": "a,b"})
     assert result.returncode == 0, result.stderr
-    assert "FLIGHTREC_HTTP_PORT" in result.stdout and "4318" in result.stdout
-    assert "s3cret-token" not in result.stdout and "********" in result.stdout
+    settings = json.loads(result.stdout)
+    assert settings["http_port"] == {"env": "FLIGHTREC_HTTP_PORT", "value": 4318, "description": "OTLP/HTTP and API port"}
+    assert settings["api_token"]["value"] == "********" and settings["ingest_tokens"]["value"] == "********"
+    assert settings["store"]["value"] is None and settings["prices"]["value"]["gpt-4o"]["input_per_mtok"] == 2.5
+    assert "s3cret-token" not in result.stdout
+    table = run_cli("config", "--table")
+    assert table.returncode == 0 and "FLIGHTREC_HTTP_PORT" in table.stdout and "None" not in table.stdout
 
 
 def test_bad_setting_is_a_clear_error() -> None:
@@ -69,8 +75,8 @@ def quarantine_by_hand(data: Path) -> dict[str, str]:
 
     Returns segment name -> the trace id its span carries.
     """
-    from collector.quarantine import Quarantine
-    from collector.wal import WalRecord
+    from flightrec.collector.quarantine import Quarantine
+    from flightrec.collector.wal import WalRecord
 
     quarantine = Quarantine(data / "wal" / "quarantine")
     traces: dict[str, str] = {}

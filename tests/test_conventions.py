@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector.normalize import NormalizeConfig, Normalizer, operation_of, text_of
-from store.models import row_as_dict
+from flightrec.collector.normalize import NormalizeConfig, Normalizer, operation_of, text_of
+from flightrec.store.models import row_as_dict
 from tests.otlp_helpers import make_request, make_span
 
 

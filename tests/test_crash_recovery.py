@@ -135,7 +135,7 @@ def verify(server: ServerProcess, ledger: Ledger) -> int:
 
 STORE_PROBE = """
 import json, sys
-from store import StoreConfig, open_store
+from flightrec.store import StoreConfig, open_store
 store = open_store(StoreConfig(dsn="chdb://" + sys.argv[1]))
 try:
     print(json.dumps({"copies": store.span_copies(), "spans": store.stats().spans}))

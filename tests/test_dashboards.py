@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards.launch import APP, ui_command
-from dashboards.safe_text import plain_text
-from dashboards.ui import STATUS_COLORS
+from flightrec.dashboards.launch import APP, ui_command
+from flightrec.dashboards.safe_text import plain_text
+from flightrec.dashboards.ui import STATUS_COLORS
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
 

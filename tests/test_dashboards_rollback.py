@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards.launch import APP
-from dashboards.safe_text import plain_text
-from dashboards.ui import ROLLBACK_PAGE
+from flightrec.dashboards.launch import APP
+from flightrec.dashboards.safe_text import plain_text
+from flightrec.dashboards.ui import ROLLBACK_PAGE
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span

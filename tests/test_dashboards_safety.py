@@ -26,9 +26,9 @@ from markdown_it import MarkdownIt
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from streamlit.testing.v1 import AppTest
 
-from dashboards.launch import APP
-from dashboards.safe_text import code, html, md, plain_text
-from dashboards.ui import ALERTS_PAGE, GOVERNANCE_PAGE, OBJECTS_PAGE, ROLLBACK_PAGE, TRACE_PAGE, TRIAGE_PAGE
+from flightrec.dashboards.launch import APP
+from flightrec.dashboards.safe_text import code, html, md, plain_text
+from flightrec.dashboards.ui import ALERTS_PAGE, GOVERNANCE_PAGE, OBJECTS_PAGE, ROLLBACK_PAGE, TRACE_PAGE, TRIAGE_PAGE
 from tests.conftest import ServerProcess
 from tests.otlp_helpers import make_request, make_span
 
@@ -471,7 +471,7 @@ class UnhealthyServer(ServerProcess):
 def poisoned_wal(data: Path) -> None:
     """An acknowledged batch the store can never hold (a span ending past 2^63 ns), left in the WAL as a
     crash would leave it: intake validation never sees it, the writer must quarantine it."""
-    from collector.wal import encode_record
+    from flightrec.collector.wal import encode_record
 
     span = make_span("poison", {"flightrec.operation": "tool"}, start_ns=2**63 + 5, duration_ns=1)
     wal = data / "wal"

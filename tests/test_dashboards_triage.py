@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards import signals
-from dashboards.launch import APP
-from dashboards.safe_text import plain_text
-from dashboards.ui import ALERT_SEVERITY_COLORS, ALERTS_PAGE, GOVERNANCE_PAGE, TRIAGE_PAGE
+from flightrec.dashboards import signals
+from flightrec.dashboards.launch import APP
+from flightrec.dashboards.safe_text import plain_text
+from flightrec.dashboards.ui import ALERT_SEVERITY_COLORS, ALERTS_PAGE, GOVERNANCE_PAGE, TRIAGE_PAGE
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
 

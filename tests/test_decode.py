@@ -10,8 +10,8 @@ import zlib
 
 import pytest
 
-from collector.decode import SpanLimits, decode_body, decompress
-from collector.errors import ErrorKind, IngestError
+from flightrec.collector.decode import SpanLimits, decode_body, decompress
+from flightrec.collector.errors import ErrorKind, IngestError
 from tests.otlp_helpers import make_request, make_span
 
 SPEC_EXAMPLE = {

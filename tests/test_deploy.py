@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from store.config import parse_dsn
+from flightrec.store.config import parse_dsn
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -484,7 +484,7 @@ def test_dockerfile_copies_every_package() -> None:
     """setuptools needs each listed package dir; a missing COPY breaks `pip install .`."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "flightrec" in pyproject["project"]["scripts"]
-    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    packages = set(pyproject["tool"]["setuptools"]["package-dir"].values())  # the folders installed
     copied: set[str] = set()
     for keyword, args in dockerfile_instructions():
         if keyword == "COPY":
@@ -503,7 +503,7 @@ def test_dockerignore_keeps_what_the_build_needs() -> None:
     }
     assert {".git", ".venv"} <= patterns
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = ["pyproject.toml", *{name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}]
+    needed = ["pyproject.toml", *set(pyproject["tool"]["setuptools"]["package-dir"].values())]
     for path in needed:
         assert path not in patterns and f"/{path}" not in patterns, f".dockerignore drops {path}"
 

@@ -38,11 +38,11 @@ from pathlib import Path
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from collector.normalize import Normalizer
-from detectors.models import Alert
-from detectors.runner import DetectorRunner, DetectorsConfig
+from flightrec.collector.normalize import Normalizer
+from flightrec.detectors.models import Alert
+from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
 from flightrec.fleet import FleetConfig, FleetReport, FleetSimulation
-from store import SpanBatch, Store, StoreConfig, open_store
+from flightrec.store import SpanBatch, Store, StoreConfig, open_store
 
 pytestmark = pytest.mark.slow
 

@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector.normalize import Normalizer
-from detectors.alerts import AlertBook
-from detectors.budgets import BudgetConfig, BudgetDetector
-from detectors.context import PassContext, Runs
-from detectors.drift import BaselineDriftDetector
-from detectors.loops import LoopDetector
-from detectors.models import Finding
-from detectors.outliers import UnusualTraceDetector
-from detectors.runner import DetectorRunner, DetectorsConfig
-from detectors.version import VersionRegressionDetector
+from flightrec.collector.normalize import Normalizer
+from flightrec.detectors.alerts import AlertBook
+from flightrec.detectors.budgets import BudgetConfig, BudgetDetector
+from flightrec.detectors.context import PassContext, Runs
+from flightrec.detectors.drift import BaselineDriftDetector
+from flightrec.detectors.loops import LoopDetector
+from flightrec.detectors.models import Finding
+from flightrec.detectors.outliers import UnusualTraceDetector
+from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
+from flightrec.detectors.version import VersionRegressionDetector
 from flightrec.fleet import FleetConfig, run_fleet
-from store import SpanBatch, Store
+from flightrec.store import SpanBatch, Store
 from tests.http_receiver import Receiver, Reply
 from tests.otlp_helpers import make_request, make_span
 

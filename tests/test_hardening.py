@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.wal import WalRecord, write_segment_file
+from flightrec.collector.wal import WalRecord, write_segment_file
 from flightrec.safety import CloseOnErrorMiddleware
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from collector import IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
-from collector.grpc_server import GrpcReceiver
+from flightrec.collector import IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
+from flightrec.collector.grpc_server import GrpcReceiver
 from tests.conftest import ServerProcess
 from tests.otlp_helpers import make_request, make_span
 

@@ -31,8 +31,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from collector import IngestError, IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
-from collector.http import error_response
+from flightrec.collector import IngestError, IngestPipeline, IntakeConfig, WalConfig, WriteAheadLog
+from flightrec.collector.http import error_response
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from detectors.models import Alert, AlertTransition
-from detectors.pager import (
+from flightrec.detectors.models import Alert, AlertTransition
+from flightrec.detectors.pager import (
     AlertmanagerRouter,
     Delivery,
     PagerConfig,

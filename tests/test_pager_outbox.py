@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from detectors.models import Alert, AlertTransition
-from detectors.outbox import FAILURE_DETECTOR, PagerOutbox, failure_key
-from detectors.pager import PagerConfig, PagerRoutes
-from detectors.runner import DetectorRunner, DetectorsConfig
-from store import Store, StoreConfig, open_store
-from store.outbox import OutboxEntry
+from flightrec.detectors.models import Alert, AlertTransition
+from flightrec.detectors.outbox import FAILURE_DETECTOR, PagerOutbox, failure_key
+from flightrec.detectors.pager import PagerConfig, PagerRoutes
+from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
+from flightrec.store import Store, StoreConfig, open_store
+from flightrec.store.outbox import OutboxEntry
 from tests.conftest import free_port
 from tests.http_receiver import Receiver, Reply
 from tests.test_detectors import NOW, insert, version_change

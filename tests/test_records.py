@@ -385,8 +385,8 @@ def test_the_fleet_performs_auto_actions_and_its_undo_args_restore_the_state(fre
 
 
 def test_the_rollback_executor_undoes_the_fleet(fresh: RecordsServer) -> None:
-    executors = pytest.importorskip("rollback.executors")
-    models = pytest.importorskip("rollback.models")
+    executors = pytest.importorskip("flightrec.rollback.executors")
+    models = pytest.importorskip("flightrec.rollback.models")
     with fresh.client() as c:
         before = state(c)
         done = [span for span in run_fleet_on(fresh, workflows=90, seed=5) if performed(span)]

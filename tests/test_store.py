@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.normalize import Normalizer
-from store import ObjectRef, Store, StoreConfig, parse_dsn
-from store.migrations import load_migrations
+from flightrec.collector.normalize import Normalizer
+from flightrec.store import ObjectRef, Store, StoreConfig, parse_dsn
+from flightrec.store.migrations import load_migrations
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from collector.normalize import Normalizer
-from stories import narrate, story_html
-from stories.text import action_phrase, describe_fields, message_text, tool_calls
-from store import ObjectRef, Store
+from flightrec.collector.normalize import Normalizer
+from flightrec.stories import narrate, story_html
+from flightrec.stories.text import action_phrase, describe_fields, message_text, tool_calls
+from flightrec.store import ObjectRef, Store
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
 MS = 1_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.wal import HEADER, WalConfig, WriteAheadLog
+from flightrec.collector.wal import HEADER, WalConfig, WriteAheadLog
 
 
 def wal_at(path: Path, **overrides) -> WriteAheadLog:
@@ -73,7 +73,7 @@ def test_closed_wal_refuses_appends(tmp_path: Path) -> None:
 
 
 def test_backlog_bound_is_checked_with_the_write(tmp_path: Path) -> None:
-    from collector.wal import BacklogFull
+    from flightrec.collector.wal import BacklogFull
 
     wal = wal_at(tmp_path, max_backlog_spans=10)
     wal.append(b"a", 8)

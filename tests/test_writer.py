@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from collector import BatchWriter, WalConfig, WriteAheadLog, WriterConfig
-from collector.health import HealthPolicy, assess
-from collector.pipeline import IngestPipeline, IntakeConfig
-from collector.wal import WalRecord
-from store import Store
+from flightrec.collector import BatchWriter, WalConfig, WriteAheadLog, WriterConfig
+from flightrec.collector.health import HealthPolicy, assess
+from flightrec.collector.pipeline import IngestPipeline, IntakeConfig
+from flightrec.collector.wal import WalRecord
+from flightrec.store import Store
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
 MONTH_NS = 31 * 86_400 * 10**9

@@ -9,8 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, safe_text, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, safe_text, ui
+from flightrec.dashboards.safe_text import md
 
 STATUSES = ("firing", "pending", "resolved", "all")
 ANY = "any"

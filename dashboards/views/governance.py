@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, charts, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, charts, ui
+from flightrec.dashboards.safe_text import md
 
 WINDOWS = {"Last 24 hours": 24, "Last 7 days": 24 * 7, "Last 30 days": 24 * 30, "Last 90 days": 24 * 90}
 DEFAULT_WINDOW = "Last 7 days"

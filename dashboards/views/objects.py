@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import api, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, ui
+from flightrec.dashboards.safe_text import md
 
 KNOWN_TYPES = ("ticket", "order", "invoice", "customer", "account", "asset")
 ALL = "all types"

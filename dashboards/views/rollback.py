@@ -13,8 +13,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
-from dashboards import api, safe_text, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, safe_text, ui
+from flightrec.dashboards.safe_text import md
 
 RUNBOOK = """\
 1. **Pause the agent** (Kill switch panel). Within about 2 s the SDK refuses its actions and records

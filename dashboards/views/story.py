@@ -7,8 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, charts, safe_text, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, charts, safe_text, ui
+from flightrec.dashboards.safe_text import md
 
 KIND_ICONS = {
     "agent": ":material/smart_toy:",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import api, charts, safe_text, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, charts, safe_text, ui
+from flightrec.dashboards.safe_text import md
 
 trace_id = st.query_params.get("trace", "")
 if not trace_id:

@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, charts, safe_text, signals, ui
-from dashboards.safe_text import md
+from flightrec.dashboards import api, charts, safe_text, signals, ui
+from flightrec.dashboards.safe_text import md
 
 ALL_AGENTS = "All agents"
 WINDOWS = {"Last hour": (1, 300), "Last 6 hours": (6, 900), "Last 24 hours": (24, 900),

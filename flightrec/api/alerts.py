@@ -8,12 +8,12 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from detectors.governance import FlowGovernance, Rollup, govern, rollups_from_columns
-from detectors.models import Alert
-from detectors.runner import DetectorRunner, PassResult
+from flightrec.detectors.governance import FlowGovernance, Rollup, govern, rollups_from_columns
+from flightrec.detectors.models import Alert
+from flightrec.detectors.runner import DetectorRunner, PassResult
 from flightrec.api.deps import get_detectors, get_store
 from flightrec.api.envelope import Page
-from store import Store
+from flightrec.store import Store
 
 router = APIRouter(tags=["alerts"])
 

@@ -7,8 +7,8 @@ from pydantic import BaseModel
 
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
-from store import Store
-from store.audit import AuditEntry, verify_chain
+from flightrec.store import Store
+from flightrec.store.audit import AuditEntry, verify_chain
 
 router = APIRouter(tags=["audit"])
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_switches
 from flightrec.api.envelope import Page
-from rollback import ControlDecision, ControlState, KillSwitches
+from flightrec.rollback import ControlDecision, ControlState, KillSwitches
 
 router = APIRouter(tags=["controls"])
 Scope = Literal["agents", "flows"]

@@ -6,11 +6,11 @@ import hmac
 
 from fastapi import HTTPException, Request, status
 
-from collector import BatchWriter, IngestPipeline
-from detectors.runner import DetectorRunner
+from flightrec.collector import BatchWriter, IngestPipeline
+from flightrec.detectors.runner import DetectorRunner
 from flightrec.runtime import Runtime
-from rollback import KillSwitches, RollbackService
-from store import Store
+from flightrec.rollback import KillSwitches, RollbackService
+from flightrec.store import Store
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
-from collector.health import HealthPolicy, assess
-from collector.pipeline import IntakeMetrics
-from collector.quarantine import QuarantineSummary
-from collector.writer import WriterMetrics
+from flightrec.collector.health import HealthPolicy, assess
+from flightrec.collector.pipeline import IntakeMetrics
+from flightrec.collector.quarantine import QuarantineSummary
+from flightrec.collector.writer import WriterMetrics
 from flightrec.api.deps import get_runtime
 from flightrec.runtime import Runtime
 

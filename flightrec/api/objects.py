@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
 from flightrec.api.names import split_as_sent
-from stories import ObjectSummary, Story, narrate, object_summary, story_html
-from store import ObjectRef, SpanRecord, Store
+from flightrec.stories import ObjectSummary, Story, narrate, object_summary, story_html
+from flightrec.store import ObjectRef, SpanRecord, Store
 
 router = APIRouter(tags=["objects"])
 NOT_FOUND = {404: {"description": "no span names this object"}}

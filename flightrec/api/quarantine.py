@@ -7,11 +7,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from collector import BatchWriter
-from collector.quarantine import QuarantinedSegment, UnknownSegment
+from flightrec.collector import BatchWriter
+from flightrec.collector.quarantine import QuarantinedSegment, UnknownSegment
 from flightrec.api.deps import get_store, get_writer
 from flightrec.api.envelope import Page
-from store import Store
+from flightrec.store import Store
 
 router = APIRouter(tags=["quarantine"])
 

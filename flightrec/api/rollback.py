@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_rollback, get_store
 from flightrec.api.envelope import Page
-from rollback import PlanError, RollbackService, Selector, UndoPlan
-from store import Store
-from store.operations import ActionRecord
+from flightrec.rollback import PlanError, RollbackService, Selector, UndoPlan
+from flightrec.store import Store
+from flightrec.store.operations import ActionRecord
 
 router = APIRouter(tags=["rollback"])
 PLAN_ERRORS = {

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
-from stories import object_summary
-from store import Store
+from flightrec.stories import object_summary
+from flightrec.store import Store
 
 router = APIRouter(tags=["search"])
 HEX = re.compile(r"^[0-9a-fA-F]{6,32}$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from flightrec.api.deps import get_store
-from store import Store, StoreStats
+from flightrec.store import Store, StoreStats
 
 router = APIRouter(tags=["stats"])
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_store
-from store import SpanRecord, Store
+from flightrec.store import SpanRecord, Store
 
 router = APIRouter(tags=["traces"])
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
