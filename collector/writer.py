@@ -182,10 +182,7 @@ class BatchWriter:
         (rare: resends and replays), under a token naming what was left out, so a
         retry of the reduced batch is deduplicated and never confused with the full one.
         """
-        stored = self.store.stored_span_hashes(
-            trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}),
-            span_ids=sorted({span for _, span, _ in prepared.span_keys}),
-        )
+        stored = self.store.stored_span_hashes(trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}))
         conflicts = list(prepared.conflicts)
         duplicates = prepared.duplicates
         hits = [(trace, span, digest) for trace, span, digest in prepared.span_keys if (trace, span) in stored]
