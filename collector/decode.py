@@ -120,37 +120,37 @@ def _time_problem(field: str, value: int, limits: SpanLimits) -> str | None:
 
 
 def _span_problem(span: Any, limits: SpanLimits) -> str | None:
-    """What makes a span invalid (the field and why), or None."""
-    if len(span.trace_id) != 16:
-        return f"trace_id must be 16 bytes, got {len(span.trace_id)}"
-    if not any(span.trace_id):
+    """What makes a span invalid (the field and why), or None. On the request path: fields read once."""
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16:
+        return f"trace_id must be 16 bytes, got {len(trace_id)}"
+    if not any(trace_id):
         return "trace_id is all zeros"
-    if len(span.span_id) != 8:
-        return f"span_id must be 8 bytes, got {len(span.span_id)}"
-    if not any(span.span_id):
+    if len(span_id) != 8:
+        return f"span_id must be 8 bytes, got {len(span_id)}"
+    if not any(span_id):
         return "span_id is all zeros"
-    if len(span.parent_span_id) not in (0, 8):
-        return f"parent_span_id must be empty or 8 bytes, got {len(span.parent_span_id)}"
-    if span.start_time_unix_nano == 0:
+    if len(parent) not in (0, 8):
+        return f"parent_span_id must be empty or 8 bytes, got {len(parent)}"
+    start, end, newest = span.start_time_unix_nano, span.end_time_unix_nano, limits.newest_ns
+    if start == 0:
         return "start_time_unix_nano is missing"
-    problem = _time_problem("start_time_unix_nano", span.start_time_unix_nano, limits) or _time_problem(
-        "end_time_unix_nano", span.end_time_unix_nano, limits
-    )
-    if problem:
-        return problem
-    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+    if start > newest or end > newest:  # newest never exceeds what the store can hold
+        return _time_problem("start_time_unix_nano", start, limits) or _time_problem("end_time_unix_nano", end, limits)
+    if end and end < start:
         return "end_time_unix_nano is before start_time_unix_nano"
-    if span.start_time_unix_nano < limits.oldest_ns:
+    if start < limits.oldest_ns:
         return "start time is older than the retention period, so it would be deleted at once"
-    for index, event in enumerate(span.events):
-        problem = _time_problem(f"events[{index}].time_unix_nano", event.time_unix_nano, limits)
-        if problem:
-            return problem
-    for index, link in enumerate(span.links):
-        if len(link.trace_id) != 16:
-            return f"links[{index}].trace_id must be 16 bytes, got {len(link.trace_id)}"
-        if len(link.span_id) != 8:
-            return f"links[{index}].span_id must be 8 bytes, got {len(link.span_id)}"
+    if span.events:
+        for index, event in enumerate(span.events):
+            if event.time_unix_nano > newest:
+                return _time_problem(f"events[{index}].time_unix_nano", event.time_unix_nano, limits)
+    if span.links:
+        for index, link in enumerate(span.links):
+            if len(link.trace_id) != 16:
+                return f"links[{index}].trace_id must be 16 bytes, got {len(link.trace_id)}"
+            if len(link.span_id) != 8:
+                return f"links[{index}].span_id must be 8 bytes, got {len(link.span_id)}"
     return None
 
 
