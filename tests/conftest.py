@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,16 @@ from flightrec.store import Store, StoreConfig, open_store
 from tests.http_receiver import receiver  # noqa: F401 - a fixture for every test module
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 60, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds: tests wait for what they need, never a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port() -> int:

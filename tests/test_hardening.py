@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from flightrec.collector.wal import WalRecord, write_segment_file
 from flightrec.safety import CloseOnErrorMiddleware
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, wait_for
 from tests.otlp_helpers import make_request, make_span
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 NOW_NS = time.time_ns()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stored(server: ServerProcess, trace_id: bytes) -> set[str]:

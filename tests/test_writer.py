@@ -6,7 +6,6 @@ would have acknowledged them), so the writer's own defences are what is tested.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,18 +16,10 @@ from flightrec.collector.health import HealthPolicy, assess
 from flightrec.collector.pipeline import IngestPipeline, IntakeConfig
 from flightrec.collector.wal import WalRecord
 from flightrec.store import Store
+from tests.conftest import wait_for
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
 MONTH_NS = 31 * 86_400 * 10**9
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
