@@ -9,47 +9,38 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 import zlib
 from typing import Any
 
+from flightrec.collector.errors import ErrorKind, IngestError
+from flightrec.collector.limits import (
+    DEFAULT_MAX_FUTURE_S,
+    MAX_REASONS,
+    SpanLimits,
+    time_problem,
+)
+from flightrec.collector.signals import SHAPES, Signal, count_points, validate_logs
+from flightrec.collector.wire import locate_problem
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from pydantic import BaseModel, ConfigDict, Field
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from pydantic import BaseModel, ConfigDict
 
-from flightrec.collector.errors import ErrorKind, IngestError
-from flightrec.collector.wire import locate_problem
+__all__ = ["DEFAULT_MAX_FUTURE_S", "DecodedRequest", "Signal", "SpanLimits", "decode_body", "decompress"]
 
 log = logging.getLogger(__name__)
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_TYPES = frozenset({"application/json"})
-MAX_REASONS = 5
-STORE_MAX_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11; OTLP times are uint64
-DEFAULT_MAX_FUTURE_S = 86_400
-
-
-class SpanLimits(BaseModel):
-    """The time window a span, its end and its events must fall in to be stored."""
-
-    oldest_ns: int = Field(default=0, ge=0, description="earliest start (retention); 0: no limit")
-    newest_ns: int = Field(default=STORE_MAX_NS, ge=0, description="latest start, end or event time")
-
-    @classmethod
-    def now(cls, *, retention_days: int = 0, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> "SpanLimits":
-        """Limits for a request arriving now: within retention, at most ``max_future_s`` ahead."""
-        now = time.time_ns()
-        oldest = now - retention_days * 86_400 * 1_000_000_000 if retention_days else 0
-        return cls(oldest_ns=max(0, oldest), newest_ns=min(STORE_MAX_NS, now + max_future_s * 1_000_000_000))
-
-
 class DecodedRequest(BaseModel):
-    """A request holding only valid spans, its WAL payload, and what was rejected."""
+    """A request holding only valid items (spans, log records), its WAL payload, and what was rejected."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    request: ExportTraceServiceRequest
+    signal: Signal = Signal.TRACES
+    request: Any
     payload: bytes
     accepted: int
     rejected: int
@@ -61,7 +52,8 @@ class DecodedRequest(BaseModel):
             return ""
         more = self.rejected - len(self.reasons)
         tail = f"; and {more} more" if more > 0 else ""
-        return f"rejected {self.rejected} invalid span(s): " + "; ".join(self.reasons) + tail
+        noun = SHAPES[self.signal].items_name
+        return f"rejected {self.rejected} invalid {noun}(s): " + "; ".join(self.reasons) + tail
 
 
 def media_type(content_type: str | None) -> str:
@@ -110,15 +102,6 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
             )
 
 
-def _time_problem(field: str, value: int, limits: SpanLimits) -> str | None:
-    if value > STORE_MAX_NS:
-        return f"{field} = {value} is beyond what the store can hold (2262-04-11)"
-    if value > limits.newest_ns:
-        ahead_s = (value - time.time_ns()) // 1_000_000_000
-        return f"{field} is {ahead_s} s in the future, past the allowed clock skew: check the sender's clock"
-    return None
-
-
 def _span_problem(span: Any, limits: SpanLimits) -> str | None:
     """What makes a span invalid (the field and why), or None. On the request path: fields read once."""
     trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
@@ -136,7 +119,7 @@ def _span_problem(span: Any, limits: SpanLimits) -> str | None:
     if start == 0:
         return "start_time_unix_nano is missing"
     if start > newest or end > newest:  # newest never exceeds what the store can hold
-        return _time_problem("start_time_unix_nano", start, limits) or _time_problem("end_time_unix_nano", end, limits)
+        return time_problem("start_time_unix_nano", start, limits) or time_problem("end_time_unix_nano", end, limits)
     if end and end < start:
         return "end_time_unix_nano is before start_time_unix_nano"
     if start < limits.oldest_ns:
@@ -144,7 +127,7 @@ def _span_problem(span: Any, limits: SpanLimits) -> str | None:
     if span.events:
         for index, event in enumerate(span.events):
             if event.time_unix_nano > newest:
-                return _time_problem(f"events[{index}].time_unix_nano", event.time_unix_nano, limits)
+                return time_problem(f"events[{index}].time_unix_nano", event.time_unix_nano, limits)
     if span.links:
         for index, link in enumerate(span.links):
             if len(link.trace_id) != 16:
@@ -177,14 +160,14 @@ def validate_request(
     return accepted, rejected
 
 
-def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def decode_protobuf(body: bytes, message: type = ExportTraceServiceRequest) -> Any:
+    request = message()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
-        where = locate_problem(body, ExportTraceServiceRequest.DESCRIPTOR) or str(exc)
+        where = locate_problem(body, message.DESCRIPTOR) or str(exc)
         raise IngestError(
-            ErrorKind.BAD_REQUEST, f"body is not a valid protobuf ExportTraceServiceRequest: {where}"
+            ErrorKind.BAD_REQUEST, f"body is not a valid protobuf {message.__name__}: {where}"
         ) from exc
     return request
 
@@ -250,49 +233,73 @@ def _prepare_json_span(span: Any, where: str) -> None:
         _convert_ids(link, LINK_ID_FIELDS)
 
 
-def decode_json(body: bytes, reasons: list[str]) -> tuple[ExportTraceServiceRequest, int]:
-    """Parse OTLP/JSON; spans with malformed ids are dropped and counted, not fatal."""
+LOG_ID_FIELDS = (("traceId", "trace_id"), ("spanId", "span_id"))
+
+
+def _prepare_json_log(record: Any, where: str) -> None:
+    if not isinstance(record, dict):
+        raise IngestError(ErrorKind.BAD_REQUEST, f"{where} must be an object, got {type(record).__name__}")
+    _convert_ids(record, LOG_ID_FIELDS)
+
+
+def _prepare_json_metric(metric: Any, where: str) -> None:
+    if not isinstance(metric, dict):
+        raise IngestError(ErrorKind.BAD_REQUEST, f"{where} must be an object, got {type(metric).__name__}")
+
+
+JSON_ITEM_PREPARERS = {Signal.TRACES: _prepare_json_span, Signal.LOGS: _prepare_json_log,
+                       Signal.METRICS: _prepare_json_metric}
+
+
+def decode_json(body: bytes, reasons: list[str], signal: Signal = Signal.TRACES) -> tuple[Any, int]:
+    """Parse OTLP/JSON; items with malformed ids are dropped and counted, not fatal."""
+    shape, prepare_item = SHAPES[signal], JSON_ITEM_PREPARERS[signal]
     document = _load_json(body)
     dropped = 0
-    for r_index, resource_spans in enumerate(_list_field(document, "resourceSpans", "resource_spans", "body")):
-        where = f"resourceSpans[{r_index}]"
-        if not isinstance(resource_spans, dict):
+    for r_index, resource in enumerate(_list_field(document, *shape.resources, "body")):
+        where = f"{shape.resources[0]}[{r_index}]"
+        if not isinstance(resource, dict):
             raise IngestError(ErrorKind.BAD_REQUEST, f"{where} must be an object")
-        for s_index, scope_spans in enumerate(_list_field(resource_spans, "scopeSpans", "scope_spans", where)):
-            scope_where = f"{where}.scopeSpans[{s_index}]"
-            if not isinstance(scope_spans, dict):
+        for s_index, scope in enumerate(_list_field(resource, *shape.scopes, where)):
+            scope_where = f"{where}.{shape.scopes[0]}[{s_index}]"
+            if not isinstance(scope, dict):
                 raise IngestError(ErrorKind.BAD_REQUEST, f"{scope_where} must be an object")
-            spans = _list_field(scope_spans, "spans", "spans", scope_where)
+            items = _list_field(scope, *shape.items, scope_where)
             kept = []
-            for index, span in enumerate(spans):
+            for index, item in enumerate(items):
                 try:
-                    _prepare_json_span(span, f"{scope_where}.spans[{index}]")
+                    prepare_item(item, f"{scope_where}.{shape.items[0]}[{index}]")
                 except ValueError as exc:
                     dropped += 1
                     if len(reasons) < MAX_REASONS:
-                        reasons.append(f"span {str(span.get('name', ''))[:200]!r}: {exc}")
+                        reasons.append(f"{shape.items_name} {str(item.get('name', ''))[:200]!r}: {exc}")
                     continue
-                kept.append(span)
-            if spans:
-                scope_spans["spans"] = kept
-    request = ExportTraceServiceRequest()
+                kept.append(item)
+            if items:
+                scope[_pick(scope, *shape.items)[0]] = kept
+    request = shape.request()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except RecursionError:
         raise IngestError(ErrorKind.BAD_REQUEST, "body is nested too deeply to be an OTLP/JSON request") from None
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
-        raise IngestError(ErrorKind.BAD_REQUEST, f"body is not a valid OTLP/JSON trace request: {exc}") from exc
+        raise IngestError(ErrorKind.BAD_REQUEST, f"body is not a valid OTLP/JSON {signal.value} request: {exc}") from exc
     return request, dropped
 
 
-def decode_body(body: bytes, content_type: str | None, limits: SpanLimits | None = None) -> DecodedRequest:
-    """Decode and validate an (already decompressed) OTLP/HTTP body.
+VALIDATORS = {Signal.TRACES: validate_request, Signal.LOGS: validate_logs, Signal.METRICS: count_points}
+
+
+def decode_body(
+    body: bytes, content_type: str | None, limits: SpanLimits | None = None, signal: Signal = Signal.TRACES
+) -> DecodedRequest:
+    """Decode and validate an (already decompressed) OTLP/HTTP body of one signal.
 
     Every failure is an :class:`IngestError`; an unexpected exception here is still
     the body's fault (a 400 naming the error), never a 500 for the sender.
     """
     try:
-        return _decode_body(body, content_type, limits or SpanLimits.now())
+        return _decode_body(body, content_type, limits or SpanLimits.now(), signal)
     except IngestError:
         raise
     except Exception as exc:  # a decoder bug must not turn a bad body into a 500
@@ -303,20 +310,21 @@ def decode_body(body: bytes, content_type: str | None, limits: SpanLimits | None
         ) from exc
 
 
-def _decode_body(body: bytes, content_type: str | None, limits: SpanLimits) -> DecodedRequest:
+def _decode_body(body: bytes, content_type: str | None, limits: SpanLimits, signal: Signal) -> DecodedRequest:
     kind = media_type(content_type)
     reasons: list[str] = []
     if kind in PROTOBUF_TYPES:
-        request, dropped = decode_protobuf(body), 0
+        request, dropped = decode_protobuf(body, SHAPES[signal].request), 0
     elif kind in JSON_TYPES:
-        request, dropped = decode_json(body, reasons)
+        request, dropped = decode_json(body, reasons, signal)
     else:
         raise IngestError(
             ErrorKind.UNSUPPORTED_MEDIA,
             f"Content-Type {content_type!r} is not supported; use application/x-protobuf or application/json",
         )
     original = body if kind in PROTOBUF_TYPES else None
-    accepted, rejected = validate_request(request, reasons, limits)
+    accepted, rejected = VALIDATORS[signal](request, reasons, limits)
     rejected += dropped
     payload = original if original is not None and rejected == 0 else request.SerializeToString()
-    return DecodedRequest(request=request, payload=payload, accepted=accepted, rejected=rejected, reasons=reasons)
+    return DecodedRequest(signal=signal, request=request, payload=payload, accepted=accepted, rejected=rejected,
+                          reasons=reasons)

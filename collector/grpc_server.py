@@ -1,22 +1,26 @@
-"""OTLP/gRPC receiver: ``TraceService/Export`` on the same ingest pipeline as HTTP."""
+"""OTLP/gRPC receiver: trace, logs and metrics ``Export`` on the same ingest pipeline as HTTP."""
 
 from __future__ import annotations
 
 import logging
 from concurrent import futures
+from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from flightrec.collector.decode import decode_body
 from flightrec.collector.errors import IngestError
 from flightrec.collector.pipeline import IngestPipeline
+from flightrec.collector.signals import SHAPES, Signal, export_response
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 log = logging.getLogger(__name__)
 
-SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+SERVICES = {
+    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
 
 
 def _abort(context: grpc.ServicerContext, error: IngestError) -> None:
@@ -30,7 +34,7 @@ def _abort(context: grpc.ServicerContext, error: IngestError) -> None:
 
 
 class GrpcReceiver:
-    """A gRPC server for TraceService/Export: start() returns at once, shutdown() is safe twice."""
+    """A gRPC server for the three Export services: start() returns at once, shutdown() is safe twice."""
 
     def __init__(self, pipeline: IngestPipeline, host: str, port: int, workers: int = 8) -> None:
         self.pipeline = pipeline
@@ -39,22 +43,30 @@ class GrpcReceiver:
         self._workers = workers
         self.port = port
 
-    def export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+    def export(self, body: bytes, context: grpc.ServicerContext, signal: Signal = Signal.TRACES) -> Any:
         metadata = dict(context.invocation_metadata())
         try:
             self.pipeline.authorize(metadata.get("authorization"))
             decoded = self.pipeline.ingest(
-                decode_body(body, "application/x-protobuf", self.pipeline.span_limits()), transport="grpc"
+                decode_body(body, "application/x-protobuf", self.pipeline.span_limits(), signal), transport="grpc"
             )
         except IngestError as error:
             self.pipeline.refused()
             _abort(context, error)
             raise  # unreachable: abort raises
-        reply = ExportTraceServiceResponse()
-        if decoded.rejected:
-            reply.partial_success.rejected_spans = decoded.rejected
-            reply.partial_success.error_message = decoded.rejection_message
-        return reply
+        return export_response(signal, decoded.rejected, decoded.rejection_message)
+
+    def _handler(self, signal: Signal) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICES[signal],
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    lambda body, context: self.export(body, context, signal),
+                    request_deserializer=lambda raw: raw,  # keep the bytes: decode once, WAL the original
+                    response_serializer=SHAPES[signal].response.SerializeToString,
+                )
+            },
+        )
 
     def start(self) -> None:
         limit = self.pipeline.config.max_body_bytes
@@ -62,17 +74,7 @@ class GrpcReceiver:
             futures.ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="flightrec-grpc"),
             options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
         )
-        handler = grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "Export": grpc.unary_unary_rpc_method_handler(
-                    self.export,
-                    request_deserializer=lambda raw: raw,  # keep the bytes: decode once, WAL the original
-                    response_serializer=ExportTraceServiceResponse.SerializeToString,
-                )
-            },
-        )
-        server.add_generic_rpc_handlers((handler,))
+        server.add_generic_rpc_handlers(tuple(self._handler(signal) for signal in Signal))
         bound = server.add_insecure_port(self.address)
         if bound == 0:
             raise OSError(f"gRPC receiver could not bind {self.address}")

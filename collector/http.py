@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from google.protobuf import json_format
-from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-from flightrec.collector.decode import JSON_TYPES, PROTOBUF_TYPES, DecodedRequest, media_type
+from flightrec.collector.decode import (
+    JSON_TYPES,
+    PROTOBUF_TYPES,
+    DecodedRequest,
+    Signal,
+    media_type,
+)
 from flightrec.collector.errors import ErrorKind, IngestError
 from flightrec.collector.pipeline import IngestPipeline
+from flightrec.collector.signals import export_response
+from google.protobuf import json_format
+from google.rpc import status_pb2
 
 
 def _encode(message, as_json: bool) -> tuple[bytes, str]:
@@ -31,11 +37,7 @@ def error_response(error: IngestError, as_json: bool) -> Response:
 
 
 def success_response(decoded: DecodedRequest, as_json: bool) -> Response:
-    reply = ExportTraceServiceResponse()
-    if decoded.rejected:
-        reply.partial_success.rejected_spans = decoded.rejected
-        reply.partial_success.error_message = decoded.rejection_message
-    body, content_type = _encode(reply, as_json)
+    body, content_type = _encode(export_response(decoded.signal, decoded.rejected, decoded.rejection_message), as_json)
     return Response(content=body, status_code=200, media_type=content_type)
 
 
@@ -60,23 +62,21 @@ async def _read_limited(request: Request, limit: int, timeout_s: float) -> bytes
     return b"".join(chunks)
 
 
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "body could not be decoded"},
+    401: {"description": "missing or wrong ingest token"},
+    408: {"description": "body not received within the body timeout"},
+    413: {"description": "body over the size limit, or more items than the backlog can hold"},
+    415: {"description": "unsupported Content-Type or Content-Encoding"},
+    503: {"description": "backlog full; retry after Retry-After seconds"},
+}
+
+
 def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
-    """The /v1/traces route; ``get_pipeline`` is the FastAPI dependency that supplies the pipeline."""
+    """/v1/traces, /v1/logs and /v1/metrics; ``get_pipeline`` is the FastAPI dependency that supplies the pipeline."""
     router = APIRouter(tags=["otlp"])
 
-    @router.post(
-        "/v1/traces",
-        summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
-        responses={
-            400: {"description": "body could not be decoded"},
-            401: {"description": "missing or wrong ingest token"},
-            408: {"description": "body not received within the body timeout"},
-            413: {"description": "body over the size limit, or more spans than the backlog can hold"},
-            415: {"description": "unsupported Content-Type or Content-Encoding"},
-            503: {"description": "backlog full; retry after Retry-After seconds"},
-        },
-    )
-    async def export_traces(request: Request, pipeline: IngestPipeline = Depends(get_pipeline)) -> Response:
+    async def export(request: Request, pipeline: IngestPipeline, signal: Signal) -> Response:
         kind = media_type(request.headers.get("content-type"))
         as_json = kind not in PROTOBUF_TYPES
         try:
@@ -93,10 +93,26 @@ def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
                 body,
                 request.headers.get("content-type"),
                 request.headers.get("content-encoding"),
+                signal,
             )
         except IngestError as error:
             pipeline.refused()
             return error_response(error, as_json)
         return success_response(decoded, as_json)
+
+    @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
+                 responses=ERROR_RESPONSES)
+    async def export_traces(request: Request, pipeline: IngestPipeline = Depends(get_pipeline)) -> Response:
+        return await export(request, pipeline, Signal.TRACES)
+
+    @router.post("/v1/logs", summary="OTLP/HTTP log export: records kept, GenAI events joined to their spans",
+                 responses=ERROR_RESPONSES)
+    async def export_logs(request: Request, pipeline: IngestPipeline = Depends(get_pipeline)) -> Response:
+        return await export(request, pipeline, Signal.LOGS)
+
+    @router.post("/v1/metrics", summary="OTLP/HTTP metric export: data points counted and acknowledged, not kept",
+                 responses=ERROR_RESPONSES)
+    async def export_metrics(request: Request, pipeline: IngestPipeline = Depends(get_pipeline)) -> Response:
+        return await export(request, pipeline, Signal.METRICS)
 
     return router

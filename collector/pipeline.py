@@ -7,12 +7,13 @@ import logging
 import threading
 import time
 
-from pydantic import BaseModel, Field
-
-from flightrec.collector.decode import DEFAULT_MAX_FUTURE_S, DecodedRequest, SpanLimits, decode_body, decompress
+from flightrec.collector.decode import DecodedRequest, decode_body, decompress
 from flightrec.collector.errors import ErrorKind, IngestError
+from flightrec.collector.limits import DEFAULT_MAX_FUTURE_S, SpanLimits
+from flightrec.collector.signals import SHAPES, Signal
 from flightrec.collector.wal import BacklogFull, WriteAheadLog
 from flightrec.store import Store
+from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class IntakeMetrics(BaseModel):
     requests: int = 0
     accepted_spans: int = 0
     rejected_spans: int = 0
+    accepted_log_records: int = 0
+    rejected_log_records: int = 0
+    metric_points: int = Field(default=0, description="metric data points received (counted, not kept)")
     refused_requests: int = 0
     wal_errors: int = 0
     last_wal_error: str = ""
@@ -71,10 +75,12 @@ class IngestPipeline:
         with self._metrics_lock:
             self.metrics.refused_requests += 1
 
-    def ingest_body(self, body: bytes, content_type: str | None, content_encoding: str | None) -> DecodedRequest:
+    def ingest_body(
+        self, body: bytes, content_type: str | None, content_encoding: str | None, signal: Signal = Signal.TRACES
+    ) -> DecodedRequest:
         """OTLP/HTTP: decompress within limits, decode, then :meth:`ingest`."""
         raw = decompress(body, content_encoding, self.config.max_body_bytes)
-        return self.ingest(decode_body(raw, content_type, self.span_limits()), transport="http")
+        return self.ingest(decode_body(raw, content_type, self.span_limits(), signal), transport="http")
 
     def span_limits(self) -> SpanLimits:
         """The times a span arriving now may carry: inside retention (older ones would be deleted at
@@ -85,15 +91,21 @@ class IngestPipeline:
         """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
         if not self._open:
             raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
+        if decoded.signal is Signal.METRICS:  # counted so default exporters stay quiet; not kept
+            with self._metrics_lock:
+                self.metrics.requests += 1
+                self.metrics.metric_points += decoded.accepted
+            return decoded
+        noun = SHAPES[decoded.signal].items_name + "s"
         if decoded.accepted > self.wal.config.max_backlog_spans:
             raise IngestError(
                 ErrorKind.TOO_LARGE,
-                f"request holds {decoded.accepted} spans, more than the backlog can ever hold "
+                f"request holds {decoded.accepted} {noun}, more than the backlog can ever hold "
                 f"({self.wal.config.max_backlog_spans}); send them in smaller batches",
             )
         if decoded.accepted:
             try:
-                self.wal.append(decoded.payload, decoded.accepted)
+                self.wal.append(decoded.payload, decoded.accepted, decoded.signal.value)
             except BacklogFull as exc:
                 raise IngestError(
                     ErrorKind.OVERLOADED,
@@ -115,8 +127,12 @@ class IngestPipeline:
             if decoded.accepted:
                 self.metrics.wal_failing_since = 0.0
             self.metrics.requests += 1
-            self.metrics.accepted_spans += decoded.accepted
-            self.metrics.rejected_spans += decoded.rejected
+            if decoded.signal is Signal.LOGS:
+                self.metrics.accepted_log_records += decoded.accepted
+                self.metrics.rejected_log_records += decoded.rejected
+            else:
+                self.metrics.accepted_spans += decoded.accepted
+                self.metrics.rejected_spans += decoded.rejected
         return decoded
 
     def _record_rejections(self, transport: str, decoded: DecodedRequest) -> None:

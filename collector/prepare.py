@@ -18,20 +18,36 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from flightrec.collector.decode import decode_protobuf
+from flightrec.collector.logs import log_rows
 from flightrec.collector.normalize import NormalizeConfig, Normalizer
-from flightrec.collector.wal import read_payloads
+from flightrec.collector.signals import Signal
+from flightrec.collector.wal import WalRecord, read_records
 from flightrec.store import SpanBatch
-from flightrec.store.models import LINK_COLUMN_NAMES, SPAN_COLUMN_NAMES
+from flightrec.store.models import (
+    LINK_COLUMN_NAMES,
+    LOG_COLUMN_NAMES,
+    SPAN_COLUMN_NAMES,
+)
 from flightrec.store.native import NativeEncoder, PreparedBatch, PreparedPart
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+)
+from pydantic import BaseModel, Field
 
 # ClickHouse's max_partitions_per_insert_block is 100; tables are partitioned by month.
 MAX_PARTITIONS_PER_INSERT = 100
 _SAFE_SPAN_NS = 90 * 28 * 86_400 * 10**9  # spans closer together than this touch at most 92 months
 _TRACE, _SPAN, _HASH, _TS = (SPAN_COLUMN_NAMES.index(name) for name in ("TraceId", "SpanId", "ContentHash", "Timestamp"))
 MAX_CONFLICT_EXAMPLES = 5
+
+
+class Rows(BaseModel):
+    """One insert's rows per table."""
+
+    spans: list[tuple] = Field(default_factory=list)
+    links: list[tuple] = Field(default_factory=list)
+    logs: list[tuple] = Field(default_factory=list)
 
 
 class Exclusions(BaseModel):
@@ -57,19 +73,23 @@ class SegmentPreparer:
         self.normalizer = Normalizer(config)
         self.spans = NativeEncoder(SPAN_COLUMN_NAMES, insert_types["otel_traces"])
         self.links = NativeEncoder(LINK_COLUMN_NAMES, insert_types["object_links"])
+        self.logs = NativeEncoder(LOG_COLUMN_NAMES, insert_types["otel_logs"])
 
-    def normalize(self, payloads: list[bytes]) -> SpanBatch:
+    def normalize(self, records: list[WalRecord]) -> SpanBatch:
         batch = SpanBatch()
-        for payload in payloads:
-            self.normalizer.normalize_request(decode_protobuf(payload), batch)
+        for record in records:
+            if record.signal == Signal.LOGS.value:
+                batch.log_rows.extend(log_rows(decode_protobuf(record.payload, ExportLogsServiceRequest)))
+            else:
+                self.normalizer.normalize_request(decode_protobuf(record.payload), batch)
         return batch
 
     def prepare(self, path: Path, exclude: Exclusions | None = None) -> PreparedBatch:
-        return self.prepare_payloads(read_payloads(path), exclude)
+        return self.prepare_records(read_records(path), exclude)
 
-    def prepare_payloads(self, payloads: list[bytes], exclude: Exclusions | None = None) -> PreparedBatch:
+    def prepare_records(self, records: list[WalRecord], exclude: Exclusions | None = None) -> PreparedBatch:
         """Normalize, keep each span once, split by partition, encode."""
-        batch = self.normalize(payloads)
+        batch = self.normalize(records)
         exclude = exclude or Exclusions()
         seen: dict[tuple[str, str], int] = {}
         refused = set(exclude.links)
@@ -89,35 +109,40 @@ class SegmentPreparer:
                 conflicts.append(conflict_message(*key))
                 refused.add(key)
         links = [link for link in dict.fromkeys(batch.link_rows) if (link[2], link[3]) not in refused]
+        groups = self._by_partitions(Rows(spans=rows, links=links, logs=batch.log_rows))
         return PreparedBatch(
-            parts=[self._encode(span_rows, link_rows) for span_rows, link_rows in self._by_partitions(rows, links)],
+            parts=[self._encode(group) for group in groups],
             span_keys=[(row[_TRACE], row[_SPAN], row[_HASH]) for row in rows],
             duplicates=duplicates,
             conflicts=conflicts,
         )
 
     @staticmethod
-    def _by_partitions(rows: list[tuple], links: list[tuple]) -> list[tuple[list[tuple], list[tuple]]]:
+    def _by_partitions(rows: Rows) -> list[Rows]:
         """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT months."""
-        stamps = [row[_TS] for row in rows] + [link[4] for link in links]
+        stamps = [row[_TS] for row in rows.spans] + [link[4] for link in rows.links] + [log[0] for log in rows.logs]
         if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
-            return [(rows, links)]
+            return [rows]
         months = sorted({_month(ns) for ns in stamps})
         group_of = {month: index // MAX_PARTITIONS_PER_INSERT for index, month in enumerate(months)}
-        groups: list[tuple[list[tuple], list[tuple]]] = [([], []) for _ in range(max(group_of.values()) + 1)]
-        for row in rows:
-            groups[group_of[_month(row[_TS])]][0].append(row)
-        for link in links:
-            groups[group_of[_month(link[4])]][1].append(link)
+        groups = [Rows() for _ in range(max(group_of.values()) + 1)]
+        for row in rows.spans:
+            groups[group_of[_month(row[_TS])]].spans.append(row)
+        for link in rows.links:
+            groups[group_of[_month(link[4])]].links.append(link)
+        for log in rows.logs:
+            groups[group_of[_month(log[0])]].logs.append(log)
         return groups
 
-    def _encode(self, span_rows: list[tuple], link_rows: list[tuple]) -> PreparedPart:
-        batch = SpanBatch(span_rows=span_rows, link_rows=link_rows)
+    def _encode(self, rows: Rows) -> PreparedPart:
+        batch = SpanBatch(span_rows=rows.spans, link_rows=rows.links, log_rows=rows.logs)
         return PreparedPart(
             spans=batch.span_count,
             links=batch.link_count,
+            logs=len(batch.log_rows),
             span_native=self.spans.encode(batch.span_columns()),
             link_native=self.links.encode(batch.link_columns()),
+            log_native=self.logs.encode(batch.log_columns()),
         )
 
 

@@ -1,8 +1,9 @@
 """The write-ahead log: a batch is acknowledged only once it is on disk.
 
 Segments are files ``<seq>-<instance>.wal`` holding records
-``magic | length | spans | crc32 | payload`` (payload: a serialized
-ExportTraceServiceRequest). Appends go to the active segment and are fsynced
+``magic | length | items | crc32 | payload`` (payload: a serialized
+ExportTraceServiceRequest, magic ``FRW1``, or ExportLogsServiceRequest, magic ``FRL1``;
+items: its spans or log records). Appends go to the active segment and are fsynced
 before returning. The writer takes sealed segments oldest first, inserts each
 with its file name as the deduplication token and deletes it. A crash leaves at
 most a torn tail on the active segment, which was never acknowledged and is cut
@@ -27,15 +28,18 @@ from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"FRW1"
+MAGIC = b"FRW1"  # a trace request
+MAGIC_BY_SIGNAL = {"traces": MAGIC, "logs": b"FRL1"}
+SIGNAL_BY_MAGIC = {magic: signal for signal, magic in MAGIC_BY_SIGNAL.items()}
 HEADER = struct.Struct("<4sIII")  # magic, payload length, span count, crc32
 
 
 class WalRecord(BaseModel):
-    """One acknowledged batch: its span count and its serialized request."""
+    """One acknowledged batch: its item count (spans or log records), its serialized request, its signal."""
 
     spans: int
     payload: bytes
+    signal: str = "traces"
 
 
 def read_records(path: Path) -> list[WalRecord]:
@@ -47,9 +51,9 @@ def read_records(path: Path) -> list[WalRecord]:
     while offset + HEADER.size <= len(data):
         magic, length, spans, crc = HEADER.unpack_from(data, offset)
         payload = data[offset + HEADER.size : offset + HEADER.size + length]
-        if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+        if magic not in SIGNAL_BY_MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
             break
-        records.append(WalRecord(spans=spans, payload=payload))
+        records.append(WalRecord(spans=spans, payload=payload, signal=SIGNAL_BY_MAGIC[magic]))
         offset += HEADER.size + length
     return records
 
@@ -59,8 +63,8 @@ def read_payloads(path: Path) -> list[bytes]:
     return [record.payload for record in read_records(path)]
 
 
-def encode_record(payload: bytes, spans: int) -> bytes:
-    return HEADER.pack(MAGIC, len(payload), spans, zlib.crc32(payload)) + payload
+def encode_record(payload: bytes, spans: int, signal: str = "traces") -> bytes:
+    return HEADER.pack(MAGIC_BY_SIGNAL[signal], len(payload), spans, zlib.crc32(payload)) + payload
 
 
 def write_segment_file(path: Path, records: list[WalRecord]) -> None:
@@ -68,7 +72,7 @@ def write_segment_file(path: Path, records: list[WalRecord]) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     with temporary.open("wb") as handle:
         for record in records:
-            handle.write(encode_record(record.payload, record.spans))
+            handle.write(encode_record(record.payload, record.spans, record.signal))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -163,7 +167,7 @@ class WriteAheadLog:
                     return spans, offset
                 magic, length, count, crc = HEADER.unpack(header)
                 payload = handle.read(length)
-                if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+                if magic not in SIGNAL_BY_MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
                     return spans, offset
                 spans += count
                 offset += HEADER.size + length
@@ -180,14 +184,14 @@ class WriteAheadLog:
         """Bytes on disk of what is acknowledged but not yet inserted."""
         return self._sealed_bytes + (self._active_bytes if self._active is not None else 0)
 
-    def append(self, payload: bytes, spans: int) -> None:
+    def append(self, payload: bytes, spans: int, signal: str = "traces") -> None:
         """Write one batch and make it durable.
 
         Raises :class:`BacklogFull` past ``max_backlog_spans`` (checked under the same
         lock as the write, so concurrent requests cannot overshoot) and OSError if the
         disk refuses the batch.
         """
-        record = encode_record(payload, spans)
+        record = encode_record(payload, spans, signal)
         with self._lock:
             if self._closed:
                 raise OSError("the write-ahead log is closed")

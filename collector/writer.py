@@ -248,10 +248,10 @@ class BatchWriter:
         inserted = 0
         for number, record in enumerate(records):
             try:
-                prepared = self._preparer.prepare_payloads([record.payload])
+                prepared = self._preparer.prepare_records([record])
                 inserted += self._insert(
                     prepared, f"{segment.token}.r{number}",
-                    lambda exclude, payload=record.payload: self._preparer.prepare_payloads([payload], exclude),
+                    lambda exclude, one=record: self._preparer.prepare_records([one], exclude),
                 )
             except Exception as exc:
                 if _classify(exc):

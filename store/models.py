@@ -62,6 +62,13 @@ SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 
 LINK_COLUMN_NAMES: tuple[str, ...] = ("ObjectType", "ObjectId", "TraceId", "SpanId", "Timestamp", "Tenant", "Agent")
 
+# Insert shape of otel_logs (TimestampTime is the table's DEFAULT).
+LOG_COLUMN_NAMES: tuple[str, ...] = (
+    "Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
+    "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion", "ScopeAttributes",
+    "LogAttributes", "EventName",
+)
+
 
 SpanRow = tuple
 """One span ready to insert: a tuple of otel_traces values in ``SPAN_COLUMN_NAMES`` order.
@@ -80,6 +87,7 @@ class SpanBatch(BaseModel):
 
     span_rows: list[tuple] = Field(default_factory=list)
     link_rows: list[tuple] = Field(default_factory=list)
+    log_rows: list[tuple] = Field(default_factory=list)
 
     @property
     def span_count(self) -> int:
@@ -94,6 +102,9 @@ class SpanBatch(BaseModel):
 
     def link_columns(self) -> list[tuple]:
         return list(zip(*self.link_rows)) if self.link_rows else [() for _ in LINK_COLUMN_NAMES]
+
+    def log_columns(self) -> list[tuple]:
+        return list(zip(*self.log_rows)) if self.log_rows else [() for _ in LOG_COLUMN_NAMES]
 
 
 class ObjectRef(BaseModel):

@@ -23,6 +23,8 @@ class PreparedPart(BaseModel):
     links: int
     span_native: bytes
     link_native: bytes
+    logs: int = 0
+    log_native: bytes = b""
 
 
 class PreparedBatch(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pydantic import BaseModel
 
@@ -17,7 +17,16 @@ from flightrec.store.engine import Engine
 
 
 def _ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    """Nanoseconds since the epoch, truncated to the microsecond (exact: no float rounding up past the
+    span's own time, so a window starting at a reported time includes that span)."""
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
+
+
+def _to_ns(moment: datetime) -> int:
+    """A time as integer nanoseconds since the epoch, exactly (no float rounding); naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1) * 1000
 
 
 def _now() -> datetime:
@@ -45,6 +54,9 @@ class ActionRecord(BaseModel):
     undo_kind: str
     undo_target: str
     undo_args: str
+    undo_system: str = ""
+    undo_check: str = ""
+    fields: list[str] | None = None  # object fields it changed (type:id#field); None: not declared
 
     @property
     def performed(self) -> bool:
@@ -59,6 +71,20 @@ class LaterChange(BaseModel):
     agent: str
     name: str
     time: datetime
+    fields: list[str] | None = None  # the fields it changed, as declared; None: not declared
+
+
+def _fields(raw: str) -> list[str] | None:
+    """``flightrec.action.fields`` (a JSON string array, or one string) as a list; None when absent."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return [raw]
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [str(value)]
 
 
 def _action_status(mode: str, status_code: str, recorded: str) -> str:
@@ -73,7 +99,9 @@ ACTION_SELECT = """
     TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), Agent, ActionName, ActionSystem, ActionRisk, Mode,
     ActionAmount, ActionCurrency, Objects, StatusCode, StatusMessage,
     SpanAttributes['flightrec.action.status'], SpanAttributes['flightrec.undo.kind'],
-    SpanAttributes['flightrec.undo.target'], SpanAttributes['flightrec.undo.args']
+    SpanAttributes['flightrec.undo.target'], SpanAttributes['flightrec.undo.args'],
+    SpanAttributes['flightrec.undo.system'], SpanAttributes['flightrec.undo.check'],
+    SpanAttributes['flightrec.action.fields']
 """
 
 
@@ -110,14 +138,14 @@ class ActionsRepository:
                 "AND Mode NOT IN ('observe', 'assist') AND StatusCode != 'Error' "
                 "AND SpanAttributes['flightrec.action.status'] != 'blocked' "
             )
-        sql += "ORDER BY Timestamp DESC, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {last:UInt32}"
+        sql += "ORDER BY Timestamp DESC, TraceId DESC, SpanId DESC LIMIT 1 BY TraceId, SpanId LIMIT {last:UInt32}"
         rows = self.engine.query(
             "list_actions",
             sql,
             {
                 "agent": agent, "object": object_ref if ident else "", "kind": kind, "ident": ident, "flow": flow,
-                "since": int(since.timestamp() * 1e9) if since else 0,
-                "until": int(until.timestamp() * 1e9) if until else 2**62,
+                "since": _to_ns(since) if since else 0,
+                "until": _to_ns(until) + 999 if until else 2**62,
                 "last": last,
             },
         )
@@ -128,10 +156,10 @@ class ActionsRepository:
                 flow=flows.get(trace, ""), name=name, system=system, risk=risk, mode=mode or "auto", amount=amount,
                 currency=currency, objects=list(objects), status=_action_status(mode, status_code, recorded),
                 error=message if status_code == "Error" else "", undo_kind=undo_kind, undo_target=undo_target,
-                undo_args=undo_args,
+                undo_args=undo_args, undo_system=undo_system, undo_check=undo_check, fields=_fields(fields),
             )
             for (trace, span, ns, agent_name, name, system, risk, mode, amount, currency, objects, status_code,
-                 message, recorded, undo_kind, undo_target, undo_args) in rows
+                 message, recorded, undo_kind, undo_target, undo_args, undo_system, undo_check, fields) in rows
         ]
 
     def flows(self, *, trace_ids: list[str]) -> dict[str, str]:
@@ -152,30 +180,37 @@ class ActionsRepository:
             return []
         rows = self.engine.query(
             "later_changes",
-            f"SELECT TraceId, SpanId, Agent, ActionName, toUnixTimestamp64Nano(Timestamp), Objects "
+            f"SELECT TraceId, SpanId, Agent, ActionName, toUnixTimestamp64Nano(Timestamp), Objects, "
+            "SpanAttributes['flightrec.action.fields'] "
             f"FROM {self.db}.otel_traces WHERE Operation = 'action' AND hasAny(Objects, {{objects:Array(String)}}) "
             "AND Timestamp > fromUnixTimestamp64Nano({after:Int64}) AND Mode NOT IN ('observe', 'assist') "
             "AND StatusCode != 'Error' AND SpanAttributes['flightrec.action.status'] != 'blocked' "
             "ORDER BY Timestamp LIMIT 1 BY TraceId, SpanId LIMIT 10000",
-            {"objects": objects, "after": int(after.timestamp() * 1e9)},
+            {"objects": objects, "after": _to_ns(after) + 999},
         )
         wanted = set(objects)
         return [
-            LaterChange(object=ref, action_id=f"{trace}:{span}", agent=agent, name=name, time=_ns(ns))
-            for trace, span, agent, name, ns, touched in rows
+            LaterChange(object=ref, action_id=f"{trace}:{span}", agent=agent, name=name, time=_ns(ns),
+                        fields=_fields(fields))
+            for trace, span, agent, name, ns, touched, fields in rows
             for ref in touched
             if ref in wanted
         ]
 
     def undone(self, *, action_ids: list[str]) -> dict[str, str]:
-        """Which of these actions a successful undo span says were undone, and by which plan."""
+        """Which of these actions a rollback plan of this server undid (a step done), and by which plan.
+
+        Read from the plans' own table, never from spans: an ingested span saying "undone" is a
+        claim by whoever sent it and must not make a plan skip an action.
+        """
         if not action_ids:
             return {}
         rows = self.engine.query(
             "undone_actions",
-            f"SELECT SpanAttributes['flightrec.undo.of'], any(SpanAttributes['flightrec.rollback.plan']) "
-            f"FROM {self.db}.otel_traces WHERE Operation = 'undo' AND StatusCode != 'Error' "
-            "AND SpanAttributes['flightrec.undo.of'] IN {ids:Array(String)} GROUP BY 1",
+            "SELECT JSONExtractString(step, 'action_id') AS id, any(plan) FROM ("
+            f"SELECT PlanId AS plan, argMax(Body, Version) AS body FROM {self.db}.rollback_plans GROUP BY PlanId) "
+            "ARRAY JOIN JSONExtractArrayRaw(body, 'steps') AS step "
+            "WHERE JSONExtractString(step, 'status') = 'done' AND id IN {ids:Array(String)} GROUP BY id",
             {"ids": action_ids},
         )
         return dict(rows)
@@ -272,6 +307,22 @@ class AuditRepository:
             )
             return AuditEntry(seq=seq, time=time, actor=actor, act=act, subject=subject, details=details,
                               prev_hash=prev, hash=digest)
+
+    def latest_by_subject(self, *, acts: list[str], subject_prefix: str) -> list[AuditEntry]:
+        """The newest entry of any of these acts per subject starting with the prefix, by subject."""
+        rows = self.engine.query(
+            "audit_latest_by_subject",
+            "SELECT argMax(Seq, Seq), argMax(Time, Seq), argMax(Actor, Seq), argMax(Act, Seq), Subject, "
+            f"argMax(Details, Seq), argMax(PrevHash, Seq), argMax(Hash, Seq) FROM {self.db}.audit_log "
+            "WHERE Act IN {acts:Array(String)} AND startsWith(Subject, {prefix:String}) "
+            "GROUP BY Subject ORDER BY Subject",
+            {"acts": acts, "prefix": subject_prefix},
+        )
+        return [
+            AuditEntry(seq=seq, time=time.replace(tzinfo=timezone.utc), actor=actor, act=act, subject=subject,
+                       details=json.loads(details), prev_hash=prev, hash=digest)
+            for seq, time, actor, act, subject, details, prev, digest in rows
+        ]
 
     def entries(self, *, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = self.engine.query(

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from flightrec.store.config import StoreConfig
 from flightrec.store.engine import Engine
 from flightrec.store.links import covered_spans
+from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
@@ -14,6 +15,7 @@ from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
 from flightrec.store.models import (
     LINK_COLUMN_NAMES,
+    LOG_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
     ObjectActivity,
     ObjectRef,
@@ -90,7 +92,7 @@ class Store:
     def apply_retention(self, days: int) -> None:
         """Set (or with 0 remove) the TTL of spans and links."""
         on_cluster = f"ON CLUSTER {self.config.cluster}" if self.config.cluster else ""
-        for table in ("otel_traces", "object_links"):
+        for table in ("otel_traces", "object_links", "otel_logs"):
             if days > 0:
                 sql = (
                     f"ALTER TABLE {self.db}.{table} {on_cluster} "
@@ -142,13 +144,14 @@ class Store:
         rows = self.engine.query(
             "insert_types",
             "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
-            "AND table IN ('otel_traces', 'object_links')",
+            "AND table IN ('otel_traces', 'object_links', 'otel_logs')",
             {"db": self.db},
         )
         types = {(table, name): kind for table, name, kind in rows}
         return {
             "otel_traces": [types[("otel_traces", name)] for name in SPAN_COLUMN_NAMES],
             "object_links": [types[("object_links", name)] for name in LINK_COLUMN_NAMES],
+            "otel_logs": [types[("otel_logs", name)] for name in LOG_COLUMN_NAMES],
         }
 
     def insert_prepared(self, batch: PreparedBatch, dedup_token: str) -> None:
@@ -166,6 +169,10 @@ class Store:
             if part.links:
                 self.engine.insert_native(
                     "insert_links", f"{self.db}.object_links", LINK_COLUMN_NAMES, part.link_native, token
+                )
+            if part.logs:
+                self.engine.insert_native(
+                    "insert_logs", f"{self.db}.otel_logs", LOG_COLUMN_NAMES, part.log_native, token
                 )
 
     def stored_span_hashes(self, *, trace_ids: list[str]) -> dict[tuple[str, str], int]:
@@ -203,7 +210,27 @@ class Store:
             "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
             {"trace_id": trace_id},
         )
-        return [_record_from_row(row) for row in rows]
+        return self._with_log_events([_record_from_row(row) for row in rows])
+
+    def span_log_events(self, *, trace_ids: list[str]) -> list[LogEvent]:
+        """The log records that name a span of these traces (GenAI events and the like)."""
+        if not trace_ids:
+            return []
+        rows = self.engine.query(
+            "span_log_events",
+            f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), EventName, Body, LogAttributes "
+            f"FROM {self.db}.otel_logs WHERE TraceId IN {{trace_ids:Array(String)}} AND SpanId != '' "
+            "ORDER BY Timestamp LIMIT 10000",
+            {"trace_ids": trace_ids},
+        )
+        return [LogEvent(trace_id=trace, span_id=span, time_ns=ns, name=name, body=body, attributes=dict(attrs))
+                for trace, span, ns, name, body, attrs in rows]
+
+    def _with_log_events(self, spans: list[SpanRecord]) -> list[SpanRecord]:
+        if not spans:
+            return spans
+        events = self.span_log_events(trace_ids=sorted({span.trace_id for span in spans}))
+        return attach_log_events(spans, events) if events else spans
 
     def object_anchors(self, *, obj: ObjectRef, runs: int | None = None) -> set[tuple[str, str]]:
         """The (trace id, span id) pairs whose spans name this object; with ``runs``, only the latest runs'."""
@@ -245,18 +272,22 @@ class Store:
             "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
             {"trace_ids": trace_ids},
         )
-        return covered_spans((_record_from_row(row) for row in rows), anchors)
+        return self._with_log_events(covered_spans((_record_from_row(row) for row in rows), anchors))
 
-    def recent_objects(self, *, object_type: str = "", text: str = "", limit: int = 50) -> list[ObjectActivity]:
-        """Objects most recently touched first, optionally of one type or with ``text`` in their id."""
+    def recent_objects(
+        self, *, object_type: str = "", text: str = "", agent: str = "", limit: int = 50
+    ) -> list[ObjectActivity]:
+        """Objects most recently touched first, optionally of one type, with ``text`` in their id, or
+        touched by ``agent`` (every agent that touched such an object is still listed)."""
         rows = self.engine.query(
             "recent_objects",
             f"SELECT ObjectType, ObjectId, toUnixTimestamp64Nano(max(Timestamp)), uniqExact(TraceId), "
             f"arraySort(groupUniqArray(16)(Agent)), argMax(TraceId, Timestamp) FROM {self.db}.object_links "
             "WHERE ({type:String} = '' OR ObjectType = {type:String}) "
             "AND ({text:String} = '' OR positionCaseInsensitive(ObjectId, {text:String}) > 0) "
-            "GROUP BY ObjectType, ObjectId ORDER BY max(Timestamp) DESC, ObjectType, ObjectId LIMIT {limit:UInt32}",
-            {"type": object_type, "text": text, "limit": limit},
+            "GROUP BY ObjectType, ObjectId HAVING {agent:String} = '' OR countIf(Agent = {agent:String}) > 0 "
+            "ORDER BY max(Timestamp) DESC, ObjectType, ObjectId LIMIT {limit:UInt32}",
+            {"type": object_type, "text": text, "agent": agent, "limit": limit},
         )
         flags = self.run_flags(trace_ids=[row[5] for row in rows])
         return [
@@ -357,7 +388,7 @@ class Store:
 
     def optimize(self) -> None:
         """Merge parts now, collapsing replayed duplicates (tests and benchmarks)."""
-        for table in ("otel_traces", "object_links"):
+        for table in ("otel_traces", "object_links", "otel_logs"):
             self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
 
 

@@ -166,3 +166,30 @@ CREATE TABLE IF NOT EXISTS flightrec.pager_outbox ON CLUSTER fr
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY (EntryId, Version)
 TTL toDateTime(CreatedAt) + toIntervalDay(30);
+
+-- 0007_logs
+CREATE TABLE IF NOT EXISTS flightrec.otel_logs ON CLUSTER fr
+(
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    EventName String CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+SETTINGS non_replicated_deduplication_window = 10000;
