@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from flightrec.cli_output import add_text_row, print_pass, print_quarantine, print_replayed
+from flightrec.cli_output import (
+    add_text_row,
+    flightrec_command,
+    print_detection,
+    print_plan,
+    print_quarantine,
+    print_replayed,
+)
 from flightrec.paths import api_path
 
 if TYPE_CHECKING:  # imported by the commands that use them: `--help` and `--version` stay fast
@@ -187,6 +195,10 @@ def actions(
 ) -> None:
     """List the actions agents took or proposed, newest first."""
     page = _api_call(api, "GET", "/api/actions", params={"agent": agent, "object": object, "last": last})
+    if not page["items"]:
+        scope = " ".join(part for part in (f"for agent {agent}" if agent else "", f"on {object}" if object else "") if part)
+        console.print(Text(f"no actions {scope}" if scope else "no actions recorded yet"))
+        return
     table = Table("time (UTC)", "agent", "action", "status", "risk", "amount", "objects", "undo")
     for item in page["items"]:
         amount = f"{item['amount']:,.2f} {item['currency']}" if item["amount"] else ""
@@ -196,16 +208,7 @@ def actions(
 
 
 def _print_plan(plan: dict) -> None:
-    table = Table("action", "agent", "time (UTC)", "risk", "status", "reason / call", title=f"plan {plan['id']}: {plan['status']}")
-    for step in plan["steps"]:
-        call = step.get("call") or {}
-        detail = step["reason"] or (f"{call.get('kind')} {call.get('target')}" if call else "")
-        add_text_row(table, step["action"], step["agent"], step["time"][:19].replace("T", " "), step["risk"], step["status"], detail)
-    console.print(table)
-    if plan["requires_approval"] and not plan["approvals"]:
-        console.print(f"High-risk steps: a second person must approve: flightrec approve {plan['id']} --actor NAME")
-    if plan.get("error"):
-        console.print(f"[red]{escape(plan['error'])}[/red] — fix the cause, then resume: flightrec rollback --plan {plan['id']} --execute")
+    print_plan(console, plan, flightrec_command())
 
 
 @app.command()
@@ -241,22 +244,41 @@ def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, 
     control = _api_call(api, "POST", api_path("controls", "agents", agent, command),
                         json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
     limit = f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""
-    console.print(f"{escape(control['agent'])}: {control['state']}{limit}", highlight=False)
+    why = f": {control['reason']}" if control.get("reason") else ""
+    console.print(Text(f"{control['agent']}: {control['state']}{limit}{why}"))
 
 
 @app.command()
 def detect(api: str = ApiOpt) -> None:
-    """Run one detector pass on the server and print the alerts it fired or resolved."""
-    print_pass(console, _api_call(api, "POST", "/api/detectors/run"))
+    """Run one detector pass on the server and print the alerts it fired or resolved, and those still firing."""
+    result = _api_call(api, "POST", "/api/detectors/run")
+    active = [alert for status in ("firing", "pending")
+              for alert in _api_call(api, "GET", "/api/alerts", params={"status": status})["alerts"]]
+    print_detection(console, result, active)
+    for delivery in result.get("deliveries", []):
+        if not delivery.get("ok", True):
+            console.print(Text(f"page not delivered via {delivery.get('router')}: {delivery.get('error')}", style="red"))
+
+
+class AlertStatus(str, Enum):
+    pending = "pending"
+    firing = "firing"
+    resolved = "resolved"
+    all = "all"
 
 
 @app.command()
 def alerts(
-    status: str = typer.Option("firing", "--status", help="pending, firing, resolved, or '' for all"),
+    status: AlertStatus = typer.Option(AlertStatus.firing, "--status", case_sensitive=False,
+                                       help="Only alerts in this state (all: every state)"),
     api: str = ApiOpt,
 ) -> None:
-    """List alerts."""
-    body = _api_call(api, "GET", "/api/alerts", params={"status": status})
+    """List alerts, newest first."""
+    wanted = "" if status is AlertStatus.all else status.value
+    body = _api_call(api, "GET", "/api/alerts", params={"status": wanted})
+    if not body["alerts"]:
+        console.print(f"no {wanted} alerts" if wanted else "no alerts")
+        return
     table = Table("since (UTC)", "status", "severity", "detector", "agent", "summary")
     for alert in body["alerts"]:
         add_text_row(table, alert["started_at"][:19].replace("T", " "), alert["status"], alert["severity"],
@@ -392,8 +414,10 @@ def fleet(
 
 @app.command()
 def demo(
-    workflows: int = typer.Option(300, min=1, help="How many agent workflows the fleet runs"),
-    seed: int = typer.Option(7, help="Fleet random seed"),
+    workflows: int = typer.Option(300, min=1, help="How many agent workflows the fleet runs first"),
+    seed: int = typer.Option(None, help="Fleet random seed (default: 7 on a new data directory, a fresh one on a rerun)"),
+    pace: float = typer.Option(5.0, "--pace", min=0, metavar="SECONDS",
+                               help="While serving, a small live fleet runs a workflow this often (0: no live fleet)"),
     data: Path = typer.Option(Path(".flightrec/demo"), help="Data directory of the demo store"),
     http_port: int = typer.Option(4318, help="OTLP/HTTP + API port"),
     grpc_port: int = typer.Option(4317, help="OTLP/gRPC port"),
@@ -408,7 +432,8 @@ def demo(
     from flightrec.demo import DemoConfig, run_demo
 
     config = DemoConfig(workflows=workflows, seed=seed, data=data, http_port=http_port, grpc_port=grpc_port,
-                        records_port=records_port, ui_port=ui_port, ui=not no_ui, serve_on=not exit_after)
+                        records_port=records_port, ui_port=ui_port, ui=not no_ui, serve_on=not exit_after, pace_s=pace,
+                        command=flightrec_command())
     try:
         run_demo(config, console, _run_fleet_with_progress)
     except KeyboardInterrupt:

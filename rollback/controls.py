@@ -25,6 +25,10 @@ class KillSwitches:
             raise ValueError(f"a {scope} name is required")
         if state == "throttled" and max_per_minute < 1:
             raise ValueError("throttling needs max_per_minute >= 1")
+        if not reason.strip():
+            # Setting the same state again without a reason (a second `pause`) keeps the reason given before.
+            before = self.get(scope=scope, name=name)
+            reason = before.reason if before.state == state else ""
         row = ControlRow(
             scope=scope, name=name, state=state, max_per_minute=max_per_minute if state == "throttled" else 0,
             actor=actor, reason=reason, updated_at=datetime.now(tz=timezone.utc),

@@ -72,10 +72,13 @@ class RollbackService:
         plan = self.get(plan_id)
         if not actor.strip():
             raise PlanError(400, "actor is required: who approves")
-        if actor == plan.author:
-            raise PlanError(403, f"{actor} wrote this plan and cannot approve it: a second person must")
         if plan.status not in ("awaiting_approval", "ready"):
             raise PlanError(409, f"plan {plan_id} is {plan.status}; only a plan not yet run can be approved")
+        if not plan.requires_approval:
+            raise PlanError(409, f"plan {plan_id} needs no approval: it undoes no high-risk action, "
+                                 "so it can be executed as it is")
+        if actor == plan.author:
+            raise PlanError(403, f"{actor} wrote this plan and cannot approve it: a second person must")
         if any(approval.actor == actor for approval in plan.approvals):
             return plan
         plan.approvals.append(Approval(actor=actor, at=datetime.now(tz=timezone.utc)))

@@ -1,4 +1,5 @@
-"""The CLI as a newcomer meets it: demo, config, clear errors, the WAL commands and a quiet Ctrl-C."""
+"""The CLI as a newcomer meets it: config, clear errors, empty answers said in words, kill switches, rollback
+plans step by step, the WAL commands and a quiet Ctrl-C. The demo has tests/test_demo.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span
@@ -25,20 +27,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
-
-
-def test_demo_records_the_fleet_and_lists_a_ticket(tmp_path: Path) -> None:
-    result = run_cli(
-        "demo", "--exit", "--workflows", "40", "--data", str(tmp_path / "demo"), "--records-port", str(free_port()),
-        "--http-port", str(free_port()), "--grpc-port", str(free_port()),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "Recorded" in out and "business objects" in out
-    spans = int(out.split("Recorded", 1)[1].split()[0])
-    assert spans > 40 * 5
-    assert "spans of ticket:" in out and "/api/objects/ticket/" in out
-    assert "invoke_agent" in out or "agent" in out
 
 
 def test_config_prints_json_and_masks_secrets() -> None:
@@ -211,3 +199,126 @@ def test_ctrl_c_right_after_serve_answers_is_quiet_too(tmp_path: Path) -> None:
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert returncode in (0, 130), output
+
+
+# --- alerts, empty answers, kill switches, approvals, dry runs -------------------------------------
+
+@pytest.fixture
+def planning_server(make_server) -> ServerProcess:
+    """A server with a system of record registered (nothing listens there: dry runs never call it)."""
+    return make_server(env={"FLIGHTREC_RECORDS_URL": f"http://127.0.0.1:{free_port()}"})
+
+
+def send_action(server: ServerProcess, agent: str, name: str, ref: str, *, risk: str = "low", amount: float = 0,
+                undo: dict[str, str] | None = None, minutes_ago: float = 5) -> None:
+    """One action span, as an agent reports it (auto mode: it took effect)."""
+    kind, _, ident = ref.partition(":")
+    attrs = {"flightrec.operation": "action", "flightrec.action.name": name, "flightrec.action.risk": risk,
+             "flightrec.mode": "auto", "flightrec.object.type": kind, "flightrec.object.id": ident,
+             "flightrec.action.system": "billing" if amount else "helpdesk"}
+    if amount:
+        attrs |= {"flightrec.action.amount": amount, "flightrec.action.currency": "EUR"}
+    if undo:
+        attrs |= {f"flightrec.undo.{key}": value for key, value in undo.items()}
+    span = make_span(name, attrs, start_ns=time.time_ns() - int(minutes_ago * 60e9))
+    with server.client() as client:
+        client.post("/v1/traces", content=make_request([span], {"service.name": agent}).SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf"}).raise_for_status()
+
+
+def test_alerts_with_a_bad_status_names_the_allowed_values(server: ServerProcess) -> None:
+    bad = run_cli("alerts", "--status", "bogus", "--api", server.url, timeout=60)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    said = bad.stdout + bad.stderr
+    assert "bogus" in said and all(value in said for value in ("pending", "firing", "resolved", "all"))
+    assert "Traceback" not in said and "literal_error" not in said and "HTTP 422" not in said
+
+
+def test_empty_answers_say_so(planning_server: ServerProcess) -> None:
+    server = planning_server
+    api = ("--api", server.url)
+    firing = run_cli("alerts", *api, timeout=60)
+    assert firing.returncode == 0 and firing.stdout.strip() == "no firing alerts", firing.stdout + firing.stderr
+    every = run_cli("alerts", "--status", "all", *api, timeout=60)
+    assert every.returncode == 0 and every.stdout.strip() == "no alerts", every.stdout
+    actions = run_cli("actions", "--agent", "nobody-acted", *api, timeout=60)
+    assert actions.returncode == 0 and actions.stdout.strip() == "no actions for agent nobody-acted", actions.stdout
+    on_object = run_cli("actions", "--object", "ticket:T-0", *api, timeout=60)
+    assert on_object.stdout.strip() == "no actions on ticket:T-0", on_object.stdout
+    plan = run_cli("rollback", "--agent", "nobody-acted", "--actor", "me", *api, timeout=60)
+    assert plan.returncode == 0 and "nothing to undo" in plan.stdout and "agent nobody-acted" in plan.stdout, plan.stdout
+    assert "┏" not in firing.stdout + actions.stdout + plan.stdout, "no empty tables"
+
+
+def test_pausing_again_without_a_reason_keeps_the_reason(server: ServerProcess) -> None:
+    api = ("--api", server.url)
+    first = run_cli("pause", "ops-agent", "--actor", "ana", "--reason", "refunds look wrong", *api, timeout=60)
+    assert first.returncode == 0 and "ops-agent: paused: refunds look wrong" in first.stdout, first.stdout
+    again = run_cli("pause", "ops-agent", "--actor", "ben", *api, timeout=60)
+    assert again.returncode == 0 and "ops-agent: paused: refunds look wrong" in again.stdout, again.stdout
+    with server.client() as client:
+        control = client.get("/api/controls/agents/ops-agent").json()
+        assert (control["state"], control["reason"], control["actor"]) == ("paused", "refunds look wrong", "ben")
+        resumed = run_cli("resume", "ops-agent", "--actor", "ben", *api, timeout=60)
+        assert resumed.stdout.strip() == "ops-agent: running", resumed.stdout
+        assert client.get("/api/controls/agents/ops-agent").json()["reason"] == "", "a new state starts without one"
+
+
+def test_approving_a_plan_that_needs_no_approval_is_refused_with_the_reason(planning_server: ServerProcess) -> None:
+    server = planning_server
+    send_action(server, "mailer", "email.send", "customer:CUS-1")  # no undo descriptor: nothing needs approval
+    server.wait_drained()
+    with server.client() as client:
+        plan = client.post("/api/rollback/plans", json={"agent": "mailer", "actor": "ana"}).json()
+        assert not plan["requires_approval"] and plan["steps"], plan
+        done = run_cli("approve", plan["id"], "--actor", "ben", "--api", server.url, timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "needs no approval" in done.stdout and "HTTP 409" in done.stdout, done.stdout
+        after = client.get(f"/api/rollback/plans/{plan['id']}").json()
+        assert after["approvals"] == [] and after["status"] == plan["status"]
+        acts = [entry["act"] for entry in client.get("/api/audit").json()["items"]]
+        assert "rollback.approve" not in acts
+
+
+def test_the_dry_run_shows_object_amount_system_and_why_per_step(planning_server: ServerProcess) -> None:
+    server = planning_server
+    agent = "refund-bot"
+    send_action(server, agent, "refund.issue", "order:ORD-7731", risk="high", amount=420.5, minutes_ago=9,
+                undo={"kind": "http", "target": "http://127.0.0.1:9/refunds/RF-1/undo", "args": '{"refund_id": "RF-1"}'})
+    send_action(server, agent, "ticket.status", "ticket:TCK-5150", minutes_ago=8,
+                undo={"kind": "handler", "target": "helpdesk.set_status",
+                      "args": '{"ticket_id": "TCK-5150", "previous_status": "open"}'})
+    send_action(server, "support-agent", "ticket.status", "ticket:TCK-5150", minutes_ago=7,
+                undo={"kind": "handler", "target": "helpdesk.set_status",
+                      "args": '{"ticket_id": "TCK-5150", "previous_status": "pending"}'})
+    send_action(server, agent, "email.send", "customer:CUS-88", minutes_ago=6)
+    server.wait_drained()
+    shown = run_cli("rollback", "--agent", agent, "--last", "5", "--dry-run", "--actor", "ana", "--api", server.url,
+                    env={"COLUMNS": "400"}, timeout=60)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    out = shown.stdout
+    plan_id = out.split("plan ", 1)[1].split(":", 1)[0]
+    with server.client() as client:
+        plan = client.get(f"/api/rollback/plans/{plan_id}").json()
+    assert len(plan["steps"]) == 3 and plan["status"] in ("ready", "awaiting_approval")
+    header = next(line for line in out.splitlines() if "object(s)" in line)
+    assert all(column in header for column in ("action", "amount", "system", "status", "why"))
+    rows = [line for line in out.splitlines() if line.startswith("│") and line.split("│")[1].strip().isdigit()]
+    assert len(rows) == 3, out
+    for step, row in zip(plan["steps"], rows):  # newest first, as the plan orders them
+        assert step["action"] in row and step["status"].replace("_", " ") in row, (step, row)
+        assert all(ref in row for ref in step["objects"]), (step, row)
+        if step["amount"]:
+            assert step["amount"] in row, (step, row)
+        if step["reason"]:
+            assert step["reason"] in row, (step, row)
+        system = step.get("system") or (step.get("call") or {}).get("system")
+        if system:
+            assert system in row, (step, row)
+    by_action = dict(zip((step["action"] for step in plan["steps"]), rows))
+    assert "420.50 EUR" in by_action["refund.issue"] and "order:ORD-7731" in by_action["refund.issue"]
+    assert "irreversible" in by_action["email.send"] and "customer:CUS-88" in by_action["email.send"]
+    assert "ticket:TCK-5150" in by_action["ticket.status"]
+    if plan["steps"][1]["status"] == "conflicted":
+        assert "support-agent" in by_action["ticket.status"], "conflicted: by whom"
+    assert "Nothing was executed" in out or "must approve" in out

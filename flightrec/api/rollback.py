@@ -17,7 +17,7 @@ PLAN_ERRORS = {
     400: {"description": "a required field is missing"},
     403: {"description": "the author cannot approve their own plan"},
     404: {"description": "unknown plan"},
-    409: {"description": "the plan's state does not allow this"},
+    409: {"description": "the plan's state does not allow this (e.g. approving a plan that needs no approval)"},
 }
 
 
