@@ -4,10 +4,16 @@ Pure data, no behaviour: `flightrec.fleet` draws from these tables with a seeded
 below are the contract with the demo system of record (`flightrec records`, at `records_url`).
 With `records_url` set, an `auto` action is performed by the POST listed below, and its
 undo descriptor is built from the answer (the real refund or credit id, the real previous value).
-An http undo is `POST <target>` with the args as JSON body; a handler undo is run by the rollback
-executor's registered handler, which calls the ticket route with the previous value.
 
-Per action: how it is performed, then its undo (http targets are relative to `records_url`):
+An undo descriptor names the registered system `records` (`flightrec.undo.system`) and an
+operation on it: an http undo is `POST <path>` with the args as JSON body, a handler undo is run
+by the rollback executor's registered handler, which calls the ticket route with the previous
+value. Where the server finds that system is its own registry (`records_url` in its settings),
+never the span. Each performed action also says which fields it changed
+(`flightrec.action.fields`, `type:id#field`; none when the service answered "already") and how
+to read its undo back (`flightrec.undo.check`: a GET path and the values it should then show).
+
+Per action: how it is performed, then its undo (http paths on the system `records`):
 
 - `refund.issue`: `POST /refunds {order_id|invoice_id, amount, currency}`;
   http `/refunds/{refund_id}/undo` `{refund_id, order_id|invoice_id, amount, currency}`
@@ -29,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_RECORDS_URL = "http://127.0.0.1:4400"
+RECORDS_SYSTEM = "records"
 DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:4317"
 DEFAULT_API_URL = "http://127.0.0.1:4318"
 WORKFLOW_SPACING_S = 30
@@ -152,6 +159,15 @@ HANDLER_UNDO: dict[str, str] = {
     "ticket.assign": "helpdesk.reassign",
     "ticket.status": "helpdesk.set_status",
 }
+
+# What the registry lets undo do on the demo system of record: these POSTs, these GETs for checks.
+RECORDS_UNDO_PATHS: tuple[str, ...] = (
+    "/refunds/{id}/undo", "/credits/{id}/undo", "/accounts/{id}/plan/undo", "/orders/{id}/undo",
+    "/tickets/{id}/status", "/tickets/{id}/assignee",
+)
+RECORDS_READ_PATHS: tuple[str, ...] = (
+    "/refunds/{id}", "/credits/{id}", "/accounts/{id}", "/orders/{id}", "/tickets/{id}", "/invoices/{id}",
+)
 
 MODE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "triage_ticket": (0.60, 0.30, 0.10),
@@ -278,7 +294,7 @@ GUARDRAIL_REASONS: dict[str, tuple[str, str, str]] = {
 
 HUMAN_REASONS: dict[str, tuple[str, ...]] = {
     "approve": ("Matches policy and order history", "Checked the ledger, looks right", "Fine as proposed"),
-    "edit": ("Adjusted the amount to the charged total", "Softened the wording", "Picked a closer match"),
+    "edit": ("Changed the proposal",),  # an edit's reason names what it changed: EDIT_REASONS
     "reject": (
         "Not justified: the charge was valid",
         "Agent misread the ticket",
@@ -290,6 +306,17 @@ HUMAN_REASONS: dict[str, tuple[str, ...]] = {
         "Escalated case, handled by the team lead",
     ),
 }
+
+# Why a person edited a proposal, by what the edit did (the human span shows before and after).
+EDIT_REASONS: dict[str, str] = {
+    "refund_up": "Adjusted the amount to what is left of the charged total",
+    "refund_down": "Lowered the amount to the disputed part",
+    "credit_up": "Raised the credit to the contractual 30% of the invoice",
+    "credit_down": "Lowered the credit below the contractual cap",
+    "plan": "Picked the plan the contract names",
+    "assignee": "Picked a closer match",
+}
+NOTHING_LEFT = "{record} was already refunded in full ({total} {currency}); there is nothing left to refund."
 
 BASE_ERRORS: dict[str, tuple[tuple[str, str], ...]] = {
     "chat": (

@@ -61,6 +61,17 @@ Answer = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class _Undo:
+    """An undo descriptor: the record its path names, its args, the fields the action changed, its read-back."""
+
+    record_id: str
+    args: Answer
+    fields: list[str]
+    check_path: str
+    expect: Answer
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     """How the records service performs an action, and the undo descriptor built from its answer.
 
@@ -70,7 +81,19 @@ class _Call:
     path: str
     body: Answer
     simulated: Answer
-    undo: Callable[[Answer], tuple[str, Answer]]
+    undo: Callable[[Answer], _Undo]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """What a person reviewing a suggestion may edit: one value, how an edit changes it (and why),
+    and what a person's override sets instead. `show` writes the value for the human span."""
+
+    field: str
+    value: Any
+    edit: Callable[[random.Random], tuple[Any, str]]
+    override: Callable[[], Any] | None = None
+    show: Callable[[Any], str] = str
 
 
 class Records:
@@ -136,6 +159,7 @@ class World:
         self.total = {o: round(rng.uniform(12, 480), 2) for o in self.orders + self.invoices}
         self.status = dict.fromkeys(self.tickets, "new")
         self.assignee = dict.fromkeys(self.tickets, "unassigned")
+        self.refunded: Counter[str] = Counter()  # refunded so far per order or invoice (done or handed to a person)
         self.touched: Counter[str] = Counter()
         self._sequence = 0
 
@@ -157,10 +181,12 @@ class World:
 
 @dataclass(frozen=True, slots=True)
 class _Gate:
-    """The outcome of a guardrail and review step: the mode to act in and the human decision."""
+    """The outcome of a guardrail and review step: the mode to act in, the human decision, and the
+    value to act with (the proposal's, or what the person edited it to)."""
 
     mode: str
     decision: str
+    value: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,24 +466,47 @@ class Run:
         self._emit(f"guardrail {name}", attrs, self.rng.randint(5, 80) * MS)
         return verdict
 
-    def _human(self) -> str:
+    def _human(self, proposal: Proposal | None) -> tuple[str, Any]:
+        """A person reviews the suggestion: (decision, value to act with).
+
+        Only a proposal with something to edit can be edited (otherwise the person approves);
+        an edit or override that changes the value records it before and after.
+        """
         if self.rng.random() < self.behaviour.override_rate:
             decision = "reject" if self.rng.random() < 0.5 else "override"
         else:
             decision = "approve" if self.rng.random() < 0.8 else "edit"
+        if decision == "edit" and proposal is None:
+            decision = "approve"
+        actor = self.rng.choice(self.profile.actors)
+        value = proposal.value if proposal else None
+        if decision == "edit":
+            assert proposal is not None
+            value, reason = proposal.edit(self.rng)
+        else:
+            reason = self.rng.choice(cat.HUMAN_REASONS[decision])
+            if decision == "override" and proposal and proposal.override:
+                value = proposal.override()
         attrs = {
             "flightrec.operation": "human",
             "flightrec.human.decision": decision,
-            "flightrec.human.actor": self.rng.choice(self.profile.actors),
-            "flightrec.human.reason": self.rng.choice(cat.HUMAN_REASONS[decision]),
+            "flightrec.human.actor": actor,
+            "flightrec.human.reason": reason,
         }
+        if proposal and decision in ("edit", "override") and value != proposal.value:
+            attrs["flightrec.human.field"] = proposal.field
+            attrs["flightrec.human.before"] = proposal.show(proposal.value)
+            attrs["flightrec.human.after"] = proposal.show(value)
         self._emit("human review", attrs, self.rng.randint(20, 360) * SECOND)
-        return decision
+        return decision, value
 
-    def gate(self, guardrails: Sequence[str], mode: str, risk: str) -> _Gate | None:
+    def gate(
+        self, guardrails: Sequence[str], mode: str, risk: str, proposal: Proposal | None = None
+    ) -> _Gate | None:
         """Run guardrails, then a human review when assisting, warned or high risk; None = stop.
 
-        After an outlier's burst, several guardrails block instead.
+        After an outlier's burst, several guardrails block instead. The gate's value is the
+        proposal's, or what the reviewing person edited it to.
         """
         if "outlier" in self.applied:
             with self._side():
@@ -468,14 +517,15 @@ class Run:
         verdicts = [self._guardrail(name) for name in guardrails]
         if "block" in verdicts:
             return None
+        value = proposal.value if proposal else None
         if mode == "observe":
-            return _Gate(mode, "none")
+            return _Gate(mode, "none", value)
         if mode == "auto" and ("warn" in verdicts or risk == "high"):
             mode = "assist"
         if mode == "auto":
-            return _Gate(mode, "none")
-        decision = self._human()
-        return None if decision == "reject" else _Gate(mode, decision)
+            return _Gate(mode, "none", value)
+        decision, value = self._human(proposal)
+        return None if decision == "reject" else _Gate(mode, decision, value)
 
     def action(
         self,
@@ -485,11 +535,14 @@ class Run:
         risk: str,
         call: _Call | None = None,
         money: tuple[float, str] | None = None,
-    ) -> None:
+    ) -> bool:
         """A side effect in a system of record, with its undo descriptor unless irreversible (no `call`).
 
-        A refused kill-switch check emits the span as blocked and stops the workflow; a failed
-        records call emits it as an ERROR without undo descriptor and fails the workflow.
+        The descriptor names the registered system (`records`) and a path or handler on it, the
+        fields the action changed and how to read its undo back. A refused kill-switch check emits
+        the span as blocked and stops the workflow; a failed records call emits it as an ERROR
+        without undo descriptor and fails the workflow. True when it took effect (or was handed
+        to a person: assist), False in observe mode.
         """
         attrs: dict[str, Any] = {
             "flightrec.operation": "action",
@@ -511,17 +564,21 @@ class Run:
         if call and mode == "auto" and self.records:
             answer, error = self.records.perform(call.path, call.body)
         if call and not error:
-            record_id, args = call.undo(answer)
+            undo = call.undo(answer)
+            attrs["flightrec.undo.system"] = cat.RECORDS_SYSTEM
             if name in cat.HTTP_UNDO_PATHS:
                 attrs["flightrec.undo.kind"] = "http"
-                attrs["flightrec.undo.target"] = self.records_url + cat.HTTP_UNDO_PATHS[name].format(id=record_id)
+                attrs["flightrec.undo.target"] = cat.HTTP_UNDO_PATHS[name].format(id=undo.record_id)
             else:
                 attrs["flightrec.undo.kind"] = "handler"
                 attrs["flightrec.undo.target"] = cat.HANDLER_UNDO[name]
-            attrs["flightrec.undo.args"] = _dumps(args)
+            attrs["flightrec.undo.args"] = _dumps(undo.args)
+            attrs["flightrec.undo.check"] = _dumps({"path": undo.check_path, "expect": undo.expect})
+            attrs["flightrec.action.fields"] = [] if answer.get("already") else undo.fields
         self._emit(name, attrs, duration, SpanKind.CLIENT, error)
         if error:
             raise _WorkflowFailed(f"{error[0]}: {error[1]}")
+        return mode != "observe"
 
 
 def _text(rng: random.Random, table: dict[str, tuple[str, ...]], flow: str, index: int | None = None, **kw: Any) -> str:
@@ -529,16 +586,28 @@ def _text(rng: random.Random, table: dict[str, tuple[str, ...]], flow: str, inde
     return (options[index] if index is not None else rng.choice(options)).format(**kw)
 
 
-def _adjust(rng: random.Random, amount: float, full: float, decision: str) -> float:
-    """Apply a human edit (a lower amount) or override (the full amount) to a proposed amount."""
-    if decision == "edit":
-        return round(amount * rng.uniform(0.5, 0.95), 2)
-    return round(full, 2) if decision == "override" else amount
+def _amount_proposal(amount: float, full: float, currency: str, kind: str = "refund") -> Proposal:
+    """A proposed amount a person may edit: up to the full amount when less was proposed, else down to a
+    part of it; an override applies the full amount. The reason names what the edit did."""
+    def edit(rng: random.Random) -> tuple[float, str]:
+        if amount < full:
+            return round(full, 2), cat.EDIT_REASONS[f"{kind}_up"]
+        return round(full * rng.uniform(0.5, 0.95), 2), cat.EDIT_REASONS[f"{kind}_down"]
+
+    return Proposal("amount", amount, edit, lambda: round(full, 2), lambda value: f"{value:.2f} {currency}")
+
+
+def _choice_proposal(field: str, value: str, alternatives: Sequence[str], reason: str) -> Proposal:
+    """A proposed choice (a plan, an assignee) a person may edit to another; override also picks another."""
+    others = [item for item in alternatives if item != value]
+    return Proposal(field, value, lambda rng: (rng.choice(others), reason), lambda: others[0])
 
 
 def _set_status(run: Run, w: World, ticket: str, status: str, mode: str) -> None:
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return ticket, {"ticket_id": ticket, "status": status, "previous_status": done["previous_status"]}
+    def undo(done: Answer) -> _Undo:
+        previous = done["previous_status"]
+        return _Undo(ticket, {"ticket_id": ticket, "status": status, "previous_status": previous},
+                     [f"ticket:{ticket}#status"], f"/tickets/{ticket}", {"status": previous})
 
     call = _Call(f"/tickets/{ticket}/status", {"status": status}, {"previous_status": w.status[ticket]}, undo)
     run.action("ticket.status", ("ticket", ticket), mode, "low", call)
@@ -547,8 +616,10 @@ def _set_status(run: Run, w: World, ticket: str, status: str, mode: str) -> None
 
 
 def _assign(run: Run, w: World, ticket: str, assignee: str, mode: str) -> None:
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return ticket, {"ticket_id": ticket, "assignee": assignee, "previous_assignee": done["previous_assignee"]}
+    def undo(done: Answer) -> _Undo:
+        previous = done["previous_assignee"]
+        return _Undo(ticket, {"ticket_id": ticket, "assignee": assignee, "previous_assignee": previous},
+                     [f"ticket:{ticket}#assignee"], f"/tickets/{ticket}", {"assignee": previous})
 
     call = _Call(f"/tickets/{ticket}/assignee", {"assignee": assignee}, {"previous_assignee": w.assignee[ticket]},
                  undo)
@@ -562,9 +633,17 @@ def _email(run: Run, customer: str, mode: str) -> None:
 
 
 def _ledger_call(path: str, key: str, simulated_id: str, body: Answer) -> _Call:
-    """A refund or credit: the service names the new entry; its undo re-checks the entry's fields."""
-    def undo(done: Answer) -> tuple[str, Answer]:
-        return done[key], {key: done[key], **body}
+    """A refund or credit creates an entry; its undo voids (reverses) that entry, re-checking its fields.
+
+    The entry's status is the one field it changes: reversing it takes its amount off the running
+    total, whatever other entries did to that total since, so later refunds are no conflict.
+    """
+    kind = key.removesuffix("_id")
+
+    def undo(done: Answer) -> _Undo:
+        ident = done[key]
+        return _Undo(ident, {key: ident, **body}, [f"{kind}:{ident}#status"], f"{path}/{ident}",
+                     {"status": "reversed"})
 
     return _Call(path, body, {key: simulated_id}, undo)
 
@@ -572,7 +651,8 @@ def _ledger_call(path: str, key: str, simulated_id: str, body: Answer) -> _Call:
 def _refund(run: Run, w: World, link: tuple[str, str], money: tuple[float, str], mode: str, risk: str) -> None:
     body = {f"{link[0]}_id": link[1], "amount": money[0], "currency": money[1]}
     call = _ledger_call("/refunds", "refund_id", w.next_id("RF"), body)
-    run.action("refund.issue", link, mode, risk, call, money=money)
+    if run.action("refund.issue", link, mode, risk, call, money=money):
+        w.refunded[link[1]] += money[0]
 
 
 def _credit(run: Run, w: World, account: str, money: tuple[float, str], mode: str, risk: str) -> None:
@@ -643,20 +723,24 @@ def _issue_refund(run: Run, w: World) -> None:
     customer = w.customer_of[ticket]
     order = rng.choice(w.orders_of[customer])
     currency, total = w.currency[w.account_of[customer]], w.total[order]
-    amount = total if rng.random() < 0.6 else round(total * rng.uniform(0.2, 0.8), 2)
+    left = round(total - w.refunded[order], 2)  # what was charged and not refunded yet
+    amount = left if rng.random() < 0.6 else round(left * rng.uniform(0.2, 0.8), 2)
     risk = "high" if amount > 150 else "medium"
     with run.workflow("issue_refund", ("ticket", ticket), [("order", order), ("customer", customer)]):
         run.ask(_text(rng, cat.COMPLAINTS, "issue_refund", ticket=ticket, order=order))
         _get_ticket(run, w, ticket)
         run.tool("get_order", {"order_id": order}, {"total": _money(total), "currency": currency}, [f"order:{order}"])
-        run.tool("get_payments", {"order_id": order}, {"charges": rng.randint(1, 2), "captured": _money(total)},
+        run.tool("get_payments", {"order_id": order}, {"charges": rng.randint(1, 2), "captured": _money(total),
+                                                       "refunded": _money(w.refunded[order])},
                  [f"order:{order}", f"customer:{customer}"])
+        if left < 1:
+            run.decide(cat.NOTHING_LEFT.format(record=f"Order {order}", total=_money(total), currency=currency))
+            return
         run.decide(_text(rng, cat.RATIONALES, "issue_refund", amount=_money(amount), currency=currency))
-        gate = run.gate(("refund_policy",), run.mode("issue_refund"), risk)
+        gate = run.gate(("refund_policy",), run.mode("issue_refund"), risk, _amount_proposal(amount, left, currency))
         if gate is None:
             return
-        amount = _adjust(rng, amount, total, gate.decision)
-        _refund(run, w, ("order", order), (amount, currency), gate.mode, risk)
+        _refund(run, w, ("order", order), (gate.value, currency), gate.mode, risk)
         _email(run, customer, gate.mode)
         _set_status(run, w, ticket, "solved", gate.mode)
 
@@ -680,14 +764,19 @@ def _change_plan(run: Run, w: World) -> None:
         run.tool("get_invoices", {"account_id": account}, {"open": [invoice], "overdue": 0}, [f"invoice:{invoice}"])
         run.decide(_text(rng, cat.RATIONALES, "change_plan", new_plan=new, old_plan=old, amount=_money(delta),
                          currency=currency))
-        gate = run.gate(("plan_eligibility",), run.mode("change_plan"), risk)
+        proposal = _choice_proposal("plan", new, [plan for plan in cat.PLANS if plan != old], cat.EDIT_REASONS["plan"])
+        gate = run.gate(("plan_eligibility",), run.mode("change_plan"), risk, proposal)
         if gate is None:
             return
-        if gate.decision in ("edit", "override"):
-            new = rng.choice([plan for plan in cat.PLANS if plan not in (old, new)])
-            delta = abs(cat.PLANS[new] - cat.PLANS[old])
-        call = _Call(f"/accounts/{account}/plan", {"plan": new}, {"previous_plan": old},
-                     lambda done: (account, {"plan": done["previous_plan"], "expected_plan": new}))
+        new = gate.value
+        delta = abs(cat.PLANS[new] - cat.PLANS[old])
+
+        def undo(done: Answer) -> _Undo:
+            previous = done["previous_plan"]
+            return _Undo(account, {"plan": previous, "expected_plan": new}, [f"account:{account}#plan"],
+                         f"/accounts/{account}", {"plan": previous})
+
+        call = _Call(f"/accounts/{account}/plan", {"plan": new}, {"previous_plan": old}, undo)
         run.action("plan.change", ("account", account), gate.mode, risk, call, money=(delta, currency))
         if gate.mode != "observe":
             w.plan[account] = new
@@ -707,10 +796,11 @@ def _route_ticket(run: Run, w: World) -> None:
                  [f"customer:{customer}"])
         run.tool("list_assignees", {"queue": queue}, {"available": candidates})
         run.decide(_text(rng, cat.RATIONALES, "route_ticket", assignee=candidates[0]))
-        gate = run.gate((), run.mode("route_ticket"), "low")
+        proposal = _choice_proposal("assignee", candidates[0], candidates, cat.EDIT_REASONS["assignee"])
+        gate = run.gate((), run.mode("route_ticket"), "low", proposal)
         if gate is None:
             return
-        _assign(run, w, ticket, candidates[1] if gate.decision in ("edit", "override") else candidates[0], gate.mode)
+        _assign(run, w, ticket, gate.value, gate.mode)
         if w.status[ticket] == "new":
             _set_status(run, w, ticket, "open", gate.mode)
 
@@ -743,8 +833,12 @@ def _update_order(run: Run, w: World) -> None:
         gate = run.gate(("address_verification",), run.mode("update_order"), "medium")
         if gate is None:
             return
-        call = _Call(f"/orders/{order}", {"field": field, "value": value}, {"previous_value": previous},
-                     lambda done: (order, {"field": field, "value": done["previous_value"], "expected_value": value}))
+        def undo(done: Answer) -> _Undo:
+            before = done["previous_value"]
+            return _Undo(order, {"field": field, "value": before, "expected_value": value}, [f"order:{order}#{field}"],
+                         f"/orders/{order}", {field: before})
+
+        call = _Call(f"/orders/{order}", {"field": field, "value": value}, {"previous_value": previous}, undo)
         money = (fee, currency) if fee else None
         run.action("order.update", ("order", order), gate.mode, "medium", call, money=money)
         _email(run, customer, gate.mode)
@@ -812,11 +906,11 @@ def _apply_credit(run: Run, w: World) -> None:
         run.tool("get_incidents", {"account_id": account, "days": 30},
                  {"incidents": rng.randint(1, 3), "hours_down": rng.randint(1, 6)}, [f"account:{account}"])
         run.decide(_text(rng, cat.RATIONALES, "apply_credit", amount=_money(amount), currency=currency))
-        gate = run.gate(("credit_limit",), run.mode("apply_credit"), risk)
+        proposal = _amount_proposal(amount, round(total * 0.3, 2), currency, "credit")
+        gate = run.gate(("credit_limit",), run.mode("apply_credit"), risk, proposal)
         if gate is None:
             return
-        amount = _adjust(rng, amount, total * 0.3, gate.decision)
-        _credit(run, w, account, (amount, currency), gate.mode, risk)
+        _credit(run, w, account, (gate.value, currency), gate.mode, risk)
         _email(run, customer, gate.mode)
 
 
@@ -827,21 +921,25 @@ def _refund_invoice(run: Run, w: World) -> None:
     account = w.invoice_account[invoice]
     customer = rng.choice(w.customers_of[account])
     currency, total = w.currency[account], w.total[invoice]
-    amount = total if rng.random() < 0.5 else round(total * rng.uniform(0.1, 0.6), 2)
+    left = round(total - w.refunded[invoice], 2)
+    amount = left if rng.random() < 0.5 else round(left * rng.uniform(0.1, 0.6), 2)
     risk = "high" if amount > 150 else "medium"
     with run.workflow("refund_invoice", ("invoice", invoice), [("customer", customer)]):
         run.ask(_text(rng, cat.COMPLAINTS, "refund_invoice", invoice=invoice, customer=customer))
         _get_invoice(run, w, invoice, "paid")
-        run.tool("get_payments", {"invoice_id": invoice}, {"payments": 2, "paid": _money(total + amount)},
+        run.tool("get_payments", {"invoice_id": invoice}, {"payments": 2, "paid": _money(total + amount),
+                                                           "refunded": _money(w.refunded[invoice])},
                  [f"invoice:{invoice}", f"customer:{customer}"])
         run.tool("get_ledger", {"account_id": account, "period": "current"}, {"balance": _money(-amount)},
                  [f"account:{account}"])
+        if left < 1:
+            run.decide(cat.NOTHING_LEFT.format(record=f"Invoice {invoice}", total=_money(total), currency=currency))
+            return
         run.decide(_text(rng, cat.RATIONALES, "refund_invoice", amount=_money(amount), currency=currency))
-        gate = run.gate(("refund_policy",), run.mode("refund_invoice"), risk)
+        gate = run.gate(("refund_policy",), run.mode("refund_invoice"), risk, _amount_proposal(amount, left, currency))
         if gate is None:
             return
-        amount = _adjust(rng, amount, total, gate.decision)
-        _refund(run, w, ("invoice", invoice), (amount, currency), gate.mode, risk)
+        _refund(run, w, ("invoice", invoice), (gate.value, currency), gate.mode, risk)
         _email(run, customer, gate.mode)
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from flightrec.collector.conventions import DEFAULT_LINK_ALIASES
 from flightrec.collector.prices import DEFAULT_PRICES, ModelPrice
+from flightrec.rollback.systems import DEFAULT_RISK_RULES, OwnAddress, Risk, RiskRule, SystemSpec, UndoPolicy
 
 if TYPE_CHECKING:  # the parts' configs are built on demand: a client command needs none of them
     from flightrec.collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
@@ -89,9 +90,21 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(default=None, description="Bearer token required on /api/*")
     api_url: str = Field(default="http://127.0.0.1:4318", description="API base URL for client commands")
-    records_url: str = Field(
-        default="http://127.0.0.1:4400", description="systems-of-record base URL that undo handlers call"
+    records_url: str | None = Field(
+        default=None,
+        description="the demo system of record (flightrec records); when set, registered for undo as system 'records'",
     )
+    systems: dict[str, SystemSpec] = Field(
+        default_factory=dict,
+        description="systems of record undo may call, by name (JSON; a [systems.NAME] table in the settings file): "
+        "base_url, auth, credentials_env (a variable name), paths, read_paths, handlers",
+    )
+    undo_risk_rules: list[RiskRule] = Field(
+        default_factory=lambda: list(DEFAULT_RISK_RULES),
+        description="risk of undoing an action by name and amount, first match wins (JSON list of "
+        "{action, above, risk}); high-risk undos need a second person's approval",
+    )
+    undo_default_risk: Risk = Field(default="high", description="risk of undoing an action no rule names")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest OTLP body, decompressed")
     max_backlog_spans: int = Field(default=400_000, ge=1, description="WAL backlog past which intake answers 503")
     wal_fsync: bool = Field(default=True, description="fsync each batch before acknowledging it")
@@ -210,6 +223,23 @@ class Settings(BaseSettings):
             backoff_initial_s=self.pager_backoff_initial_s, backoff_max_s=self.pager_backoff_max_s,
             alertmanager_resend_s=self.alertmanager_resend_s,
         )
+
+    def demo_systems(self) -> dict[str, SystemSpec]:
+        """The demo system of record as a registered system, when ``records_url`` is set."""
+        if not self.records_url:
+            return {}
+        from flightrec import fleet_catalog as cat
+
+        return {cat.RECORDS_SYSTEM: SystemSpec(base_url=self.records_url, paths=list(cat.RECORDS_UNDO_PATHS),
+                                               read_paths=list(cat.RECORDS_READ_PATHS),
+                                               handlers=sorted(set(cat.HANDLER_UNDO.values())))}
+
+    def own_address(self) -> OwnAddress:
+        """This server's addresses, which undo never calls."""
+        return OwnAddress(host=self.host, ports=sorted({self.http_port, self.grpc_port} - {0}), api_url=self.api_url)
+
+    def undo_policy(self) -> UndoPolicy:
+        return UndoPolicy(rules=self.undo_risk_rules, default=self.undo_default_risk)
 
     def binds_loopback_only(self) -> bool:
         if self.host in LOOPBACK_NAMES:

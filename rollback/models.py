@@ -23,13 +23,22 @@ class Selector(BaseModel):
     last: int = Field(default=10, ge=1, le=10_000)
 
 
+class ReadBack(BaseModel):
+    """How to check an undo took: read ``path`` on the same system; every field of ``expect`` must match."""
+
+    path: str = Field(max_length=2000)
+    expect: dict[str, Any] = Field(min_length=1)
+
+
 class UndoCall(BaseModel):
-    """Exactly what executing a step will do."""
+    """Exactly what executing a step will do: an operation on a registered system of record."""
 
     kind: Literal["http", "handler"]
-    target: str = Field(description="URL for http, handler name for handler")
+    system: str = Field(default="", description="the registered system of record it calls")
+    target: str = Field(description="path on the system (POST) for http, handler name for handler")
     args: dict[str, Any]
     idempotency_key: str
+    check: ReadBack | None = Field(default=None, description="the read-back that says whether the undo took")
 
 
 class PlanStep(BaseModel):
@@ -39,12 +48,18 @@ class PlanStep(BaseModel):
     action: str
     agent: str
     time: datetime
-    risk: str
+    risk: str = Field(description="from the operator's policy for this action and amount")
+    risk_reason: str = ""
+    reported_risk: str = Field(default="", description="the risk the agent's span reported (not used to decide)")
     objects: list[str]
     amount: str = ""
+    system: str = ""
+    fields: list[str] | None = Field(default=None, description="what the action changed (type:id#field), if declared")
     call: UndoCall | None = None
     attempts: int = 0
     finished_at: datetime | None = None
+    restored: bool | None = Field(default=None, description="after the undo: the read-back matched (None: no check)")
+    check_result: str = ""
 
 
 class Approval(BaseModel):
@@ -69,6 +84,15 @@ class UndoPlan(BaseModel):
     @property
     def runnable_steps(self) -> list[PlanStep]:
         return [step for step in self.steps if step.status in ("reversible", "running", "failed")]
+
+    def tally(self) -> dict[str, int]:
+        """Steps by status, plus how many done steps were read back as restored / not restored."""
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.status] = counts.get(step.status, 0) + 1
+        counts["restored"] = sum(1 for step in self.steps if step.restored is True)
+        counts["not_restored"] = sum(1 for step in self.steps if step.restored is False)
+        return counts
 
 
 class ControlState(BaseModel):

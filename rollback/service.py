@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from flightrec.rollback.executors import UndoExecutor, UndoFailed
 from flightrec.rollback.models import Approval, Selector, UndoPlan
 from flightrec.rollback.planner import build_plan
+from flightrec.rollback.registry import SystemRegistry
 from flightrec.rollback.spans import undo_span_request
 from flightrec.store import Store
 
@@ -31,10 +32,13 @@ class PlanError(Exception):
 class RollbackService:
     """Plans, approvals and execution; every state change saved and audited before it is reported."""
 
-    def __init__(self, store: Store, executor: UndoExecutor, emit: Emit | None = None) -> None:
+    def __init__(
+        self, store: Store, executor: UndoExecutor, emit: Emit | None = None, registry: SystemRegistry | None = None
+    ) -> None:
         self.store = store
         self.executor = executor
         self.emit = emit
+        self.registry = registry  # the systems undo may call; set by whoever assembles the server
         self._running: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -45,12 +49,19 @@ class RollbackService:
         )
         return plan
 
+    def _registry(self) -> SystemRegistry:
+        if self.registry is None:
+            raise PlanError(503, "no registry of systems of record is configured: undo calls nothing")
+        return self.registry
+
     def create(self, selector: Selector, actor: str) -> UndoPlan:
-        if not (selector.agent or selector.object or selector.flow):
-            raise PlanError(400, "choose what to undo: an agent, an object (type:id) or a flow")
+        if not (selector.agent or selector.object or selector.flow or selector.since or selector.until):
+            raise PlanError(400, "choose what to undo: an agent, a flow, an object (type:id) or a time window (since)")
+        if selector.since and selector.until and selector.until < selector.since:
+            raise PlanError(400, "until is before since: the time window is empty")
         if not actor.strip():
             raise PlanError(400, "actor is required: who is asking for this rollback")
-        plan = build_plan(self.store, selector, actor)
+        plan = build_plan(self.store, selector, actor, self._registry())
         plan.version = 0
         self._save(plan)
         self.store.audit.append(
@@ -99,15 +110,17 @@ class RollbackService:
                 return plan
             thread = self._running.get(plan_id)
             if thread is None or not thread.is_alive():
+                registry = self._registry()
                 self.store.audit.append(actor=actor, act="rollback.execute", subject=f"plan:{plan.id}", details={})
-                thread = threading.Thread(target=self._run, args=(plan_id, actor), name=f"rollback-{plan_id}", daemon=True)
+                thread = threading.Thread(target=self._run, args=(plan_id, actor, registry), name=f"rollback-{plan_id}",
+                                          daemon=True)
                 self._running[plan_id] = thread
                 thread.start()
         if wait:
             thread.join()
         return self.get(plan_id)
 
-    def _run(self, plan_id: str, actor: str) -> None:
+    def _run(self, plan_id: str, actor: str, registry: SystemRegistry) -> None:
         plan = self.get(plan_id)
         plan.status, plan.error = "running", ""
         self._save(plan)
@@ -117,7 +130,7 @@ class RollbackService:
             step.status, step.attempts = "running", step.attempts + 1
             self._save(plan)
             try:
-                self.executor.run(step.call)
+                self.executor.run(step.call, registry)
             except UndoFailed as exc:
                 step.status, step.reason = "failed", str(exc)
                 plan.status, plan.error = "failed", f"step {step.action_id} ({step.action}) failed: {exc}"
@@ -125,6 +138,8 @@ class RollbackService:
                 self._record(plan, step, actor, str(exc))
                 return
             step.status, step.reason, step.finished_at = "done", "", datetime.now(tz=timezone.utc)
+            # Read the effect back right away: an older step of this plan may change the same field next.
+            step.restored, step.check_result = self.executor.check(step.call, registry)
             self._save(plan)
             self._record(plan, step, actor)
         plan.status = "done"
@@ -133,7 +148,8 @@ class RollbackService:
     def _record(self, plan: UndoPlan, step, actor: str, error: str = "") -> None:
         self.store.audit.append(
             actor=actor, act="rollback.step", subject=f"action:{step.action_id}",
-            details={"plan": plan.id, "action": step.action, "result": "failed" if error else "undone", "error": error},
+            details={"plan": plan.id, "action": step.action, "result": "failed" if error else "undone", "error": error,
+                     "restored": {True: "yes", False: "no", None: "unchecked"}[step.restored] if not error else ""},
         )
         if self.emit is not None:
             try:

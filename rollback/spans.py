@@ -46,6 +46,8 @@ def undo_span_request(plan: UndoPlan, step: PlanStep, actor: str, error: str = "
     ]
     if step.amount:
         attributes.append(_kv("flightrec.rollback.amount", step.amount))
+    if step.restored is not None:
+        attributes.append(_kv("flightrec.rollback.restored", "yes" if step.restored else "no"))
     span.attributes.extend(attributes)
     if error:
         span.status.code = 2

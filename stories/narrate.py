@@ -151,9 +151,14 @@ def human_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     decision = span.human_decision
     reason = span.attributes.get("flightrec.human.reason", "")
     verb = HUMAN_VERBS.get(decision, "reviewed")
-    sentence = f"{actor} {verb} the agent's proposal" + (f": “{tx.shorten(reason, 160)}”" if reason else "") + "."
+    field = span.attributes.get("flightrec.human.field", "")
+    before, after = span.attributes.get("flightrec.human.before", ""), span.attributes.get("flightrec.human.after", "")
+    change = f" ({field + ' ' if field else ''}{tx.shorten(before, 60)} → {tx.shorten(after, 60)})" if before and after else ""
+    sentence = (f"{actor} {verb} the agent's proposal{change}" + (f": “{tx.shorten(reason, 160)}”" if reason else "")
+                + ".")
     severity: Severity = "warning" if decision in ("reject", "override") else "notice"
-    return _step(span, "human", sentence, severity, person=actor, decision=decision, reason=reason)
+    return _step(span, "human", sentence, severity, person=actor, decision=decision, reason=reason, field=field,
+                 before=before, after=after)
 
 
 def action_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
@@ -327,6 +332,32 @@ def _summary(obj: ObjectRef, spans: list[SpanRecord], steps: list[StoryStep], tr
     return " ".join(parts)
 
 
+def _undo_summary(spans: list[SpanRecord]) -> str:
+    """What rollbacks did to this object's actions: how many undone, which, by whom, money returned, failures."""
+    undos = [span for span in spans if span.operation == "undo"]
+    if not undos:
+        return ""
+    done = {span.attributes.get("flightrec.undo.of", ""): span for span in undos if not _failed(span)}
+    failed = {span.attributes.get("flightrec.undo.of", "") for span in undos if _failed(span)} - set(done)
+    parts = []
+    if done:
+        people = tx.join_words(sorted({span.attributes.get("flightrec.human.actor") or "a person" for span in done.values()}))
+        names = tx.join_words(sorted({tx.action_phrase(span.action_name or span.name.removeprefix("undo "))[1]
+                                      for span in done.values()}))
+        plans = sorted({span.attributes.get("flightrec.rollback.plan", "") for span in done.values()} - {""})
+        actions = {f"{span.trace_id}:{span.span_id}": span for span in spans if span.operation == "action"}
+        undone = [actions[key] for key in done if key in actions]
+        returned = sum(span.action_amount for span in undone if span.action_amount)
+        currencies = sorted({span.action_currency for span in undone if span.action_amount})
+        money = f", taking back {tx.money(returned, currencies[0])}" if returned and len(currencies) == 1 else ""
+        with_plans = f" with {'plan' if len(plans) == 1 else 'plans'} {tx.join_words(plans)}" if plans else ""
+        parts.append(f"{people} undid {tx.count(len(done), 'action')} ({names}){with_plans}{money}.")
+    if failed:
+        parts.append(f"{tx.count(len(failed), 'undo')} failed and left {'its action' if len(failed) == 1 else 'their actions'} "
+                     "in place.")
+    return "Rollback: " + " ".join(parts)
+
+
 def _outcome(by_trace: dict[str, list[SpanRecord]], last_trace: str) -> tuple[str, str]:
     statuses = {trace: status_of(run_flags(spans)) for trace, spans in by_trace.items()}
     spans = by_trace[last_trace]
@@ -389,6 +420,9 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = No
         if status == "completed":
             status = "undone"
     summary = _summary(obj, [span for span in spans if span.operation != "undo"] or spans, steps, work)
+    undo_summary = _undo_summary(spans)
+    if undo_summary:
+        summary += " " + undo_summary
     runs_total = max(runs_total or 0, len(traces))
     if runs_total > len(traces):
         summary = f"Showing the latest {len(traces)} of {runs_total:,} runs. " + summary

@@ -341,8 +341,9 @@ def undo_request(records: RecordsServer, span: ReadableSpan) -> tuple[str, Json]
     """The HTTP call undoing a span: POST target with the args, or the handler's call on the records base."""
     attrs = span.attributes
     args = json.loads(attrs["flightrec.undo.args"])
+    assert attrs["flightrec.undo.system"] == cat.RECORDS_SYSTEM
     if attrs["flightrec.undo.kind"] == "http":
-        return attrs["flightrec.undo.target"], args
+        return records.url + attrs["flightrec.undo.target"], args
     path, body = HANDLERS[attrs["flightrec.undo.target"]](args)
     return records.url + path, body
 
@@ -370,9 +371,9 @@ def test_the_fleet_performs_auto_actions_and_its_undo_args_restore_the_state(fre
             r["id"] for r in after["refunds"]}
         for span in done:
             attrs = span.attributes
-            if attrs["flightrec.undo.kind"] == "http":
-                assert attrs["flightrec.undo.target"].startswith(fresh.url + "/")
-                assert "//" not in attrs["flightrec.undo.target"][len("http://"):]
+            if attrs["flightrec.undo.kind"] == "http":  # a path on the registered system, never the service's URL
+                assert attrs["flightrec.undo.target"].startswith("/") and "//" not in attrs["flightrec.undo.target"]
+                assert fresh.url not in json.dumps(dict(attrs))
         steps = [undo_request(fresh, span) for span in reversed(done)]
         keys = [f"plan-1:{index}" for index in range(len(steps))]
         for (target, body), key in zip(steps, keys):
@@ -384,23 +385,33 @@ def test_the_fleet_performs_auto_actions_and_its_undo_args_restore_the_state(fre
         assert all(r["status"] == "reversed" for r in state(c, full=True)["refunds"])
 
 
-def test_the_rollback_executor_undoes_the_fleet(fresh: RecordsServer) -> None:
-    executors = pytest.importorskip("flightrec.rollback.executors")
-    models = pytest.importorskip("flightrec.rollback.models")
+def test_the_rollback_executor_undoes_the_fleet_through_the_registry(fresh: RecordsServer) -> None:
+    from flightrec.rollback.executors import BUILTIN_HANDLERS, UndoExecutor
+    from flightrec.rollback.models import ReadBack, UndoCall
+    from flightrec.rollback.registry import SystemRegistry
+    from flightrec.settings import Settings
+
+    # The demo system of record is registered from records_url, as `flightrec demo` and `serve` do.
+    registry = SystemRegistry(None, demo=Settings(records_url=fresh.url).demo_systems())
     with fresh.client() as c:
         before = state(c)
         done = [span for span in run_fleet_on(fresh, workflows=90, seed=5) if performed(span)]
         assert done and state(c) != before
-        executor = executors.UndoExecutor(fresh.url, handlers=executors.BUILTIN_HANDLERS)
+        executor = UndoExecutor(handlers=BUILTIN_HANDLERS)
+        checks: list[tuple[bool | None, str]] = []
         try:
             for index, span in enumerate(reversed(done)):
                 attrs = span.attributes
-                call = models.UndoCall(kind=attrs["flightrec.undo.kind"], target=attrs["flightrec.undo.target"],
-                                       args=json.loads(attrs["flightrec.undo.args"]), idempotency_key=f"p:{index}")
-                executor.run(call)
+                call = UndoCall(kind=attrs["flightrec.undo.kind"], system=attrs["flightrec.undo.system"],
+                                target=attrs["flightrec.undo.target"], args=json.loads(attrs["flightrec.undo.args"]),
+                                idempotency_key=f"p:{index}",
+                                check=ReadBack.model_validate_json(attrs["flightrec.undo.check"]))
+                executor.run(call, registry)
+                checks.append(executor.check(call, registry))
         finally:
             executor.close()
         assert state(c) == before
+        assert checks and all(restored is True for restored, _ in checks), checks
 
 
 def test_a_failing_records_call_fails_the_action_span_without_undo(fresh: RecordsServer) -> None:
@@ -417,3 +428,45 @@ def test_a_failing_records_call_fails_the_action_span_without_undo(fresh: Record
         assert not state(c)["refunds"]
         others = [s for s in actions if performed(s)]
         assert others and all(s.attributes["flightrec.action.name"] != "refund.issue" for s in others)
+
+
+def test_the_fleets_amounts_agree_from_proposal_to_edit_to_action_and_edits_show_before_and_after() -> None:
+    """Issue 14: the model's proposed amount, a person's edit (before -> after) and the action's amount agree,
+    and no order or invoice is refunded beyond what was charged across runs."""
+    workflows = list(build_workflow_spans(FleetConfig(workflows=400, seed=7, start=START)))
+    edits = refunds = 0
+    refunded: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for workflow in workflows:
+        spans = sorted(workflow, key=lambda span: span.start_time)
+        for span in spans:
+            result = span.attributes.get("gen_ai.tool.call.result")
+            if span.attributes.get("gen_ai.tool.name") in ("get_order", "get_invoice") and result:
+                ref = json.loads(span.attributes["gen_ai.tool.call.arguments"])
+                if "total" in json.loads(result):
+                    totals[next(iter(ref.values()))] = float(json.loads(result)["total"])
+        humans = [s for s in spans if s.attributes.get("flightrec.operation") == "human"]
+        for human in humans:
+            attrs = human.attributes
+            if attrs["flightrec.human.decision"] == "edit":
+                edits += 1
+                assert attrs["flightrec.human.before"] != attrs["flightrec.human.after"], dict(attrs)
+                assert attrs["flightrec.human.reason"] in cat.EDIT_REASONS.values()
+        for action in (s for s in spans if s.attributes.get("flightrec.action.name") in ("refund.issue", "credit.apply")):
+            attrs = action.attributes
+            amount = f"{attrs['flightrec.action.amount']:.2f} {attrs['flightrec.action.currency']}"
+            decisions = [s for s in spans if s.name.startswith("chat ") and "stop" in str(
+                s.attributes.get("gen_ai.response.finish_reasons"))]
+            proposed = decisions[-1].attributes["gen_ai.output.messages"]
+            changed = [h for h in humans if "flightrec.human.after" in h.attributes]
+            if changed:
+                assert changed[-1].attributes["flightrec.human.after"] == amount
+                assert changed[-1].attributes["flightrec.human.before"].split()[0] in proposed
+            else:
+                assert f"{attrs['flightrec.action.amount']:.2f}" in proposed, (proposed, amount)
+            if attrs["flightrec.action.name"] == "refund.issue" and attrs["flightrec.mode"] != "observe":
+                refunds += 1
+                target = attrs["flightrec.object.id"]
+                refunded[target] = round(refunded.get(target, 0) + attrs["flightrec.action.amount"], 2)
+                assert refunded[target] <= totals[target] + 0.005, (target, refunded[target], totals[target])
+    assert edits >= 5 and refunds >= 20

@@ -1,0 +1,60 @@
+"""The registry of systems of record undo may call: list them, register one (audited)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import Field
+
+from flightrec.api.deps import get_rollback, get_runtime
+from flightrec.api.envelope import Page
+from flightrec.rollback import RollbackService, SystemRegistry
+from flightrec.rollback.systems import NAME_PATTERN, Refused, SystemOfRecord, SystemSpec
+
+router = APIRouter(tags=["systems"])
+SYSTEM_ERRORS = {
+    400: {"description": "no actor, or the target is this server itself"},
+    409: {"description": "the system is defined in the settings file (change it there)"},
+}
+
+
+def get_rollback_with_systems(request: Request) -> RollbackService:
+    """The rollback service, with the registry of systems the server's settings describe attached.
+
+    The runtime may build the registry itself (``runtime.systems``); until it does, it is built
+    here once from the app's settings, so planning and execution never run without one.
+    """
+    rollback = get_rollback(request)
+    if rollback.registry is None:
+        registry = getattr(get_runtime(request), "systems", None)
+        rollback.registry = registry or SystemRegistry.from_settings(request.app.state.settings, rollback.store)
+    return rollback
+
+
+def get_systems(request: Request) -> SystemRegistry:
+    registry = get_rollback_with_systems(request).registry
+    assert registry is not None
+    return registry
+
+
+class SystemRequest(SystemSpec):
+    name: str = Field(pattern=NAME_PATTERN, description="the name undo descriptors use (flightrec.undo.system)")
+    actor: str = Field(description="the operator registering it (recorded in the audit log)")
+
+
+@router.get("/systems", summary="Systems of record undo may call", response_model=Page[SystemOfRecord])
+def list_systems(registry: SystemRegistry = Depends(get_systems)) -> Page[SystemOfRecord]:
+    return Page.of(registry.systems())
+
+
+@router.post("/systems", summary="Register (or replace) a system of record undo may call; audited",
+             response_model=SystemOfRecord, status_code=status.HTTP_201_CREATED, responses=SYSTEM_ERRORS)
+def register_system(body: SystemRequest, registry: SystemRegistry = Depends(get_systems)) -> SystemOfRecord:
+    if not body.actor.strip():
+        raise HTTPException(400, "actor is required: who registers this system")
+    existing = registry.get(body.name)
+    if existing is not None and existing.source != "api":
+        raise HTTPException(409, f"system {body.name} is defined in the {existing.source} settings; change it there")
+    try:
+        return registry.register(body.name, SystemSpec(**body.model_dump(exclude={"name", "actor"})), body.actor)
+    except Refused as exc:
+        raise HTTPException(400, str(exc)) from exc
