@@ -193,3 +193,6 @@ ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{re
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS non_replicated_deduplication_window = 10000;
+
+-- 0008_link_source
+ALTER TABLE flightrec.object_links ON CLUSTER fr ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT 'span';

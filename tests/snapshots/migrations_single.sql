@@ -193,3 +193,6 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS non_replicated_deduplication_window = 10000;
+
+-- 0008_link_source
+ALTER TABLE flightrec.object_links  ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT 'span';
