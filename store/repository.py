@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from flightrec.store.config import StoreConfig
 from flightrec.store.engine import Engine
 from flightrec.store.links import covered_spans
+from flightrec.store.runs import RunsRepository
 from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
@@ -81,6 +82,7 @@ class Store:
         self.audit = AuditRepository(engine, self.db)
         self.signals = SignalsRepository(engine, self.db)
         self.alerts = AlertsRepository(engine, self.db)
+        self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
 
     # -- lifecycle ---------------------------------------------------------------

@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from flightrec.api import alerts, audit, controls, health, objects, quarantine, rollback, search, stats, systems, traces
+from flightrec.api import (
+    alerts,
+    audit,
+    controls,
+    health,
+    links,
+    objects,
+    quarantine,
+    rollback,
+    search,
+    stats,
+    systems,
+    traces,
+)
 from flightrec.api.deps import require_api_token
 
 
@@ -15,7 +28,7 @@ def build_api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(require_api_token)])
-    for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems):
+    for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

@@ -24,7 +24,8 @@ class SearchHit(BaseModel):
     detail: str
 
 
-@router.get("/search", summary="Find objects, agents and traces by id or text", response_model=Page[SearchHit])
+@router.get("/search", summary="Find objects, agents and traces by id or text, runs by session or user id",
+            response_model=Page[SearchHit])
 def search(
     q: str = Query(..., min_length=1, max_length=200, description="an id, part of one, or text"),
     limit: int = Query(10, ge=1, le=100, description="at most this many per kind"),
@@ -44,6 +45,10 @@ def search(
             hits.append(SearchHit(kind="object", key=str(ref), label=f"{ref.type} {ref.id}", detail=f"a run mentions “{text}”"))
     for agent in store.find_agents(text=text, limit=limit):
         hits.append(SearchHit(kind="agent", key=agent, label=agent, detail="agent"))
+    for run in store.runs.by_session_or_user(value=text, limit=limit):
+        who = f"session {run.session_id}" if run.session_id == text else f"user {run.user_id}"
+        hits.append(SearchHit(kind="trace", key=run.trace_id, label=f"run {run.name}",
+                              detail=f"{who} · {run.agent or run.service} · {run.started_at:%Y-%m-%d %H:%M}"))
     if HEX.match(text):
         for trace_id in store.find_traces(id_prefix=text, limit=limit):
             hits.append(SearchHit(kind="trace", key=trace_id, label=f"trace {trace_id[:12]}…", detail="trace"))
