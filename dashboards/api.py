@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -103,8 +104,9 @@ def _object_path(ref: str) -> str:
     return f"/api/objects/{path_segment(kind)}/{path_segment(ident)}"
 
 
-def objects(type: str | None = None, q: str | None = None, limit: int = 100) -> dict[str, Any]:
-    return get_json("/api/objects", type=type, q=q, limit=limit)
+def objects(type: str | None = None, q: str | None = None, agent: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """Recently touched objects, filtered by the API (type, id text, the agent that touched them)."""
+    return get_json("/api/objects", type=type, q=q, agent=agent, limit=limit)
 
 
 def story(ref: str) -> dict[str, Any]:
@@ -154,9 +156,12 @@ def _plan_path(plan_id: str, *rest: str) -> str:
     return "/".join(["/api/rollback/plans", path_segment(plan_id.strip()), *(path_segment(part) for part in rest)])
 
 
-def create_plan(*, actor: str, last: int, agent: str = "", object: str = "") -> dict[str, Any]:
-    """Plan the undo of an agent's or an object's last ``last`` actions (a dry run: nothing executes)."""
-    body: dict[str, Any] = {"agent": agent, "object": object, "last": last, "actor": actor}
+def create_plan(*, actor: str, last: int, agent: str = "", object: str = "", flow: str = "",
+                since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Plan the undo of the last ``last`` actions of an agent, an object or a flow, within ``since``..``until``
+    when given (a dry run: nothing executes)."""
+    body: dict[str, Any] = {"agent": agent, "object": object, "flow": flow, "last": last, "actor": actor,
+                            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     return post_json("/api/rollback/plans", {key: value for key, value in body.items() if value not in ("", None)})
 
 

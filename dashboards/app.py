@@ -20,7 +20,10 @@ FAVICON = Path(__file__).with_name("favicon.png")
 # A local file: a :material: or emoji page icon makes the browser fetch the favicon from an outside host.
 st.set_page_config(page_title="Flight Recorder", page_icon=str(FAVICON), layout="wide")
 
-home = st.Page(ui.OBJECTS_PAGE, title="Objects", icon=":material/list_alt:", url_path="objects", default=True)
+# The root URL is a hidden page that forwards: Streamlit ignores a default page's url_path, so a default
+# Objects page would answer /objects with "Page not found". Objects lives at /objects like every other page.
+start = st.Page(ui.START_PAGE, title="Flight Recorder", url_path="start", default=True, visibility="hidden")
+home = st.Page(ui.OBJECTS_PAGE, title="Objects", icon=":material/list_alt:", url_path="objects")
 story = st.Page(ui.STORY_PAGE, title="Story", icon=":material/menu_book:", url_path="story")
 trace = st.Page(ui.TRACE_PAGE, title="Trace", icon=":material/account_tree:", url_path="trace")
 rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", url_path="rollback")
@@ -28,15 +31,14 @@ triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:"
 alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
 governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
 page = st.navigation({
-    "Investigate": [home, story, trace],
+    "Investigate": [start, home, story, trace],
     "Operate": [triage, alerts, rollback],
     "Oversee": [governance],
 })
-if page.url_path == home.url_path:
+if page.url_path == start.url_path:
     target = (story if "object" in st.query_params else trace if "trace" in st.query_params
-              else rollback if "plan" in st.query_params else None)
-    if target is not None:
-        st.switch_page(target, query_params=st.query_params.to_dict())
+              else rollback if "plan" in st.query_params else home)
+    st.switch_page(target, query_params=st.query_params.to_dict())
 with st.sidebar:
     ui.search_box()
     ui.sidebar_footer()

@@ -13,6 +13,7 @@ from flightrec.dashboards.safe_text import code, md
 
 # Page scripts live in views/, not pages/: a pages/ folder next to the entrypoint is Streamlit's
 # legacy multipage convention, and a URL opened directly (/rollback) would run that file standalone.
+START_PAGE = "views/start.py"
 OBJECTS_PAGE = "views/objects.py"
 STORY_PAGE = "views/story.py"
 TRACE_PAGE = "views/trace.py"

@@ -133,7 +133,9 @@ def test_objects_page_filters_by_type_and_by_agent(monkeypatch, recorded: Record
 
     agent = recorded.report.agents[0]
     at = app(monkeypatch, recorded.server.url, agent=agent)
-    expected = [item for item in recorded.get("/api/objects", limit=50)["items"] if agent in item["agents"]]
+    expected = recorded.get("/api/objects", agent=agent, limit=50)["items"]  # the API filters: the agent's 50 newest
+    touched = [item for item in recorded.get("/api/objects", limit=1000)["items"] if agent in item["agents"]]
+    assert expected == touched[:50] and expected, "the agent's newest, not a filter of everyone's newest"
     assert [shown(link.value) for link in at.main.get("page_link")][1:] == [
         f"{item['type'].capitalize()} {item['id']}" for item in expected
     ]

@@ -161,36 +161,49 @@ def test_the_console_shows_the_runbook_and_asks_who_you_are(monkeypatch, console
     assert at.button(key="rb_build").disabled, "nobody may act before saying who they are"
 
 
-def test_an_agents_last_actions_are_listed_with_status_badges(monkeypatch, console: Console) -> None:
+def actions_rows(at: AppTest) -> list[str]:
+    table = next(text for text in texts(at.markdown) if text.startswith("| Time (UTC) | Action | Object |"))
+    return table.splitlines()[2:]
+
+
+def test_an_agents_last_actions_are_the_ones_a_plan_would_undo(monkeypatch, console: Console) -> None:
     agent = "ops-agent"
-    expected = console.get("/api/actions", agent=agent, last=10)["items"]
+    expected = console.get("/api/actions", agent=agent, last=10, performed=True)["items"]
     at = console_page(monkeypatch, console.server.url, actor="alice", agent=agent)
 
-    table = next(text for text in texts(at.markdown) if text.startswith("| Time (UTC) | Status |"))
-    rows = table.splitlines()[2:]
+    rows = actions_rows(at)
     assert len(rows) == len(expected) == 10
     for row, action in zip(rows, expected, strict=True):
-        assert f"-badge[{action['status']}]" in row and action["name"] in row
+        assert "-badge[performed]" in row and action["name"] in row
         assert ", ".join(action["objects"]) in row
-    assert {"performed", "proposed"} <= {action["status"] for action in expected}
+        if action["amount"]:
+            assert f"{action['amount']:,.2f}" in row
+    assert not at.get("toggle"), "no filter: the list is what a plan considers"
     story_links = {shown(link.value) for link in at.main.get("page_link")}
     assert any(ref.split(":", 1)[1] in label for ref in expected[0]["objects"] for label in story_links)
     control = console.get(f"/api/controls/agents/{agent}")
     assert control["state"] == "running" and "RUNNING" in everything(at)
 
-    at.toggle(key="rb_performed").set_value(True).run()
-    table = next(text for text in texts(at.markdown) if text.startswith("| Time (UTC) | Status |"))
-    assert all("-badge[performed]" in row for row in table.splitlines()[2:]), "only what a plan would consider"
+
+def test_with_a_plan_open_the_last_actions_are_exactly_its_steps(monkeypatch, console: Console) -> None:
+    at = console_page(monkeypatch, console.server.url, actor="alice", agent="support-agent")
+    click(at, "rb_build")
+    plan = console.get(f"/api/rollback/plans/{open_plan(at)}")
+
+    rows = actions_rows(at)
+    assert len(rows) == len(plan["steps"]) > 0
+    for row, step in zip(rows, plan["steps"], strict=True):
+        assert step["action"] in row and ", ".join(step["objects"]) in row and step["amount"] in row
+        assert f"-badge[{step['status'].replace('_', ' ')}]" in row or f"-badge[{step['status']}]" in row
 
 
 def test_an_objects_last_actions_and_the_switches_of_its_agents(monkeypatch, console: Console) -> None:
     ref = next(ref for ref in console.report.example_objects if ref.startswith("ticket:"))
-    expected = console.get("/api/actions", object=ref, last=10)["items"]
+    expected = console.get("/api/actions", object=ref, last=10, performed=True)["items"]
     at = console_page(monkeypatch, console.server.url, actor="alice", object=ref)
 
     assert at.session_state["rb_by"] == "Object (type:id)" and at.text_input(key="rb_object").value == ref
-    table = next(text for text in texts(at.markdown) if text.startswith("| Time (UTC) | Status |"))
-    assert len(table.splitlines()[2:]) == len(expected) > 0
+    assert len(actions_rows(at)) == len(expected) > 0
     agents = list(dict.fromkeys(action["agent"] for action in expected))
     shown_text = everything(at)
     assert f"{agents[0]} is" in shown_text and "RUNNING" in shown_text
@@ -322,12 +335,15 @@ def test_pause_and_resume_flip_the_agents_kill_switch(monkeypatch, console: Cons
         control = console.get(f"/api/controls/agents/{agent}")
         assert (control["state"], control["actor"], control["reason"]) == ("paused", "erin", "refunds look wrong")
         assert "PAUSED" in everything(at) and f"{agent} is now paused" in everything(at)
+        assert at.button(key="rb_pause").disabled and at.button(key="rb_pause").label == "Paused", \
+            "no Pause while already paused"
+        assert not at.button(key="rb_drain").disabled and not at.button(key="rb_resume").disabled
         decision = console.get("/api/controls/check", agent=agent)
         assert decision["allowed"] is False
     finally:
         click(at, "rb_resume")
     assert console.get(f"/api/controls/agents/{agent}")["state"] == "running"
-    assert "RUNNING" in everything(at)
+    assert "RUNNING" in everything(at) and not at.button(key="rb_pause").disabled
 
 
 def test_the_console_explains_an_api_that_is_down(monkeypatch) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from flightrec.dashboards import api, safe_text, ui
+from flightrec.dashboards import api, operate, safe_text, ui
 from flightrec.dashboards.safe_text import md
 
 STATUSES = ("firing", "pending", "resolved", "all")
@@ -48,6 +48,7 @@ def show_alert(alert: dict[str, Any]) -> None:
         time_col.caption(ui.alert_timing(alert, capital=True))
         st.markdown(md(alert["summary"]))
         ui.alert_links(alert)
+        operate.alert_panel(alert, actor, "alerts")
         with st.expander("Details", icon=":material/info:", key=f"alert-{alert['id']}"):
             facts = {**alert.get("details", {}), "detector": f"{alert['detector']}: "
                      f"{DETECTORS.get(alert['detector'], 'see the detector settings')}",
@@ -56,6 +57,7 @@ def show_alert(alert: dict[str, Any]) -> None:
             st.table(safe_text.table({"fact": list(facts), "value": [str(value) for value in facts.values()]}))
 
 
+actor = ui.you_are()
 st.title("Alerts")
 st.caption("What the detectors found, newest first. Firing alerts paged someone (if a pager route is set); "
            "pending ones wait for their detector's hold time; resolved ones stopped being found. Times are UTC.")

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from flightrec.dashboards import api, charts, ui
+from flightrec.dashboards import api, charts, safe_text, ui
 from flightrec.dashboards.safe_text import md
 
 WINDOWS = {"Last 24 hours": 24, "Last 7 days": 24 * 7, "Last 30 days": 24 * 30, "Last 90 days": 24 * 90}
@@ -41,22 +41,23 @@ def verdict(flow: dict[str, Any]) -> tuple[str, str]:
     return "orange", f"stays in {flow['mode']}"
 
 
-def table(flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "Agent": flow["agent"],
-            "Flow": flow["flow"],
-            "Mode now": flow["mode"],
-            "Runs": flow["runs"],
-            "Corrected by people (%)": round(flow["correction_rate"] * 100, 1),
-            "Overridden (%)": round(flow["override_rate"] * 100, 1),
-            "Rejected (%)": round(flow["reject_rate"] * 100, 1),
-            "Guardrail blocks per 100 runs": round(flow["block_rate"] * 100, 1),
-            "Failed runs (%)": round(flow["error_rate"] * 100, 1),
-            "Human decisions": flow["human_decisions"],
-        }
-        for flow in flows
-    ]
+TABLE_COLUMNS = {  # short headers, so all ten columns fit the page; the caption says what each counts
+    "Agent": lambda flow: flow["agent"],
+    "Flow": lambda flow: flow["flow"],
+    "Mode": lambda flow: flow["mode"],
+    "Runs": lambda flow: f"{flow['runs']:,}",
+    "Corrected %": lambda flow: f"{flow['correction_rate'] * 100:.1f}",
+    "Overridden %": lambda flow: f"{flow['override_rate'] * 100:.1f}",
+    "Rejected %": lambda flow: f"{flow['reject_rate'] * 100:.1f}",
+    "Blocks / 100 runs": lambda flow: f"{flow['block_rate'] * 100:.1f}",
+    "Failed %": lambda flow: f"{flow['error_rate'] * 100:.1f}",
+    "Human decisions": lambda flow: f"{flow['human_decisions']:,}",
+}
+
+
+def table(flows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The per-flow table's columns, every cell shown as text (``st.table`` wraps: nothing is cut off)."""
+    return safe_text.table({name: [cell(flow) for flow in flows] for name, cell in TABLE_COLUMNS.items()})
 
 
 st.title("Governance")
@@ -114,7 +115,7 @@ for flow in flows:
                    f"{flow['human_decisions']:,} human decisions")
 
 st.subheader("Corrections, blocks and failures per flow")
-st.caption(f"{window}. *Corrected by people* counts runs a person overrode or rejected.")
-st.dataframe(table(flows), hide_index=True, width="stretch",
-             column_config={"Runs": st.column_config.NumberColumn(format="%d"),
-                            "Human decisions": st.column_config.NumberColumn(format="%d")})
+st.caption(f"{window}. *Mode*: the mode most of the flow's actions ran in. *Corrected %*: runs a person "
+           "overrode or rejected (*Overridden %*, *Rejected %*). *Blocks / 100 runs*: guardrail blocks. "
+           "*Failed %*: runs that failed. *Human decisions*: approvals, edits, overrides and rejections.")
+st.table(table(flows))

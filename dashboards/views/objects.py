@@ -19,8 +19,9 @@ kind = type_col.selectbox("Type", [ALL, *KNOWN_TYPES])
 query = query_col.text_input("Id contains", placeholder="TCK-1042")
 limit = limit_col.selectbox("Show", [50, 100, 200], help="How many of the most recent objects to list")
 
-data = ui.load(api.objects, type=None if kind == ALL else kind, q=query.strip() or None, limit=limit)
-items = [item for item in data["items"] if not agent or agent in item["agents"]]
+data = ui.load(api.objects, type=None if kind == ALL else kind, q=query.strip() or None, agent=agent or None,
+               limit=limit)
+items = data["items"]  # filtered by the API: the agent's most recent objects, not a filter of everyone's
 if agent:
     st.info(f"Objects touched by agent **{md(agent)}**.", icon=":material/smart_toy:")
     st.page_link(ui.OBJECTS_PAGE, label="Show every agent", icon=":material/close:")

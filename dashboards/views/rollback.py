@@ -6,6 +6,7 @@ page ``?agent=support-agent`` or ``?object=ticket:TCK-1042`` preselect what to l
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,7 +84,7 @@ def call_api(slot: str, call: Callable[..., dict[str, Any]], *args: Any, **kwarg
 
 
 def open_plan(plan_id: str | None) -> None:
-    st.session_state["rb_plan"] = plan_id
+    st.session_state["rb_plan"] = st.session_state["rb_plan_param"] = plan_id
     if plan_id:
         st.query_params["plan"] = plan_id
     else:
@@ -194,46 +195,85 @@ def choose_target() -> tuple[str, str, int]:
     return (agent or "").strip(), "", last
 
 
-def actions_table(items: list[dict[str, Any]]) -> str:
-    """The actions as a Markdown table with a colored badge for each status."""
-    rows = ["| Time (UTC) | Status | Action | Objects | Amount | Risk | Undo |", "|---|---|---|---|---|---|---|"]
+def amount_of(item: dict[str, Any]) -> str:
+    """An action's or a step's amount as text: a plan step carries it formatted, an action as number + currency."""
+    amount = item.get("amount")
+    if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+        return f"{amount:,.2f} {item.get('currency') or ''}".strip() if amount else ""
+    return str(amount or "")
+
+
+def candidates_table(items: list[dict[str, Any]], steps: bool) -> str:
+    """The candidates as a Markdown table: one row each, with its object, amount and status (a colored badge).
+
+    ``steps``: the rows are a plan's steps (status reversible, irreversible, done...), else actions that took effect.
+    """
+    rows = ["| Time (UTC) | Action | Object | Amount | Status |", "|---|---|---|---|---|"]
     for item in items:
-        amount = f"{item['amount']:,.2f} {item['currency']}".strip() if item.get("amount") else ""
-        cells = [ui.when(item["time"], "%m-%d %H:%M:%S"), ui.badge(item["status"], ACTION_COLORS),
-                 f"**{md(item['name'])}**", md(", ".join(item["objects"])), md(amount),
-                 ui.badge(item["risk"], RISK_COLORS), md(item["undo_kind"] or "none")]
+        status = str(item.get("status") or "")
+        badge = (ui.badge(status, STEP_COLORS, STEP_LABELS.get(status)) if steps
+                 else ui.badge(status, ACTION_COLORS))
+        name = item.get("action") if steps else item.get("name")
+        cells = [ui.when(item["time"], "%m-%d %H:%M:%S") if item.get("time") else "",
+                 f"**{md(name or '?')}**", md(", ".join(item.get("objects") or []) or "(no object)"),
+                 md(amount_of(item)), badge]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def scope_words(selector: dict[str, Any]) -> str:
+    """Markdown: what a plan's selector covers (agent, object, flow, time window), whatever it carries."""
+    parts = [f"agent **{md(selector['agent'])}**" if selector.get("agent") else "",
+             f"**{md(selector['object'])}**" if selector.get("object") else "",
+             f"flow **{md(selector['flow'])}**" if selector.get("flow") else ""]
+    words = " · ".join(part for part in parts if part) or "every agent"
+    since, until = selector.get("since"), selector.get("until")
+    if since:
+        words += f" since {ui.when(since)} UTC"
+    if until:
+        words += f" until {ui.when(until)} UTC"
+    return words
 
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def show_actions(agent: str, ref: str, last: int) -> list[dict[str, Any]]:
+def show_actions(agent: str, ref: str, last: int, plan: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The plan's candidates: with a plan open, its own steps; else the actions a plan built now would
+    consider (the last ``last`` that took effect, as ``GET /api/actions?performed=true`` lists them)."""
+    st.subheader("Last actions")
+    if plan is not None:
+        steps = plan.get("steps") or []
+        st.caption(f"Exactly the {plural(len(steps), 'action')} plan {md(plan.get('id', ''))} undoes "
+                   f"({scope_words(plan.get('selector') or {})}), newest first, each with what the plan "
+                   "does with it.")
+        if steps:
+            st.markdown(candidates_table(steps, steps=True))
+        return steps
     who = f"agent **{md(agent)}**" if agent else f"**{md(ref)}**"
-    title_col, filter_col = st.columns([2, 1], vertical_alignment="bottom")
-    title_col.subheader("Last actions")
-    performed_only = filter_col.toggle("Only those that took effect", key="rb_performed",
-                                       help="Performed actions only: exactly the ones a plan considers")
     try:
-        items = api.actions(agent=agent, object=ref, last=last, performed=performed_only)["items"]
+        items = api.actions(agent=agent, object=ref, last=last, performed=True)["items"]
     except api.ApiError as error:
         st.error(md(error.message), icon=":material/cloud_off:")
         return []
     if not items:
-        st.info(f"No actions recorded for {who}. Agents record them as action spans "
-                "(`flightrec.operation=action`).", icon=":material/info:")
+        st.info(f"No action of {who} took effect. Agents record them as action spans "
+                "(`flightrec.operation=action`); proposed and observed ones change nothing, so a plan leaves "
+                "them out.", icon=":material/info:")
         return []
-    performed = sum(item["status"] == "performed" for item in items)
-    st.caption(f"The last {plural(len(items), 'action')} of {who}, newest first: {performed} took effect "
-               "(performed); proposed and observed ones changed nothing, so a plan leaves them out.")
-    st.markdown(actions_table(items))
-    objects = list(dict.fromkeys(ref for item in items for ref in item["objects"]))
-    with st.expander(f"Open the stories ({plural(len(objects), 'object')})", icon=":material/menu_book:"):
-        for object_ref in objects:
-            ui.link("object", object_ref)
+    st.caption(f"The last {plural(len(items), 'action')} of {who} that took effect, newest first: exactly what "
+               "a plan built now considers (proposed and observed actions changed nothing, so it leaves them out).")
+    st.markdown(candidates_table(items, steps=False))
     return items
+
+
+def show_stories(items: list[dict[str, Any]]) -> None:
+    objects = list(dict.fromkeys(ref for item in items for ref in item.get("objects") or []))
+    if objects:
+        with st.expander(f"Open the stories ({plural(len(objects), 'object')})", icon=":material/menu_book:"):
+            for object_ref in objects:
+                ui.link("object", object_ref)
 
 
 def show_switch(agents: list[str], actor: str) -> None:
@@ -261,12 +301,15 @@ def show_switch(agents: list[str], actor: str) -> None:
     st.text_input("Reason", key="rb_reason", placeholder="why (recorded in the audit trail)")
     disabled = not actor
     pause_col, drain_col = st.columns(2)
-    pause_col.button("Pause", key="rb_pause", type="primary", icon=":material/pause_circle:", disabled=disabled,
+    pause_col.button("Paused" if state == "paused" else "Pause", key="rb_pause", type="primary",
+                     icon=":material/pause_circle:", disabled=disabled or state == "paused",
                      on_click=switch, args=(agent, "pause", actor), width="stretch",
-                     help="Refuse every action of this agent (within ~2 s, the SDK's cache)")
-    drain_col.button("Drain", key="rb_drain", icon=":material/hourglass_bottom:", disabled=disabled,
+                     help="Already paused: Resume lets it act again" if state == "paused"
+                     else "Refuse every action of this agent (within ~2 s, the SDK's cache)")
+    drain_col.button("Draining" if state == "draining" else "Drain", key="rb_drain",
+                     icon=":material/hourglass_bottom:", disabled=disabled or state == "draining",
                      on_click=switch, args=(agent, "drain", actor), width="stretch",
-                     help="No new work; let the work in flight finish")
+                     help="Already draining" if state == "draining" else "No new work; let the work in flight finish")
     limit_col, throttle_col = st.columns(2, vertical_alignment="bottom")
     limit_col.number_input("Actions a minute", min_value=1, max_value=10_000, value=10, key="rb_limit")
     throttle_col.button("Throttle", key="rb_throttle", icon=":material/speed:", disabled=disabled,
@@ -291,19 +334,34 @@ def recent_plans(items: list[dict[str, Any]]) -> None:
                  on_change=reopen, placeholder="recent plans, newest first")
 
 
+SHOWN_STEP_FIELDS = {"action_id", "status", "reason", "action", "agent", "time", "risk", "objects", "amount", "call",
+                     "attempts", "finished_at", "system", "fields", "risk_reason", "reported_risk", "restored",
+                     "check_result"}
+
+
 def step_line(step: dict[str, Any]) -> str:
-    status = step["status"]
-    facts = [f"**{md(step['action'])}** on {md(', '.join(step['objects']) or '(no object)')}"]
+    """Markdown: the step's status, action, objects, amount, system, risk and time (whichever it carries)."""
+    status = str(step.get("status") or "")
+    facts = [f"**{md(step.get('action') or '?')}** on {md(', '.join(step.get('objects') or []) or '(no object)')}"]
     if step.get("amount"):
-        facts.append(md(step["amount"]))
-    facts.append(f"{md(step['risk'])} risk")
-    facts.append(f"{ui.when(step['time'])} UTC")
-    return f"{ui.badge(status, STEP_COLORS, STEP_LABELS.get(status))} " + " · ".join(facts)
+        facts.append(md(amount_of(step)))
+    if step.get("system"):
+        facts.append(f"on {md(step['system'])}")
+    if step.get("risk"):
+        facts.append(f"{md(step['risk'])} risk")
+    if step.get("agent"):
+        facts.append(f"by {md(step['agent'])}")
+    if step.get("time"):
+        facts.append(f"{ui.when(step['time'])} UTC")
+    restored = step.get("restored")
+    check = (" :green-badge[restored]" if restored is True else " :red-badge[not restored]" if restored is False
+             else "")
+    return f"{ui.badge(status, STEP_COLORS, STEP_LABELS.get(status))}{check} " + " · ".join(facts)
 
 
 def show_step(step: dict[str, Any]) -> None:
     st.markdown(step_line(step))
-    status, reason = step["status"], md(step.get("reason") or "")
+    status, reason = step.get("status"), md(step.get("reason") or "")
     if status == "irreversible":
         st.markdown(f":orange[Hand to a person: {reason}]")
     elif status == "conflicted":
@@ -312,16 +370,33 @@ def show_step(step: dict[str, Any]) -> None:
         st.markdown(f":red[Undo failed: {reason}]")
     elif reason:
         st.caption(reason)
+    notes = []
+    if step.get("check_result"):
+        notes.append(f"Read back: {md(step['check_result'])}")
+    if step.get("risk_reason"):
+        notes.append(f"Risk: {md(step['risk_reason'])}")
+    if step.get("reported_risk") and step.get("reported_risk") != step.get("risk"):
+        notes.append(f"the agent reported {md(step['reported_risk'])} risk (not used to decide)")
+    if step.get("fields"):
+        notes.append(f"changed {md(', '.join(map(str, step['fields'])))}")
+    notes += [f"{md(name)}: {md(value)}" for name, value in step.items()  # whatever else the planner adds
+              if name not in SHOWN_STEP_FIELDS and isinstance(value, (str, int, float)) and value not in ("", None)]
+    if notes:
+        st.caption(" · ".join(notes))
     call = step.get("call")
     with st.expander("What will be called" if status != "done" else "What was called", icon=":material/terminal:"):
-        if call is None:
+        if not call:
             st.caption("Nothing: no automatic undo exists for this action.")
         else:
-            how = "HTTP POST" if call["kind"] == "http" else "handler"
-            st.markdown(how)
-            st.code(call["target"], language=None, wrap_lines=True)  # as text, whatever the target holds
-            st.json(call["args"], expanded=True)
-            st.caption(f"Idempotency-Key: {safe_text.code(call['idempotency_key'])} · "
+            how = "HTTP POST" if call.get("kind") == "http" else "handler"
+            st.markdown(f"{how} on {md(call['system'])}" if call.get("system") else how)
+            st.code(str(call.get("target", "")), language=None, wrap_lines=True)  # as text, whatever it holds
+            st.json(call.get("args") or {}, expanded=True)
+            check = call.get("check")
+            if isinstance(check, dict):
+                st.caption(f"Then reads back {safe_text.code(check.get('path', ''))} to check the undo took: "
+                           f"expects {safe_text.code(json.dumps(check.get('expect'), ensure_ascii=False))}")
+            st.caption(f"Idempotency-Key: {safe_text.code(call.get('idempotency_key', ''))} · "
                        f"attempts so far: {md(step.get('attempts', 0))}")
 
 
@@ -395,12 +470,10 @@ def show_plan(plan_id: str, actor: str) -> None:
         else:
             st.error(md(error.message), icon=":material/cloud_off:")
         return
-    selector = plan["selector"]
-    target = (f"agent **{md(selector['agent'])}**" if selector.get("agent")
-              else f"**{md(selector.get('object') or selector.get('flow') or '?')}**")
+    selector = plan.get("selector") or {}
     st.subheader(f"Plan {md(plan['id'])}")
-    st.caption(f"Undo the last {selector['last']} actions of {target} · built by **{md(plan['author'])}** "
-               f"at {ui.when(plan['created_at'])} UTC")
+    st.caption(f"Undo the last {md(selector.get('last', '?'))} actions that took effect of {scope_words(selector)} · "
+               f"built by **{md(plan.get('author', '?'))}** at {ui.when(plan['created_at'])} UTC")
     show_flash("plan")
     status = plan["status"]
     approved = ", ".join(f"{md(item['actor'])} ({ui.when(item['at'], '%H:%M:%S')})" for item in plan["approvals"])
@@ -445,8 +518,14 @@ st.caption("Stop an agent, see what it did, undo its last actions, and hand the 
 if not actor:
     st.warning("Enter your name under **You are** in the sidebar: every pause, plan, approval and execution "
                "is recorded under it. The buttons stay off until then.", icon=":material/badge:")
-if "rb_plan" not in st.session_state:
-    st.session_state["rb_plan"] = st.query_params.get("plan") or None
+plan_param = st.query_params.get("plan") or None
+if plan_param != st.session_state.get("rb_plan_param"):  # a new ?plan= (a shared link, Plan rollback) wins
+    st.session_state["rb_plan_param"] = plan_param
+    if plan_param:
+        st.session_state["rb_plan"] = plan_param
+        if "rb_by" in st.session_state:  # choose_target points its choices at the plan on a first run
+            point_at_plan(plan_param)
+st.session_state.setdefault("rb_plan", None)
 try:
     recent = api.plans(limit=20)["items"]
 except api.ApiError as error:  # one clear message, and the runbook still readable
@@ -456,10 +535,15 @@ except api.ApiError as error:  # one clear message, and the runbook still readab
 
 agent, ref, last = choose_target()
 work, side = st.columns([2, 1], gap="large")
+try:
+    open_now = api.plan(st.session_state["rb_plan"]) if st.session_state.get("rb_plan") else None
+except api.ApiError:
+    open_now = None  # the plan view below explains it
 with work:
-    items = show_actions(agent, ref, last) if agent or ref else []
-    if not (agent or ref):
+    items = show_actions(agent, ref, last, open_now) if agent or ref or open_now else []
+    if not (agent or ref or open_now):
         st.info("Choose an agent, or an object (type:id), to see its last actions.", icon=":material/touch_app:")
+    show_stories(items)
     st.subheader("Undo plan")
     build_col, recent_col = st.columns([1, 1], vertical_alignment="bottom")
     build_col.button("Build the plan (dry run)", key="rb_build", icon=":material/fact_check:",
@@ -473,6 +557,6 @@ with work:
     else:
         show_flash("plan")
 with side:
-    switch_agents = [agent] if agent else list(dict.fromkeys(item["agent"] for item in items))
+    switch_agents = [agent] if agent else list(dict.fromkeys(item["agent"] for item in items if item.get("agent")))
     show_switch(switch_agents, actor)
     show_runbook()

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from flightrec.dashboards import api, charts, safe_text, signals, ui
+from flightrec.dashboards import api, charts, operate, safe_text, signals, ui
 from flightrec.dashboards.safe_text import md
 
 ALL_AGENTS = "All agents"
@@ -93,6 +93,7 @@ def show_alert(alert: dict[str, Any]) -> None:
         st.markdown(f"**{md(alert['summary'])}**")
         st.caption(ui.alert_timing(alert, capital=True))
         ui.alert_links(alert, triage=False)
+        operate.alert_panel(alert, actor, "triage")
         if alert.get("details"):
             with st.expander("Details", icon=":material/info:"):
                 st.table(safe_text.table({"fact": list(alert["details"]), "value": list(alert["details"].values())}))
@@ -164,6 +165,7 @@ def show_agent(rows: list[dict[str, Any]], agent: str, alerts: list[dict[str, An
     if not focused:
         with link_col:
             ui.triage_link(agent, "Focus on this agent")
+    operate.triage_panel(agent, actor, hours, window)
     changes = signals.version_changes(rows, agent)
     st.plotly_chart(charts.golden_signals(signals.series(rows, agent), changes), width="stretch",
                     config={"displaylogo": False}, key=f"signals-{agent}")

@@ -48,10 +48,12 @@ def _story(store: Store, obj: ObjectRef, runs: int) -> Story:
 def list_objects(
     type: str = Query("", description="only objects of this type (ticket, order, ...)"),
     q: str = Query("", description="only objects whose id contains this text"),
+    agent: str = Query("", description="only objects this agent touched (each still lists every agent that did)"),
     limit: int = Query(50, ge=1, le=1000, description="at most this many"),
     store: Store = Depends(get_store),
 ) -> Page[ObjectSummary]:
-    activity = store.recent_objects(object_type=type.strip().lower(), text=q.strip(), limit=limit)
+    activity = store.recent_objects(object_type=type.strip().lower(), text=q.strip(), agent=agent.strip(),
+                                    limit=limit)
     return Page.of([object_summary(entry) for entry in activity])
 
 
