@@ -2,89 +2,17 @@
 
 One table, read top to bottom; for every field the first attribute present wins
 (DESIGN.md, "Conventions"). Span attributes are looked up before resource ones.
+
+Attribute names come from the published constant packages where they exist:
+``opentelemetry-semantic-conventions`` (GenAI, incubating) and
+``openinference-semantic-conventions``. OpenLLMetry's names (``traceloop.*`` and its
+``gen_ai.usage.*`` variants) are typed here: their constants live in a package we do not
+depend on (``opentelemetry-semantic-conventions-ai``).
 """
 
 from __future__ import annotations
 
-# canonical field -> attribute keys, first present wins
-FIELD_SOURCES: dict[str, tuple[str, ...]] = {
-    "agent": ("gen_ai.agent.name", "gen_ai.agent.id", "traceloop.entity.name", "service.name"),
-    "model": ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name"),
-    "input_tokens": ("gen_ai.usage.input_tokens", "llm.token_count.prompt", "gen_ai.usage.prompt_tokens"),
-    "output_tokens": ("gen_ai.usage.output_tokens", "llm.token_count.completion", "gen_ai.usage.completion_tokens"),
-    "tool": ("gen_ai.tool.name", "tool.name"),
-    "input_text": ("gen_ai.input.messages", "input.value"),
-    "output_text": ("gen_ai.output.messages", "output.value"),
-    "session_id": ("gen_ai.conversation.id", "session.id"),
-    "user_id": ("user.id", "enduser.id"),
-    "prompt_version": ("flightrec.prompt.version",),
-    "agent_version": ("flightrec.agent.version", "service.version"),
-    "tenant": ("flightrec.tenant", "tenant.id"),
-    "action_name": ("flightrec.action.name",),
-    "action_system": ("flightrec.action.system",),
-    "action_risk": ("flightrec.action.risk",),
-    "action_amount": ("flightrec.action.amount",),
-    "action_currency": ("flightrec.action.currency",),
-    "mode": ("flightrec.mode",),
-    "guardrail_verdict": ("flightrec.guardrail.verdict",),
-    "human_decision": ("flightrec.human.decision",),
-    "cost_usd": ("flightrec.cost.usd",),
-}
-
-# Legacy flattened prompt/completion attributes (gen_ai.prompt.0.content, ...):
-# read when no structured message attribute is present.
-TEXT_PREFIXES: dict[str, str] = {"input_text": "gen_ai.prompt.", "output_text": "gen_ai.completion."}
-
-# traceloop.entity.name names the agent only on agent-like spans.
-TRACELOOP_AGENT_KINDS = frozenset({"agent", "workflow"})
-
-# operation: (attribute, value) -> canonical operation, sources in order.
-OPERATION_SOURCES: tuple[str, ...] = (
-    "gen_ai.operation.name",
-    "openinference.span.kind",
-    "traceloop.span.kind",
-    "flightrec.operation",
-)
-OPERATION_VALUES: dict[str, dict[str, str]] = {
-    "gen_ai.operation.name": {
-        "invoke_agent": "agent",
-        "create_agent": "agent",
-        "chat": "llm",
-        "text_completion": "llm",
-        "generate_content": "llm",
-        "embeddings": "llm",
-        "execute_tool": "tool",
-    },
-    "openinference.span.kind": {
-        "AGENT": "agent",
-        "CHAIN": "other",
-        "LLM": "llm",
-        "EMBEDDING": "llm",
-        "TOOL": "tool",
-        "RETRIEVER": "retrieval",
-        "RERANKER": "retrieval",
-        "GUARDRAIL": "guardrail",
-        "EVALUATOR": "other",
-        "PROMPT": "other",
-    },
-    "traceloop.span.kind": {
-        "workflow": "agent",
-        "agent": "agent",
-        "task": "other",
-        "tool": "tool",
-        "unknown": "other",
-    },
-    "flightrec.operation": {
-        name: name
-        for name in ("agent", "llm", "tool", "retrieval", "guardrail", "action", "human", "undo", "other")
-    },
-}
-# Without an operation attribute, Flight Recorder's own attributes still say what a span is.
-OPERATION_FROM_PRESENCE: tuple[tuple[str, str], ...] = (
-    ("flightrec.action.name", "action"),
-    ("flightrec.guardrail.name", "guardrail"),
-    ("flightrec.human.decision", "human"),
-)
+from typing import Any
 
 # Business object links.
 OBJECT_TYPE_ATTR = "flightrec.object.type"
@@ -107,3 +35,176 @@ VOCABULARIES: dict[str, frozenset[str]] = {
     "guardrail_verdict": frozenset({"pass", "warn", "block"}),
     "human_decision": frozenset({"approve", "edit", "reject", "override"}),
 }
+
+
+# The tables below name attributes by the constant packages' names. Those packages come with the
+# server extra, while settings (the cli extra) import this module for the link aliases: the tables
+# are built on first use (PEP 562), so importing this module stays light.
+_TABLES = (
+    "FIELD_SOURCES", "COST_PARTS", "TOOL_TEXT_SOURCES", "OI_MESSAGE_PREFIXES", "TEXT_PREFIXES", "METADATA_ATTR",
+    "TAGS_ATTR", "TRACELOOP_AGENT_KINDS", "TRACELOOP_TOOL_KINDS", "TRACELOOP_FLOW_KINDS", "OPERATION_SOURCES",
+    "OPERATION_VALUES", "OPERATION_FROM_PRESENCE", "AGGREGATE_KINDS", "OI_ROLE", "OI_CONTENT", "OI_CONTENTS",
+    "OI_TOOL_CALLS", "OI_TOOL_CALL_ID", "OI_NAME", "OI_CALL_ID", "OI_CALL_NAME", "OI_CALL_ARGUMENTS",
+    "TRACELOOP_SPAN_KIND", "TRACELOOP_ENTITY_NAME", "TRACELOOP_ENTITY_INPUT", "TRACELOOP_ENTITY_OUTPUT",
+    "TRACELOOP_WORKFLOW_NAME", "TRACELOOP_PROMPT_VERSION", "TRACELOOP_ASSOCIATION", "LLM_REQUEST_TYPE",
+    "LLM_USAGE_CACHE_READ", "LLM_USAGE_CACHE_CREATION", "LLM_USAGE_REASONING", "ENDUSER_ID",
+)
+
+
+def _build_tables() -> dict[str, Any]:
+    from openinference.semconv.trace import MessageAttributes as OIMessage
+    from openinference.semconv.trace import OpenInferenceSpanKindValues as _KIND
+    from openinference.semconv.trace import SpanAttributes as OI
+    from openinference.semconv.trace import ToolCallAttributes as OIToolCall
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GA
+    from opentelemetry.semconv._incubating.attributes import service_attributes as SVC
+    from opentelemetry.semconv._incubating.attributes import user_attributes as USER
+
+    # OpenLLMetry (traceloop-sdk, opentelemetry-instrumentation-*)
+    TRACELOOP_SPAN_KIND = "traceloop.span.kind"
+    TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
+    TRACELOOP_ENTITY_INPUT = "traceloop.entity.input"
+    TRACELOOP_ENTITY_OUTPUT = "traceloop.entity.output"
+    TRACELOOP_WORKFLOW_NAME = "traceloop.workflow.name"
+    TRACELOOP_PROMPT_VERSION = "traceloop.prompt.version"
+    TRACELOOP_ASSOCIATION = "traceloop.association.properties."
+    LLM_REQUEST_TYPE = "llm.request.type"
+    LLM_USAGE_CACHE_READ = "gen_ai.usage.cache_read_input_tokens"
+    LLM_USAGE_CACHE_CREATION = "gen_ai.usage.cache_creation_input_tokens"
+    LLM_USAGE_REASONING = "gen_ai.usage.reasoning_tokens"
+    ENDUSER_ID = "enduser.id"  # deprecated in OTel (user.id), still sent
+
+    # canonical field -> attribute keys, first present wins
+    FIELD_SOURCES: dict[str, tuple[str, ...]] = {
+        "agent": (GA.GEN_AI_AGENT_NAME, OI.AGENT_NAME, GA.GEN_AI_AGENT_ID, TRACELOOP_ENTITY_NAME, SVC.SERVICE_NAME),
+        "flow": (GA.GEN_AI_WORKFLOW_NAME, TRACELOOP_WORKFLOW_NAME),
+        "model": (GA.GEN_AI_RESPONSE_MODEL, GA.GEN_AI_REQUEST_MODEL, OI.LLM_RESPONSE_MODEL_NAME, OI.LLM_MODEL_NAME,
+                  OI.LLM_REQUEST_MODEL_NAME, OI.EMBEDDING_MODEL_NAME),
+        "provider": (GA.GEN_AI_PROVIDER_NAME, GA.GEN_AI_SYSTEM, OI.LLM_PROVIDER, OI.LLM_SYSTEM),
+        "input_tokens": (GA.GEN_AI_USAGE_INPUT_TOKENS, OI.LLM_TOKEN_COUNT_PROMPT, GA.GEN_AI_USAGE_PROMPT_TOKENS),
+        "output_tokens": (GA.GEN_AI_USAGE_OUTPUT_TOKENS, OI.LLM_TOKEN_COUNT_COMPLETION, GA.GEN_AI_USAGE_COMPLETION_TOKENS),
+        "cache_read_tokens": (GA.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ,
+                              LLM_USAGE_CACHE_READ),
+        "cache_write_tokens": (GA.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_WRITE,
+                               LLM_USAGE_CACHE_CREATION),
+        "reasoning_tokens": (GA.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, OI.LLM_TOKEN_COUNT_COMPLETION_DETAILS_REASONING,
+                             LLM_USAGE_REASONING),
+        "tool": (GA.GEN_AI_TOOL_NAME, OI.TOOL_NAME),
+        "tool_call_id": (GA.GEN_AI_TOOL_CALL_ID, OI.TOOL_ID),
+        "input_text": (GA.GEN_AI_INPUT_MESSAGES, OI.INPUT_VALUE, TRACELOOP_ENTITY_INPUT),
+        "output_text": (GA.GEN_AI_OUTPUT_MESSAGES, OI.OUTPUT_VALUE, TRACELOOP_ENTITY_OUTPUT),
+        "system_instructions": (GA.GEN_AI_SYSTEM_INSTRUCTIONS,),
+        "session_id": (GA.GEN_AI_CONVERSATION_ID, OI.SESSION_ID, TRACELOOP_ASSOCIATION + "session_id"),
+        "user_id": (OI.USER_ID, USER.USER_ID, ENDUSER_ID, TRACELOOP_ASSOCIATION + "user_id"),
+        "prompt_version": ("flightrec.prompt.version", OI.LLM_PROMPT_TEMPLATE_VERSION, TRACELOOP_PROMPT_VERSION),
+        "agent_version": ("flightrec.agent.version", GA.GEN_AI_AGENT_VERSION, SVC.SERVICE_VERSION),
+        "tenant": ("flightrec.tenant", "tenant.id"),
+        "action_name": ("flightrec.action.name",),
+        "action_system": ("flightrec.action.system",),
+        "action_risk": ("flightrec.action.risk",),
+        "action_amount": ("flightrec.action.amount",),
+        "action_currency": ("flightrec.action.currency",),
+        "mode": ("flightrec.mode",),
+        "guardrail_verdict": ("flightrec.guardrail.verdict",),
+        "human_decision": ("flightrec.human.decision",),
+        # a cost the instrumentation reports, in USD; wins over pricing from tokens
+        "cost_usd": ("flightrec.cost.usd", OI.LLM_COST_TOTAL, "gen_ai.usage.cost"),
+    }
+    # Reported cost parts summed when no total is reported (OpenInference).
+    COST_PARTS: tuple[str, ...] = (OI.LLM_COST_PROMPT, OI.LLM_COST_COMPLETION)
+
+    # On a tool span, the call's arguments and result are its input and output text.
+    TOOL_TEXT_SOURCES: dict[str, tuple[str, ...]] = {
+        "input_text": (GA.GEN_AI_TOOL_CALL_ARGUMENTS, OI.INPUT_VALUE, TRACELOOP_ENTITY_INPUT),
+        "output_text": (GA.GEN_AI_TOOL_CALL_RESULT, OI.OUTPUT_VALUE, TRACELOOP_ENTITY_OUTPUT),
+    }
+
+    # Flattened messages, read as GenAI message JSON (role + parts) when no structured attribute is present:
+    # OpenInference ``llm.input_messages.N.message.*`` and legacy ``gen_ai.prompt.N.*`` (OpenLLMetry).
+    OI_MESSAGE_PREFIXES: dict[str, str] = {"input_text": OI.LLM_INPUT_MESSAGES + ".", "output_text": OI.LLM_OUTPUT_MESSAGES + "."}
+    OI_ROLE, OI_CONTENT, OI_CONTENTS = OIMessage.MESSAGE_ROLE, OIMessage.MESSAGE_CONTENT, OIMessage.MESSAGE_CONTENTS
+    OI_TOOL_CALLS, OI_TOOL_CALL_ID, OI_NAME = OIMessage.MESSAGE_TOOL_CALLS, OIMessage.MESSAGE_TOOL_CALL_ID, OIMessage.MESSAGE_NAME
+    OI_CALL_ID, OI_CALL_NAME = OIToolCall.TOOL_CALL_ID, OIToolCall.TOOL_CALL_FUNCTION_NAME
+    OI_CALL_ARGUMENTS = OIToolCall.TOOL_CALL_FUNCTION_ARGUMENTS_JSON
+    TEXT_PREFIXES: dict[str, str] = {"input_text": GA.GEN_AI_PROMPT + ".", "output_text": GA.GEN_AI_COMPLETION + "."}
+
+    METADATA_ATTR = OI.METADATA  # a JSON object as a string
+    TAGS_ATTR = OI.TAG_TAGS  # a string array
+
+    # traceloop.entity.name names the agent only on agent spans (workflow spans are flows),
+    # the tool on tool spans, the flow on workflow spans.
+    TRACELOOP_AGENT_KINDS = frozenset({"agent"})
+    TRACELOOP_TOOL_KINDS = frozenset({"tool"})
+    TRACELOOP_FLOW_KINDS = frozenset({"workflow"})
+
+    # operation: (attribute, value) -> canonical operation, sources in order.
+    OPERATION_SOURCES: tuple[str, ...] = (
+        GA.GEN_AI_OPERATION_NAME,
+        OI.OPENINFERENCE_SPAN_KIND,
+        TRACELOOP_SPAN_KIND,
+        LLM_REQUEST_TYPE,
+        "flightrec.operation",
+    )
+    _OP = GA.GenAiOperationNameValues
+    OPERATION_VALUES: dict[str, dict[str, str]] = {
+        GA.GEN_AI_OPERATION_NAME: {
+            _OP.INVOKE_AGENT.value: "agent",
+            _OP.CREATE_AGENT.value: "agent",
+            _OP.CHAT.value: "llm",
+            _OP.TEXT_COMPLETION.value: "llm",
+            _OP.GENERATE_CONTENT.value: "llm",
+            _OP.EMBEDDINGS.value: "llm",
+            _OP.EXECUTE_TOOL.value: "tool",
+            _OP.RETRIEVAL.value: "retrieval",
+            _OP.INVOKE_WORKFLOW.value: "other",  # a flow, not an agent
+            "apply_guardrail": "guardrail",
+            "plan": "other",  # an agent's planning step (not an agent of its own)
+        },
+        OI.OPENINFERENCE_SPAN_KIND: {
+            _KIND.AGENT.value: "agent",
+            _KIND.CHAIN.value: "other",
+            _KIND.LLM.value: "llm",
+            _KIND.EMBEDDING.value: "llm",
+            _KIND.TOOL.value: "tool",
+            _KIND.RETRIEVER.value: "retrieval",
+            _KIND.RERANKER.value: "retrieval",
+            _KIND.GUARDRAIL.value: "guardrail",
+            _KIND.EVALUATOR.value: "other",
+            _KIND.PROMPT.value: "other",
+        },
+        TRACELOOP_SPAN_KIND: {
+            "workflow": "other",  # a flow, not an agent
+            "agent": "agent",
+            "task": "other",
+            "tool": "tool",
+            "unknown": "other",
+        },
+        LLM_REQUEST_TYPE: {"chat": "llm", "completion": "llm", "embedding": "llm", "rerank": "retrieval"},
+        "flightrec.operation": {
+            name: name
+            for name in ("agent", "llm", "tool", "retrieval", "guardrail", "action", "human", "undo", "other")
+        },
+    }
+    # Without an operation attribute, Flight Recorder's own attributes still say what a span is.
+    OPERATION_FROM_PRESENCE: tuple[tuple[str, str], ...] = (
+        ("flightrec.action.name", "action"),
+        ("flightrec.guardrail.name", "guardrail"),
+        ("flightrec.human.decision", "human"),
+    )
+
+    # Spans whose token counts and cost are totals over their children (agents, chains, workflows):
+    # their usage stays in their attributes and is not counted again (tokens and cost count on LLM calls).
+    AGGREGATE_KINDS: dict[str, frozenset[str]] = {
+        GA.GEN_AI_OPERATION_NAME: frozenset({_OP.INVOKE_AGENT.value, _OP.CREATE_AGENT.value, _OP.INVOKE_WORKFLOW.value}),
+        OI.OPENINFERENCE_SPAN_KIND: frozenset({_KIND.AGENT.value, _KIND.CHAIN.value}),
+        TRACELOOP_SPAN_KIND: frozenset({"workflow", "agent", "task"}),
+        "flightrec.operation": frozenset({"agent"}),
+    }
+    return {name: value for name, value in locals().items() if name in _TABLES}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TABLES:
+        globals().update(_build_tables())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from flightrec.store.signals import RunFeatures
 
 NUMERIC = (
     "start_ms", "duration_ms", "spans", "tool_calls", "distinct_tools", "tokens_in", "tokens_out", "cost_usd",
-    "errors", "failed", "retries", "blocks", "overrides", "rejects", "human_decisions",
+    "errors", "failed", "retries", "blocks", "overrides", "rejects", "human_decisions", "unpriced_calls",
 )
 
 
@@ -62,6 +62,23 @@ def examples(runs: Runs, mask: np.ndarray, limit: int = 3) -> tuple[list[str], l
     traces = [str(chosen["trace_id"][i]) for i in order]
     objects = [str(chosen["object"][i]) for i in order if chosen["object"][i]]
     return traces, list(dict.fromkeys(objects))
+
+
+def unpriced_calls(runs: Runs) -> int:
+    """LLM calls in these runs that have no price: their cost is unknown, not 0 (absent column: none)."""
+    column = runs.columns.get("unpriced_calls")
+    return int(column.sum()) if column is not None and len(column) else 0
+
+
+def priced(runs: Runs) -> np.ndarray:
+    """Runs whose every LLM call has a price: the only runs whose cost_usd is their cost."""
+    column = runs.columns.get("unpriced_calls")
+    return np.ones(len(runs), dtype=bool) if column is None else column == 0
+
+
+def cost_unknown(calls: int) -> str:
+    """The words triage shows for costs that are not known."""
+    return f"cost unknown for {calls} call{'' if calls == 1 else 's'}"
 
 
 class PerAgentDetector:

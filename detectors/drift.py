@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from flightrec.detectors.context import PerAgentDetector, Runs, examples
+from flightrec.detectors.context import PerAgentDetector, Runs, cost_unknown, examples, unpriced_calls
 from flightrec.detectors.models import Finding
 from flightrec.detectors.stats import overdispersion as overdispersion_of
 from flightrec.detectors.stats import proportion_z, superiority, superiority_z
@@ -150,7 +150,14 @@ class BaselineDriftDetector(PerAgentDetector):
         changes: list[str] = []
         details = {"period": period, "runs_baseline": str(int((~recent).sum())), "runs_recent": str(int(recent.sum()))}
         bad = np.zeros(len(runs), dtype=bool)
+        unknown = unpriced_calls(runs)
+        notes = []
         for metric in METRICS:
+            if metric.column == "cost_usd" and unknown:
+                # runs with unpriced calls understate their cost: neither a drop nor a rise can be read
+                notes.append(cost_unknown(unknown))
+                details[metric.label] = "not compared: " + notes[-1]
+                continue
             shift = self._rate(runs, metric, periods) if metric.kind == "rate" else self._value(runs, metric, periods)
             if shift.z < config.z or not shift.large or not shift.holds:
                 continue
@@ -172,7 +179,7 @@ class BaselineDriftDetector(PerAgentDetector):
         return Finding(
             detector=self.name, dedup_key=f"{self.name}:{agent}", agent=agent,
             severity="error" if len(changes) > 1 else "warning",
-            summary=f"{agent} drifted from its baseline over the last {period}: " + "; ".join(changes),
+            summary=f"{agent} drifted from its baseline over the last {period}: " + "; ".join(changes + notes),
             details=details, traces=traces, objects=objects,
         )
 

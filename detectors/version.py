@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from flightrec.detectors.context import PerAgentDetector, Runs, examples
+from flightrec.detectors.context import PerAgentDetector, Runs, cost_unknown, examples, priced, unpriced_calls
 from flightrec.detectors.models import Finding
 from flightrec.detectors.stats import proportion_worse, values_worse
 
@@ -62,14 +62,37 @@ class VersionRegressionDetector(PerAgentDetector):
             if p < self.config.p_value and rate_after - rate_before >= self.config.min_rate_increase:
                 worse.append(f"{label} {rate_before:.0%} → {rate_after:.0%}")
                 details[label] = f"{rate_before:.1%} → {rate_after:.1%} (p={p:.1e})"
+        unknown_before, unknown_after = unpriced_calls(before), unpriced_calls(after)
+        notes: list[str] = []
+        if unknown_before or unknown_after:
+            # a run with an unpriced call costs more than it says: compare fully priced runs only
+            side = "after" if unknown_after else "before"
+            notes.append(f"{cost_unknown(unknown_after or unknown_before)} {side} the change")
+            details["cost unknown"] = f"{unknown_before} calls before, {unknown_after} after"
         for label, column, unit in VALUES:
-            median_before, median_after = float(np.median(before[column])), float(np.median(after[column]))
-            p = values_worse(before[column], after[column])
+            a, b = before, after
+            if column == "cost_usd" and (unknown_before or unknown_after):
+                a, b = before.where(priced(before)), after.where(priced(after))
+                if min(len(a), len(b)) < self.config.min_runs:
+                    details[label] = "not compared: " + notes[0]
+                    continue
+            median_before, median_after = float(np.median(a[column])), float(np.median(b[column]))
+            p = values_worse(a[column], b[column])
             if p < self.config.p_value and median_after >= median_before * self.config.min_value_ratio > 0:
                 worse.append(f"median {label} {median_before:,.4g} → {median_after:,.4g} {unit}")
                 details[label] = f"median {median_before:,.4g} → {median_after:,.4g} {unit} (p={p:.1e})"
         if not worse:
-            return None
+            if not unknown_after:
+                return None
+            # a switch to a model with no price is not a cost drop: say what is not known
+            traces, objects = examples(after, ~priced(after))
+            return Finding(
+                detector=self.name, dedup_key=f"{self.name}:{agent}:{previous}->{newest}:cost", agent=agent,
+                severity="info",
+                summary=(f"{agent} changed {previous} → {newest}: {cost_unknown(unknown_after)} since "
+                         f"(no price for the model), so its cost is not compared"),
+                details=details, traces=traces, objects=objects,
+            )
         bad_after = np.zeros(len(after), dtype=bool)
         for _, bad in RATES:
             bad_after |= bad(after)
@@ -77,6 +100,6 @@ class VersionRegressionDetector(PerAgentDetector):
         return Finding(
             detector=self.name, dedup_key=f"{self.name}:{agent}:{previous}->{newest}", agent=agent,
             severity="error" if len(worse) > 1 else "warning",
-            summary=f"{agent} got worse after changing {previous} → {newest}: " + "; ".join(worse),
+            summary=f"{agent} got worse after changing {previous} → {newest}: " + "; ".join(worse + notes),
             details=details, traces=traces, objects=objects,
         )

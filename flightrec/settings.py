@@ -153,7 +153,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="firing alerts are re-sent to Alertmanager this often (endsAt: 4 intervals ahead)"
     )
     prices: dict[str, ModelPrice] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES), description="USD per million tokens by model name prefix (JSON)"
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="price overrides by model-name prefix (longest wins), over the genai-prices package: USD per "
+        "million tokens (JSON: {prefix: {input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok}})"
     )
     link_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_LINK_ALIASES),

@@ -57,6 +57,7 @@ SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("InputText", ""),
     ("OutputText", ""),
     ("ContentHash", 0),
+    ("CostKnown", 1),
 )
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 
@@ -154,6 +155,7 @@ class SpanRecord(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    cost_known: bool = Field(default=True, description="False: an LLM call with no price (cost_usd 0 means unknown)")
     tool: str
     objects: list[str]
     inputs: list[str]

@@ -8,12 +8,15 @@ from pydantic import BaseModel
 
 from flightrec.store.engine import Engine
 
-# One row per run (trace): the features every detector works from.
+# One row per run (trace): the features every detector works from. The flow is the run's workflow
+# name (gen_ai.workflow.name, OpenLLMetry's traceloop.workflow.name) where a span names one, else
+# the root span's name. cost_usd sums known costs only; unpriced_calls counts the LLM calls
+# without a price (CostKnown = 0), whose cost the sum misses.
 RUN_FEATURES = """
 SELECT
     TraceId AS trace_id,
     anyIf(Agent, ParentSpanId = '') AS agent,
-    anyIf(SpanName, ParentSpanId = '') AS flow,
+    if(anyIf(workflow, workflow != '') != '', anyIf(workflow, workflow != ''), anyIf(SpanName, ParentSpanId = '')) AS flow,
     anyIf(Model, ParentSpanId = '') AS model,
     anyIf(PromptVersion, ParentSpanId = '') AS prompt_version,
     anyIf(AgentVersion, ParentSpanId = '') AS agent_version,
@@ -25,6 +28,7 @@ SELECT
     sum(InputTokens) AS tokens_in,
     sum(OutputTokens) AS tokens_out,
     sum(CostUsd) AS cost_usd,
+    countIf(CostKnown = 0) AS unpriced_calls,
     countIf(StatusCode = 'Error') AS errors,
     countIf(StatusCode = 'Error' AND ParentSpanId = '') > 0 AS failed,
     countIf(SpanAttributes['flightrec.retry.attempt'] != '') AS retries,
@@ -36,7 +40,9 @@ SELECT
     countIf(Operation = 'action' AND Mode = 'assist') AS assist_actions,
     countIf(Operation = 'action' AND Mode NOT IN ('observe', 'assist')) AS auto_actions,
     anyIf(Objects[1], ParentSpanId = '') AS object
-FROM (SELECT * FROM {db}.otel_traces
+FROM (SELECT *, if(SpanAttributes['gen_ai.workflow.name'] != '', SpanAttributes['gen_ai.workflow.name'],
+                       SpanAttributes['traceloop.workflow.name']) AS workflow
+      FROM {db}.otel_traces
       WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64})
       LIMIT 1 BY TraceId, SpanId)
 GROUP BY TraceId
@@ -60,6 +66,7 @@ SELECT agent, flow, model, prompt_version,
     quantile(0.95)(duration_ms) AS p95_ms,
     sum(tokens_in + tokens_out) AS tokens,
     sum(cost_usd) AS cost_usd,
+    sum(unpriced_calls) AS unpriced_calls,
     sum(blocks) AS guardrail_blocks,
     avg(overrides > 0) AS override_rate,
     avg(rejects > 0) AS reject_rate,
@@ -133,20 +140,21 @@ class SignalsRepository:
         )
         return [LoopRow(trace_id=t, agent=a, tool=tool, arguments=args, calls=c, object=o) for t, a, tool, args, c, o in rows]
 
-    def object_costs(self, *, since: datetime, until: datetime, min_usd: float) -> list[tuple[str, float, int]]:
-        """(object, USD, runs) for objects whose runs cost at least ``min_usd`` in the window."""
+    def object_costs(self, *, since: datetime, until: datetime, min_usd: float) -> list[tuple[str, float, int, int]]:
+        """(object, USD, runs, unpriced calls) for objects whose runs cost at least ``min_usd`` of known costs."""
         rows = self.engine.query(
             "object_costs",
-            f"SELECT concat(l.ObjectType, ':', l.ObjectId) AS object, sum(t.cost) AS usd, count() AS runs FROM "
+            f"SELECT concat(l.ObjectType, ':', l.ObjectId) AS object, sum(t.cost) AS usd, count() AS runs, "
+            f"sum(t.unpriced) AS unpriced FROM "
             f"(SELECT DISTINCT ObjectType, ObjectId, TraceId FROM {self.db}.object_links "
             "WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64})) AS l "
-            f"INNER JOIN (SELECT TraceId, sum(CostUsd) AS cost FROM {self.db}.otel_traces "
+            f"INNER JOIN (SELECT TraceId, sum(CostUsd) AS cost, countIf(CostKnown = 0) AS unpriced FROM {self.db}.otel_traces "
             "WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64}) "
             "GROUP BY TraceId) AS t ON l.TraceId = t.TraceId "
             "GROUP BY object HAVING usd >= {min_usd:Float64} ORDER BY usd DESC LIMIT 100",
             {"since_ms": _ms(since), "until_ms": _ms(until), "min_usd": min_usd},
         )
-        return [(obj, float(usd), int(runs)) for obj, usd, runs in rows]
+        return [(obj, float(usd), int(runs), int(unpriced)) for obj, usd, runs, unpriced in rows]
 
     def latest_time(self) -> datetime | None:
         """The newest span's start: passes over simulated or replayed data end there."""

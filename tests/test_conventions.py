@@ -33,7 +33,7 @@ def normalized(attrs: dict, resource: dict | None = None, config: NormalizeConfi
         ("openinference.span.kind", "RETRIEVER", "retrieval"),
         ("openinference.span.kind", "GUARDRAIL", "guardrail"),
         ("openinference.span.kind", "CHAIN", "other"),
-        ("traceloop.span.kind", "workflow", "agent"),
+        ("traceloop.span.kind", "workflow", "other"),
         ("traceloop.span.kind", "agent", "agent"),
         ("traceloop.span.kind", "tool", "tool"),
         ("traceloop.span.kind", "task", "other"),
@@ -62,7 +62,7 @@ def test_operation_first_present_wins_and_unknown_values_fall_through() -> None:
         ({"gen_ai.agent.name": "support-agent", "gen_ai.agent.id": "ag_1"}, {"service.name": "svc"}, "support-agent"),
         ({"gen_ai.agent.id": "ag_1"}, {"service.name": "svc"}, "ag_1"),
         ({"traceloop.entity.name": "planner", "traceloop.span.kind": "agent"}, {"service.name": "svc"}, "planner"),
-        ({"traceloop.entity.name": "planner", "traceloop.span.kind": "workflow"}, {}, "planner"),
+        ({"traceloop.entity.name": "planner", "traceloop.span.kind": "workflow"}, {"service.name": "svc"}, "svc"),
         ({"traceloop.entity.name": "fetch", "traceloop.span.kind": "task"}, {"service.name": "svc"}, "svc"),
         ({}, {"service.name": "svc"}, "svc"),
     ],
@@ -194,10 +194,11 @@ def test_guardrail_and_human() -> None:
 
 def test_cost_priced_from_tokens_or_taken_from_span() -> None:
     priced = normalized({"gen_ai.request.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 1_000_000})
-    assert priced["CostUsd"] == pytest.approx(2.5)
+    assert priced["CostUsd"] == pytest.approx(2.5) and priced["CostKnown"] == 1
     given = normalized({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10, "flightrec.cost.usd": 0.75})
     assert given["CostUsd"] == 0.75
-    assert normalized({"gen_ai.request.model": "unknown-model", "gen_ai.usage.input_tokens": 10})["CostUsd"] == 0.0
+    unknown = normalized({"gen_ai.request.model": "unknown-model", "gen_ai.usage.input_tokens": 10})
+    assert (unknown["CostUsd"], unknown["CostKnown"]) == (0.0, 0)
 
 
 def test_tenant_default_and_attribute() -> None:
@@ -231,3 +232,194 @@ def test_normalize_request_fills_a_batch_with_spans_and_links() -> None:
 def test_input_and_output_text_columns(attrs: dict, texts: tuple[str, str]) -> None:
     row = normalized(attrs)
     assert (row["InputText"], row["OutputText"]) == texts
+
+
+# -- current conventions (issue 15, deliverable 3), attribute by attribute --------------------------
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "operation"),
+    [
+        ("gen_ai.operation.name", "retrieval", "retrieval"),
+        ("gen_ai.operation.name", "apply_guardrail", "guardrail"),
+        ("gen_ai.operation.name", "invoke_workflow", "other"),
+        ("gen_ai.operation.name", "plan", "other"),
+        ("llm.request.type", "chat", "llm"),
+        ("llm.request.type", "completion", "llm"),
+        ("llm.request.type", "embedding", "llm"),
+    ],
+)
+def test_current_operation_values(attr: str, value: str, operation: str) -> None:
+    assert normalized({attr: value})["Operation"] == operation
+
+
+def test_flow_from_workflow_names() -> None:
+    from flightrec.collector.normalize import flow_of
+
+    assert flow_of({"gen_ai.workflow.name": "refund_flow", "traceloop.workflow.name": "x"}, {}) == "refund_flow"
+    assert flow_of({"traceloop.workflow.name": "triage"}, {}) == "triage"
+    assert flow_of({"traceloop.span.kind": "workflow", "traceloop.entity.name": "support"}, {}) == "support"
+    assert flow_of({"traceloop.span.kind": "task", "traceloop.entity.name": "fetch"}, {}) == ""
+
+
+@pytest.mark.parametrize(
+    ("attrs", "agent"),
+    [
+        ({"agent.name": "refund_agent"}, "refund_agent"),
+        ({"gen_ai.agent.name": "a", "agent.name": "b"}, "a"),
+        ({"traceloop.span.kind": "workflow", "traceloop.entity.name": "support_flow"}, "svc"),
+    ],
+)
+def test_agent_from_openinference_and_workflows_are_not_agents(attrs: dict, agent: str) -> None:
+    assert normalized(attrs, {"service.name": "svc"})["Agent"] == agent
+
+
+def test_own_agent_tells_a_span_that_names_its_agent_from_one_that_inherits() -> None:
+    from flightrec.collector.normalize import own_agent
+
+    assert own_agent({"gen_ai.agent.name": "refund_agent", "service.name": "svc"}) == "refund_agent"
+    assert own_agent({"agent.name": "oi_agent"}) == "oi_agent"
+    assert own_agent({"service.name": "svc"}) == ""
+
+
+def test_versions_from_genai_openinference_and_openllmetry() -> None:
+    assert normalized({"gen_ai.agent.version": "2.1"}, {"service.version": "9"})["AgentVersion"] == "2.1"
+    assert normalized({"llm.prompt_template.version": "p7"})["PromptVersion"] == "p7"
+    assert normalized({"traceloop.prompt.version": "3"})["PromptVersion"] == "3"
+    assert normalized({"flightrec.prompt.version": "f1", "llm.prompt_template.version": "p7"})["PromptVersion"] == "f1"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "provider"),
+    [
+        ({"gen_ai.provider.name": "anthropic", "gen_ai.system": "x"}, "anthropic"),
+        ({"gen_ai.system": "OpenAI"}, "openai"),
+        ({"llm.provider": "google"}, "google"),
+        ({"llm.system": "mistralai"}, "mistralai"),
+    ],
+)
+def test_provider(attrs: dict, provider: str) -> None:
+    from flightrec.collector.normalize import provider_of
+
+    assert provider_of(attrs, {}) == provider
+
+
+@pytest.mark.parametrize(
+    ("attrs", "usage"),
+    [
+        ({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 20, "gen_ai.usage.cache_read.input_tokens": 60,
+          "gen_ai.usage.cache_creation.input_tokens": 10, "gen_ai.usage.reasoning.output_tokens": 5}, (100, 20, 60, 10, 5)),
+        ({"llm.token_count.prompt": 50, "llm.token_count.completion": 9,
+          "llm.token_count.prompt_details.cache_read": 30, "llm.token_count.prompt_details.cache_write": 4,
+          "llm.token_count.completion_details.reasoning": 2}, (50, 9, 30, 4, 2)),
+        ({"gen_ai.usage.prompt_tokens": 40, "gen_ai.usage.completion_tokens": 8,
+          "gen_ai.usage.cache_read_input_tokens": 20, "gen_ai.usage.cache_creation_input_tokens": 3,
+          "gen_ai.usage.reasoning_tokens": 1}, (40, 8, 20, 3, 1)),
+    ],
+)
+def test_cache_and_reasoning_tokens(attrs: dict, usage: tuple) -> None:
+    from flightrec.collector.normalize import usage_of
+
+    assert usage_of({key: str(value) for key, value in attrs.items()}, {}) == usage
+
+
+def test_session_and_user_from_openinference_and_openllmetry() -> None:
+    row = normalized({"traceloop.association.properties.session_id": "s9",
+                      "traceloop.association.properties.user_id": "u9"})
+    assert (row["SessionId"], row["UserId"]) == ("s9", "u9")
+    row = normalized({"session.id": "s1", "user.id": "u1", "traceloop.association.properties.session_id": "x"})
+    assert (row["SessionId"], row["UserId"]) == ("s1", "u1")
+
+
+def test_metadata_tags_and_association_properties() -> None:
+    from flightrec.collector.normalize import association_properties, metadata_of, tags_of
+
+    assert metadata_of({"metadata": '{"ticket_id": "TCK-1", "tier": 2}'}) == {"ticket_id": "TCK-1", "tier": 2}
+    assert metadata_of({"metadata": "not json"}) == {} and metadata_of({}) == {}
+    assert tags_of({"tag.tags": '["vip","refund"]'}) == ["vip", "refund"]
+    assert association_properties({"traceloop.association.properties.ticket_id": "T-1", "x": "y"}) == {"ticket_id": "T-1"}
+
+
+OI_LLM = {
+    "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
+    "input.value": '{"messages": [{"role": "user", "content": "Refund order 7?"}], "model": "gpt-4o"}',
+    "output.value": '{"id": "chatcmpl-1", "choices": []}',
+    "llm.input_messages.0.message.role": "system",
+    "llm.input_messages.0.message.content": "You are the refund agent.",
+    "llm.input_messages.1.message.role": "user",
+    "llm.input_messages.1.message.content": "Refund order 7?",
+    "llm.input_messages.2.message.role": "tool",
+    "llm.input_messages.2.message.tool_call_id": "call_0",
+    "llm.input_messages.2.message.content": '{"status": "delivered"}',
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_1",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "issue_refund",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"order": "7", "amount": 20}',
+}
+
+
+def test_openinference_flattened_messages_read_as_genai_messages() -> None:
+    import json
+
+    from flightrec.stories import text as tx
+
+    row = normalized(OI_LLM)
+    inputs, outputs = json.loads(row["InputText"]), json.loads(row["OutputText"])
+    assert [m["role"] for m in inputs] == ["system", "user", "tool"]
+    assert inputs[1]["parts"] == [{"type": "text", "content": "Refund order 7?"}]
+    assert inputs[2]["parts"] == [{"type": "tool_call_response", "id": "call_0", "response": '{"status": "delivered"}'}]
+    assert outputs == [{"role": "assistant", "parts": [
+        {"type": "tool_call", "id": "call_1", "name": "issue_refund", "arguments": {"order": "7", "amount": 20}}]}]
+    assert tx.tool_calls(row["OutputText"]) == ["issue_refund"]
+    text = normalized({**OI_LLM, "llm.output_messages.0.message.content": "Refunded."})["OutputText"]
+    assert tx.message_text(text) == "Refunded."
+
+
+def test_openinference_message_contents_list() -> None:
+    import json
+
+    row = normalized({"llm.input_messages.0.message.role": "user",
+                      "llm.input_messages.0.message.contents.0.message_content.type": "text",
+                      "llm.input_messages.0.message.contents.0.message_content.text": "hi"})
+    assert json.loads(row["InputText"]) == [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+
+
+@pytest.mark.parametrize(
+    ("attrs", "texts"),
+    [
+        ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup", "gen_ai.tool.call.id": "c1",
+          "gen_ai.tool.call.arguments": '{"id": 7}', "gen_ai.tool.call.result": '{"ok": true}'}, ('{"id": 7}', '{"ok": true}')),
+        ({"openinference.span.kind": "TOOL", "tool.name": "lookup", "input.value": '{"id": 8}', "output.value": "found"},
+         ('{"id": 8}', "found")),
+        ({"traceloop.span.kind": "tool", "traceloop.entity.name": "lookup",
+          "traceloop.entity.input": '{"args": [9]}', "traceloop.entity.output": '"done"'}, ('{"args": [9]}', '"done"')),
+    ],
+)
+def test_tool_span_arguments_and_results(attrs: dict, texts: tuple[str, str]) -> None:
+    row = normalized(attrs)
+    assert (row["Operation"], row["Tool"]) == ("tool", "lookup")
+    assert (row["InputText"], row["OutputText"]) == texts
+
+
+def test_openllmetry_entity_input_output_on_tasks() -> None:
+    row = normalized({"traceloop.span.kind": "task", "traceloop.entity.name": "fetch",
+                      "traceloop.entity.input": '{"q": 1}', "traceloop.entity.output": '{"r": 2}'})
+    assert (row["InputText"], row["OutputText"]) == ('{"q": 1}', '{"r": 2}')
+
+
+def test_system_instructions_and_tool_call_id_are_mapped() -> None:
+    from flightrec.collector import conventions as cv
+
+    assert cv.FIELD_SOURCES["system_instructions"] == ("gen_ai.system_instructions",)
+    assert cv.FIELD_SOURCES["tool_call_id"][0] == "gen_ai.tool.call.id"
+
+
+def test_conventions_import_light_and_name_attributes_from_the_constant_packages() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, flightrec.collector.conventions as cv; "
+            "assert 'openinference.semconv' not in sys.modules; cv.DEFAULT_LINK_ALIASES; "
+            "assert 'openinference.semconv' not in sys.modules; cv.FIELD_SOURCES; "
+            "assert 'openinference.semconv' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

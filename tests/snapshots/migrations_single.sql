@@ -196,3 +196,7 @@ SETTINGS non_replicated_deduplication_window = 10000;
 
 -- 0008_link_source
 ALTER TABLE flightrec.object_links  ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT 'span';
+
+-- 0009_cost_known
+ALTER TABLE flightrec.otel_traces  ADD COLUMN IF NOT EXISTS CostKnown UInt8
+    DEFAULT if(CostUsd = 0 AND (InputTokens + OutputTokens) > 0, 0, 1) CODEC(ZSTD(1));
