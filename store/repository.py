@@ -32,7 +32,7 @@ SPAN_SELECT = """
     TraceId, SpanId, ParentSpanId, SpanName, SpanKind,
     toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration,
     StatusCode, StatusMessage, ServiceName, Tenant, Agent, Operation, Model,
-    PromptVersion, AgentVersion, InputTokens, OutputTokens, CostUsd, Tool,
+    PromptVersion, AgentVersion, InputTokens, OutputTokens, CostUsd, CostKnown, Tool,
     Objects, Inputs, ActionName, ActionSystem, ActionRisk, ActionAmount, ActionCurrency,
     Mode, GuardrailVerdict, HumanDecision, SessionId, UserId, InputText, OutputText,
     SpanAttributes, ResourceAttributes,
@@ -46,7 +46,7 @@ def _ns_to_datetime(ns: int) -> datetime:
 
 def _record_from_row(row: tuple) -> SpanRecord:
     (trace_id, span_id, parent, name, kind, start_ns, duration, status_code, status_message, service,
-     tenant, agent, operation, model, prompt_version, agent_version, tokens_in, tokens_out, cost, tool,
+     tenant, agent, operation, model, prompt_version, agent_version, tokens_in, tokens_out, cost, cost_known, tool,
      objects, inputs, action_name, action_system, action_risk, action_amount, action_currency,
      mode, verdict, decision, session_id, user_id, input_text, output_text, attributes, resource, event_ns, event_names,
      event_attrs) = row
@@ -56,7 +56,7 @@ def _record_from_row(row: tuple) -> SpanRecord:
         duration_ms=duration / 1e6, status_code=status_code, status_message=status_message,
         service=service, tenant=tenant, agent=agent, operation=operation, model=model,
         prompt_version=prompt_version, agent_version=agent_version, input_tokens=tokens_in,
-        output_tokens=tokens_out, cost_usd=cost, tool=tool, objects=list(objects), inputs=list(inputs),
+        output_tokens=tokens_out, cost_usd=cost, cost_known=bool(cost_known), tool=tool, objects=list(objects), inputs=list(inputs),
         action_name=action_name, action_system=action_system, action_risk=action_risk,
         action_amount=action_amount, action_currency=action_currency, mode=mode,
         guardrail_verdict=verdict, human_decision=decision, session_id=session_id, user_id=user_id,

@@ -93,7 +93,8 @@ def llm_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     return _step(
         span, "llm", sentence, "warning" if _failed(span) else "info", model=span.model,
         prompt_version=span.prompt_version, input_tokens=str(span.input_tokens or ""),
-        output_tokens=str(span.output_tokens or ""), cost_usd=f"{span.cost_usd:.4f}" if span.cost_usd else "",
+        output_tokens=str(span.output_tokens or ""),
+        cost_usd=tx.usd(span.cost_usd, span.cost_known, span.model) if span.cost_usd or not span.cost_known else "",
         input=tx.message_text(span.input_text),
     )
 
@@ -220,14 +221,19 @@ STEP_WRITERS: dict[str, Callable[[SpanRecord, list[SpanRecord]], StoryStep]] = {
 
 
 def inherit_agents(spans: list[SpanRecord]) -> list[SpanRecord]:
-    """Credit each span to the agent of its nearest agent ancestor.
+    """Credit each span that names no agent of its own to the agent of its nearest agent ancestor.
 
     An LLM or tool call made inside ``invoke_agent`` often names no agent itself
-    (only its service); the agent span above it does.
+    (only its service); the agent span above it does. A span whose agent differs from its
+    service named that agent itself (``gen_ai.agent.name=refund_agent`` under another
+    service's agent span) and keeps it.
     """
     by_key = {(span.trace_id, span.span_id): span for span in spans}
     resolved: list[SpanRecord] = []
     for span in spans:
+        if span.agent and span.agent != span.service:  # the span names its own agent: that one wins
+            resolved.append(span)
+            continue
         node, seen = span, 0
         while node.operation != "agent" and node.parent_span_id and seen < 64:
             parent = by_key.get((node.trace_id, node.parent_span_id))

@@ -46,6 +46,18 @@ def money(amount: float, currency: str) -> str:
     return f"{amount:,.2f} {currency}".strip()
 
 
+def usd(cost: float, known: bool = True, model: str = "") -> str:
+    """A call's cost at its real precision: two significant digits under a cent, cents above;
+    an unpriced call's cost is unknown, never "$0"."""
+    if not known:
+        return f"cost unknown (no price for {model})" if model else "cost unknown"
+    if cost == 0:
+        return "$0"
+    if cost < 0.01:
+        return f"${cost:.2g}" if cost >= 1e-4 else f"${cost:.2e}"
+    return f"${cost:,.2f}"
+
+
 def humanize_key(key: str) -> str:
     return key.replace("_id", "").replace("_", " ").strip()
 

@@ -226,3 +226,22 @@ def test_a_busy_object_tells_its_latest_runs(store: Store) -> None:
     assert {span.trace_id for span in latest} == {runs[3].trace_id.hex(), runs[4].trace_id.hex()}
     story = narrate(TICKET, latest, runs_total=store.object_run_count(obj=TICKET))
     assert story.runs_total == 5 and story.summary.startswith("Showing the latest 2 of 5 runs.")
+
+
+def test_a_span_s_own_agent_wins_over_inheritance_and_costs_print_at_their_precision(store: Store) -> None:
+    from flightrec.stories.text import usd
+
+    run = Run(agent="support-agent")
+    run.add("issue refund", {"gen_ai.agent.name": "refund_agent", "flightrec.action.name": "refund.issue",
+                             "flightrec.action.system": "billing", "flightrec.mode": "auto"})
+    run.add("chat gpt-4o-mini", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+                                 "gen_ai.provider.name": "openai",
+                                 "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 500})
+    run.add("chat acme-llm-9", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "acme-llm-9",
+                                "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 500})
+    story = story_of(store, run)
+    [action] = [step for step in story.steps if step.kind == "action"]
+    assert action.agent == "refund_agent"  # the action span's own agent, not the support-agent above it
+    costs = {step.details["model"]: step.details["cost_usd"] for step in story.steps if step.kind == "llm"}
+    assert costs == {"gpt-4o-mini": "$0.00045", "acme-llm-9": "cost unknown (no price for acme-llm-9)"}
+    assert usd(1.234) == "$1.23" and usd(0.0) == "$0"
