@@ -184,7 +184,7 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
     records_url = f"http://127.0.0.1:{config.records_port}"
     base = f"http://127.0.0.1:{config.http_port}"
     settings = Settings(data=config.data, http_port=config.http_port, grpc_port=config.grpc_port, host="127.0.0.1",
-                        records_url=records_url)
+                        records_url=records_url, prices=fleet_catalog.DEMO_PRICES)
     config.data.mkdir(parents=True, exist_ok=True)
     records = BackgroundServer(make_records_server(config.records_port, config.data / "records.db"), "records")
     server = BackgroundServer(make_server(settings))

@@ -106,6 +106,10 @@ REGRESSED_BEHAVIOUR = Behaviour(
     "gpt-4o-mini-2026", "gpt-4o-mini-2026-01-15", "support-v13", 0.25, 0.35, (0.65, 0.25, 0.10)
 )
 
+# The regressed model is the demo's own invention, so no price package knows it: the demo server
+# prices it with an override (USD per million tokens), as an operator would a private model.
+DEMO_PRICES: dict[str, dict[str, float]] = {"gpt-4o-mini-2026": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}
+
 # Labeled injections (`FleetConfig.inject`): the one agent each kind hits, and how hard.
 INJECTION_AGENTS: dict[str, str] = {
     "version": REGRESSION_AGENT,
