@@ -12,14 +12,15 @@ from flightrec.collector.grpc_server import GrpcReceiver
 from flightrec.detectors.pager import PagerRoutes
 from flightrec.detectors.runner import DetectorRunner
 from flightrec.settings import Settings
-from flightrec.rollback import KillSwitches, RollbackService, UndoExecutor
+from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry, UndoExecutor
 from flightrec.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Store, WAL, writer, intake pipeline and gRPC receiver of one ``flightrec serve``."""
+    """Store, WAL, writer, intake pipeline, gRPC receiver, rollback (with its registry of systems of record),
+    kill switches and detectors of one ``flightrec serve``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -29,6 +30,7 @@ class Runtime:
         self.pipeline: IngestPipeline | None = None
         self.grpc: GrpcReceiver | None = None
         self.rollback: RollbackService | None = None
+        self.systems: SystemRegistry | None = None
         self.switches: KillSwitches | None = None
         self.detectors: DetectorRunner | None = None
         self._executor: UndoExecutor | None = None
@@ -49,8 +51,11 @@ class Runtime:
             self.grpc = GrpcReceiver(self.pipeline, self.settings.host, self.settings.grpc_port)
             self.grpc.start()
             self.switches = KillSwitches(self.store)
-            self._executor = UndoExecutor(self.settings.records_url)
-            self.rollback = RollbackService(self.store, self._executor, emit=self._emit)
+            # The systems of record undo may call, from the settings, the demo records_url and the audit log's
+            # registrations; wired once here, so every plan and every execution goes through the same registry.
+            self._executor = UndoExecutor()
+            self.systems = SystemRegistry.from_settings(self.settings, self.store)
+            self.rollback = RollbackService(self.store, self._executor, emit=self._emit, registry=self.systems)
             self.detectors = DetectorRunner(
                 self.store, self.settings.detectors_config(), PagerRoutes.from_config(self.settings.pager_config())
             )
@@ -84,6 +89,8 @@ class Runtime:
         if self._executor is not None:
             self._executor.close()
             self._executor = None
+        self.rollback = None
+        self.systems = None
         if self.store is not None:
             self.store.close()
             self.store = None

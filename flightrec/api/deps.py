@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request, status
 from flightrec.collector import BatchWriter, IngestPipeline
 from flightrec.detectors.runner import DetectorRunner
 from flightrec.runtime import Runtime
-from flightrec.rollback import KillSwitches, RollbackService
+from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry
 from flightrec.store import Store
 
 
@@ -41,6 +41,11 @@ def get_writer(request: Request) -> BatchWriter:
 
 def get_rollback(request: Request) -> RollbackService:
     return _running_part(request, "rollback", "rollback")
+
+
+def get_systems(request: Request) -> SystemRegistry:
+    """The registry of systems of record undo may call: the one the runtime wired into rollback at start."""
+    return _running_part(request, "systems", "the registry of systems of record")
 
 
 def get_switches(request: Request) -> KillSwitches:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import Field
 
-from flightrec.api.deps import get_rollback, get_runtime
+from flightrec.api.deps import get_rollback, get_systems
 from flightrec.api.envelope import Page
-from flightrec.rollback import RollbackService, SystemRegistry
+from flightrec.rollback import SystemRegistry
 from flightrec.rollback.systems import NAME_PATTERN, Refused, SystemOfRecord, SystemSpec
 
 router = APIRouter(tags=["systems"])
@@ -17,23 +17,9 @@ SYSTEM_ERRORS = {
 }
 
 
-def get_rollback_with_systems(request: Request) -> RollbackService:
-    """The rollback service, with the registry of systems the server's settings describe attached.
-
-    The runtime may build the registry itself (``runtime.systems``); until it does, it is built
-    here once from the app's settings, so planning and execution never run without one.
-    """
-    rollback = get_rollback(request)
-    if rollback.registry is None:
-        registry = getattr(get_runtime(request), "systems", None)
-        rollback.registry = registry or SystemRegistry.from_settings(request.app.state.settings, rollback.store)
-    return rollback
-
-
-def get_systems(request: Request) -> SystemRegistry:
-    registry = get_rollback_with_systems(request).registry
-    assert registry is not None
-    return registry
+# The runtime wires the registry into the rollback service at start (``runtime.systems``), so the
+# rollback service is complete as it is; kept under this name for flightrec.api.rollback, which imports it.
+get_rollback_with_systems = get_rollback
 
 
 class SystemRequest(SystemSpec):
