@@ -21,10 +21,13 @@ from flightrec.cli_output import (
     print_plan,
     print_quarantine,
     print_replayed,
+    print_systems,
 )
 from flightrec.paths import api_path
 
 if TYPE_CHECKING:  # imported by the commands that use them: `--help` and `--version` stay fast
+    from datetime import datetime
+
     import httpx
 
     from flightrec.settings import Settings
@@ -211,26 +214,56 @@ def _print_plan(plan: dict) -> None:
     print_plan(console, plan, flightrec_command())
 
 
+def _moment(option: str, value: str) -> datetime:
+    """An ISO 8601 time from an option (no zone: UTC); a bad one exits with an example."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        _fail(f"{option} {value!r} is not an ISO 8601 time; for example {option} 2026-03-01T14:30 "
+              "(UTC unless it names a zone, e.g. 2026-03-01T14:30+01:00)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 @app.command()
 def rollback(
     agent: str = typer.Option("", "--agent", help="Undo this agent's last actions"),
+    flow: str = typer.Option("", "--flow", help="Undo the last actions of this flow (its root span name), across agents"),
     object: str = typer.Option("", "--object", help="Undo the last actions on this object, TYPE:ID"),
-    last: int = typer.Option(10, "--last", min=1, help="How many actions, newest first"),
+    since: str = typer.Option("", "--since", metavar="ISO",
+                              help="Only actions at or after this time, e.g. 2026-03-01T14:30 (UTC unless a zone is given)"),
+    until: str = typer.Option("", "--until", metavar="ISO", help="Only actions at or before this time (ISO 8601, as --since)"),
+    last: int = typer.Option(10, "--last", min=1, max=10_000, help="How many actions, newest first"),
     plan_id: str = typer.Option("", "--plan", help="Execute (or resume) an existing plan instead of making one"),
     execute: bool = typer.Option(False, "--execute/--dry-run", help="Execute the plan, or only show it (default)"),
     actor: str = ActorOpt,
     api: str = ApiOpt,
 ) -> None:
-    """Plan the undo of an agent's (or object's) last N actions; --execute carries it out."""
-    if not plan_id and not (agent or object):
-        _fail("say what to undo: --agent NAME or --object TYPE:ID (or --plan ID to run a plan)")
-    plan = _api_call(api, "GET", api_path("rollback", "plans", plan_id)) if plan_id else _api_call(
-        api, "POST", "/api/rollback/plans", json={"agent": agent, "object": object, "last": last, "actor": actor}
-    )
+    """Plan the undo of the last N actions of an agent, a flow, an object or a time window; --execute carries it out."""
+    scoped = agent or flow or object or since or until
+    if plan_id and scoped:
+        _fail(f"--plan {plan_id} runs the plan as it was made; drop --agent/--flow/--object/--since/--until "
+              "(or drop --plan to make a new plan)")
+    if not plan_id and not scoped:
+        _fail("say what to undo: --agent NAME, --flow NAME, --object TYPE:ID, or a time window --since ISO "
+              "[--until ISO] (or --plan ID to run a plan)")
+    kind, sep, ident = object.partition(":")
+    if object and not (sep and kind and ident):
+        _fail(f"--object {object!r} is not TYPE:ID; for example --object order:ORD-7731")
+    window = {"since": _moment("--since", since) if since else None, "until": _moment("--until", until) if until else None}
+    if window["since"] and window["until"] and window["until"] < window["since"]:
+        _fail(f"--until {until} is before --since {since}: the time window is empty; swap them")
+    if plan_id:
+        plan = _api_call(api, "GET", api_path("rollback", "plans", plan_id))
+    else:
+        selector = {"agent": agent, "flow": flow, "object": object, "last": last, "actor": actor,
+                    **{key: value.isoformat() for key, value in window.items() if value}}
+        plan = _api_call(api, "POST", "/api/rollback/plans", json=selector)
     if execute:
         plan = _api_call(api, "POST", api_path("rollback", "plans", plan["id"], "execute"), json={"actor": actor, "wait": True})
     _print_plan(plan)
-    if execute and plan["status"] != "done":
+    if execute and (plan["status"] != "done" or any(step.get("restored") is False for step in plan["steps"])):
         raise typer.Exit(1)
 
 
@@ -345,6 +378,77 @@ def wal_replay(
         print_replayed(console, _api_call(api, "POST", api_path("quarantine", "replay"), json={"actor": actor})["items"])
     else:
         print_replayed(console, [_api_call(api, "POST", api_path("quarantine", segment, "replay"), json={"actor": actor})])
+
+
+systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")
+app.add_typer(systems, name="systems")
+
+
+class Auth(str, Enum):
+    none = "none"
+    bearer = "bearer"
+    basic = "basic"
+
+
+# What each field of a system's registration is called on the command line, for fix-it messages.
+SYSTEM_OPTIONS = {"name": "NAME", "base_url": "--base-url", "paths": "--path", "read_paths": "--read-path",
+                  "handlers": "--handler", "auth": "--auth", "credentials_env": "--credentials-env", "timeout_s": "--timeout"}
+
+
+@systems.callback(invoke_without_command=True)
+def systems_list(ctx: typer.Context, api: str = ApiOpt) -> None:
+    """List the registered systems of record: base URL, auth, allowed paths and handlers, credentials variable."""
+    ctx.obj = api
+    if ctx.invoked_subcommand is None:
+        print_systems(console, _api_call(api, "GET", "/api/systems"), flightrec_command())
+
+
+@systems.command("register")
+def systems_register(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The name undo descriptors use (flightrec.undo.system), e.g. billing"),
+    base_url: str = typer.Option(..., "--base-url", metavar="URL",
+                                 help="The system's http(s) URL, with a port and a path prefix if it needs them; no user:password, query or fragment"),
+    path: list[str] = typer.Option(None, "--path", metavar="TEMPLATE",
+                                   help="A POST path undo may call, e.g. /refunds/{id}/undo; repeatable"),
+    read_path: list[str] = typer.Option(None, "--read-path", metavar="TEMPLATE",
+                                        help="A GET path a read-back check may read, e.g. /refunds/{id}; repeatable"),
+    handler: list[str] = typer.Option(None, "--handler", metavar="NAME",
+                                      help="An undo handler allowed to act on this system, e.g. helpdesk.set_status; repeatable"),
+    auth: Auth = typer.Option(Auth.none, "--auth", case_sensitive=False,
+                              help="How the credentials are sent: none, bearer (a token) or basic (user:password)"),
+    credentials_env: str = typer.Option("", "--credentials-env", metavar="VAR",
+                                        help="The server's environment variable holding the credentials (never the value)"),
+    timeout: float = typer.Option(None, "--timeout", metavar="SECONDS", help="Timeout of each call, in seconds (default 10)"),
+    actor: str = ActorOpt,
+    api: str = ApiOpt,
+) -> None:
+    """Register (or replace) a system of record undo may call; audited as system.register."""
+    import re
+
+    from pydantic import ValidationError
+
+    from flightrec.rollback.systems import NAME_PATTERN, SystemSpec
+
+    if not re.match(NAME_PATTERN, name):
+        _fail(f"{name!r} is not a system name: lowercase letters, digits and '_.-', starting with a letter (e.g. billing)")
+    if not (path or handler):
+        _fail("give undo something to call: --path /refunds/{id}/undo (repeatable) or --handler NAME")
+    if auth is not Auth.none and not credentials_env:
+        _fail(f"--auth {auth.value} needs --credentials-env VAR: the environment variable on the server that holds "
+              f"the {'token' if auth is Auth.bearer else 'user:password'}")
+    body: dict[str, Any] = {"base_url": base_url, "paths": path or [], "read_paths": read_path or [],
+                            "handlers": handler or [], "auth": auth.value, "credentials_env": credentials_env}
+    if timeout is not None:
+        body["timeout_s"] = timeout
+    try:
+        SystemSpec(**body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{SYSTEM_OPTIONS.get(str(error['loc'][0]), error['loc'][0]) if error['loc'] else 'input'}: "
+                             f"{error['msg'].removeprefix('Value error, ')}" for error in exc.errors())
+        _fail(problems)
+    system = _api_call(api or ctx.obj, "POST", "/api/systems", json={"name": name, "actor": actor, **body})
+    print_systems(console, {"items": [system], "count": 1}, flightrec_command(), title=f"registered {system['name']}")
 
 
 def _run_fleet_with_progress(fleet_config: Any) -> Any:

@@ -70,13 +70,57 @@ def flightrec_command() -> str:
     return shlex.quote(shown if "/" in shown else f"./{shown}")
 
 
+# --- systems of record ----------------------------------------------------------------------------
+
+def _lines(values: object) -> str:
+    return "\n".join(str(value) for value in values) if isinstance(values, list) and values else "-"
+
+
+def system_credentials(system: dict) -> str:
+    """The credentials' variable and whether the server has it set (never the value)."""
+    env = system.get("credentials_env") or ""
+    if not env:
+        return "-" if system.get("auth", "none") == "none" else "none named"
+    return f"{env} ({'set' if system.get('credentials_present') else 'not set on the server'})"
+
+
+def print_systems(console_: Console, page: dict, command: str = "flightrec", title: str = "") -> None:
+    """The registered systems of record (``GET /api/systems``), or how to register one."""
+    items = page.get("items") or []
+    if not items:
+        console_.print(Text("no systems of record are registered: undo calls nothing. Register one: "
+                            f"{command} systems register NAME --base-url URL --path /refunds/{{id}}/undo --actor ME"),
+                       soft_wrap=True)
+        return
+    table = Table(title=Text(title or plural(len(items), "system") + " of record undo may call"))
+    for name in ("name", "source", "base URL", "auth", "undo paths (POST)", "check paths (GET)", "handlers",
+                 "credentials env"):
+        table.add_column(name, overflow="fold")
+    for system in items:
+        source = str(system.get("source", ""))
+        if system.get("registered_by"):
+            source += f"\nby {system['registered_by']}"
+        add_text_row(table, system.get("name", ""), source, system.get("base_url", ""), system.get("auth", "none"),
+                     _lines(system.get("paths")), _lines(system.get("read_paths")), _lines(system.get("handlers")),
+                     system_credentials(system))
+    console_.print(table)
+    unset = [system["name"] for system in items if system.get("credentials_env") and not system.get("credentials_present")]
+    if unset:
+        console_.print(Text(f"Undo cannot call {', '.join(unset)} until the server has its credentials variable set.",
+                            style="yellow"), soft_wrap=True)
+
+
 # --- rollback plans -------------------------------------------------------------------------------
 
 # PlanStep fields with a column of their own; any other field a plan step carries is shown under "more".
 _STEP_COLUMNS = {"action_id", "status", "reason", "action", "agent", "time", "risk", "objects", "object", "amount",
-                 "currency", "call", "system", "attempts", "finished_at", "risk_reason", "reported_risk"}
+                 "currency", "call", "system", "attempts", "finished_at", "risk_reason", "reported_risk", "restored",
+                 "check_result"}
 STATUS_STYLES = {"reversible": "green", "done": "green", "irreversible": "yellow", "conflicted": "yellow",
                  "already_undone": "dim", "running": "blue", "failed": "red"}
+# A step's read-back after its undo ran: the "check" cell, its style, and its word in the tally.
+CHECKS = {"yes": ("restored: yes", "green", "restored"), "no": ("restored: no", "bold red", "not restored"),
+          "unchecked": ("not checked", "yellow", "not checked")}
 
 
 def _cell(value: object) -> str:
@@ -138,11 +182,28 @@ def step_call(step: dict) -> str:
     return ""
 
 
+def step_risk(step: dict) -> str:
+    """The risk the operator's policy gives a step, and the agent's own report when it says otherwise."""
+    risk, reported = str(step.get("risk") or ""), str(step.get("reported_risk") or "")
+    return f"{risk} (agent: {reported})" if reported and reported != risk else risk
+
+
+def step_check(step: dict) -> str:
+    """Whether the undo reads back as restored: yes, no, unchecked (done without a check); '' when not undone (yet)."""
+    if step.get("restored") is True:
+        return "yes"
+    if step.get("restored") is False:
+        return "no"
+    return "unchecked" if step.get("status") == "done" else ""
+
+
 def step_why(step: dict) -> str:
-    """Why a step has its status: the plan's reason, or what undoing it does."""
+    """Why a step has its status: the plan's reason, what undoing it does, or (done) what the read-back found."""
     status, reason = step.get("status", ""), str(step.get("reason") or "")
     if reason:
         return reason
+    if status == "done" and step.get("check_result"):
+        return f"undone; {step['check_result']}"
     return {
         "reversible": f"can be undone: {step_call(step)}" if step_call(step) else "can be undone: nothing changed it since",
         "done": "undone",
@@ -154,9 +215,8 @@ def step_why(step: dict) -> str:
 
 
 def _step_more(step: dict) -> str:
+    # The risk column shows the policy's risk (and the agent's own report where it differs); this says which rule.
     extra = [f"risk: {step['risk_reason']}"] if step.get("risk_reason") else []
-    if step.get("reported_risk") and step["reported_risk"] != step.get("risk"):
-        extra.append(f"the agent reported risk {step['reported_risk']}")
     extra += [f"{key.replace('_', ' ')}: {_cell(value)}" for key, value in step.items()
               if key not in _STEP_COLUMNS and _present(value)]
     if step.get("attempts", 0) > 1:
@@ -169,15 +229,21 @@ def _step_cells(step: dict) -> dict[str, Text]:
     return {"time (UTC)": Text(str(step.get("time", ""))[:19].replace("T", " ")),
             "agent": Text(str(step.get("agent", ""))), "action": Text(str(step.get("action", ""))),
             "object(s)": Text(step_objects(step)), "amount": Text(step_amount(step)), "system": Text(step_system(step)),
-            "risk": Text(str(step.get("risk", ""))),
-            "status": Text(status.replace("_", " "), style=STATUS_STYLES.get(status, "")), "why": Text(step_why(step))}
+            "risk": Text(step_risk(step)),
+            "status": Text(status.replace("_", " "), style=STATUS_STYLES.get(status, "")),
+            "check": Text(*CHECKS[step_check(step)][:2]) if step_check(step) else Text(), "why": Text(step_why(step))}
 
 
 def _steps_table(title: str, steps: list[dict], more: list[str], with_agent: bool, with_why: bool = True) -> Table:
-    """One row per step; only "why" wraps (any further fields under it), so objects, amounts and systems are never cut."""
+    """One row per step; only "why" wraps (any further fields under it), so objects, amounts and systems are never cut.
+
+    The "check" column (restored / not restored / unchecked) appears once a step has been undone.
+    """
     table = Table(title=Text(title))
     table.add_column("#", no_wrap=True, justify="right")
-    names = [name for name in _step_cells({}) if (with_agent or name != "agent") and (with_why or name != "why")]
+    with_check = any(step_check(step) for step in steps)
+    names = [name for name in _step_cells({}) if (with_agent or name != "agent") and (with_why or name != "why")
+             and (with_check or name != "check")]
     for name in names:
         table.add_column(name, no_wrap=name != "why", overflow="fold")
     for number, (step, extra) in enumerate(zip(steps, more), start=1):
@@ -197,7 +263,7 @@ def _print_steps_stacked(console_: Console, title: str, steps: list[dict], more:
         grid.add_column(overflow="fold")
         head = Text.assemble(f"{number}. ", cells["action"], " on ", cells["object(s)"] or "-", " · ", cells["status"])
         console_.print(head)
-        for name in ("why", "amount", "system", "risk", "agent", "time (UTC)"):
+        for name in ("why", "check", "amount", "system", "risk", "agent", "time (UTC)"):
             if cells[name].plain:
                 grid.add_row(f"   {name}", cells[name])
         if extra:
@@ -226,6 +292,15 @@ def print_plan(console_: Console, plan: dict, command: str = "flightrec") -> Non
     for step in steps:
         counts[str(step.get("status", ""))] = counts.get(str(step.get("status", "")), 0) + 1
     console_.print(Text(", ".join(f"{count} {status.replace('_', ' ')}" for status, count in counts.items())))
+    checks: dict[str, int] = {}
+    for step in steps:
+        if step_check(step):
+            checks[step_check(step)] = checks.get(step_check(step), 0) + 1
+    if checks:
+        console_.print(Text("read back: " + ", ".join(f"{count} {CHECKS[check][2]}" for check, count in checks.items())))
+    if checks.get("no"):
+        console_.print(Text(f"{plural(checks['no'], 'step')} undone but not reading back as the undo should "
+                            "leave it: look at the system of record (why column)", style="red"), soft_wrap=True)
     plan_id = plan["id"]
     if plan.get("status") in ("ready", "awaiting_approval"):
         runnable = counts.get("reversible", 0) + counts.get("failed", 0)
