@@ -204,8 +204,12 @@ def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chro
 
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_dashboards_safety import AGENT, EVIL, OTHER_AGENT, TICKET, later_change, hostile_run, send
+    from tests.http_receiver import Receiver
+    from tests.test_dashboards_safety import (AGENT, EVIL, OTHER_AGENT, TARGET, TARGET_REFUSED, TICKET, hostile_run,
+                                              later_change, register_system, send)
 
+    receiver = Receiver()  # where the registered system of record answers; a dry run calls nothing
+    register_system(server, receiver.url)
     now = time.time_ns()
     send(server, hostile_run(now - 600_000_000_000), AGENT)
     send(server, later_change(now - 300_000_000_000), OTHER_AGENT)
@@ -260,11 +264,16 @@ def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chro
             for summary in page.get_by_test_id("stExpander").locator("summary").all():
                 if "called" in summary.inner_text():
                     summary.click()
-            expect(page.get_by_text("http://evil.example/`x`![x](http://evil.example/p.png)").first).to_be_visible()
+            expect(page.get_by_text("/refunds/RF-1/undo", exact=True).first).to_be_visible()  # a call's target
+            expect(page.get_by_text("has a segment that is not a plain id").first).to_be_visible()
             text = page_text(page)
             assert f"refund {EVIL}" in text and OTHER_AGENT in text
+            assert f"Hand to a person: {TARGET_REFUSED}" in text, "the hostile undo target, quoted in its reason"
+            assert TARGET in text
             assert page.evaluate(FIND_LIVE) == []
             page.screenshot(path=str(ARTIFACTS / "rollback-hostile.png"))
             assert outside == [], f"requests to evil.example: {outside}"
+            assert receiver.requests == [], "building a plan calls nothing on the system of record"
         finally:
             browser.close()
+            receiver.close()

@@ -18,6 +18,7 @@ from flightrec.dashboards.launch import APP
 from flightrec.dashboards.safe_text import plain_text
 from flightrec.dashboards.ui import ROLLBACK_PAGE
 from flightrec.fleet import FleetConfig, FleetReport, run_fleet
+from flightrec.fleet_catalog import RECORDS_SYSTEM
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span
 from tests.test_records import RecordsServer
@@ -54,7 +55,11 @@ class Console:
             (client.post("/faults", json=rule) if rule else client.delete("/faults")).raise_for_status()
 
     def act(self, agent: str, name: str, risk: str, path: str, body: Json, undo: str, ref: tuple[str, str]) -> Json:
-        """Perform an action on the records service and record it as the action span an agent would send."""
+        """Perform an action on the records service and record it as the action span an agent would send.
+
+        The undo names the registered demo system (``records``, from the server's FLIGHTREC_RECORDS_URL)
+        and a path on it; ``risk`` is only what the span reports: approval follows the operator's policy
+        (by action name and amount)."""
         with self.records.client() as client:
             answer = client.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
             answer.raise_for_status()
@@ -65,7 +70,7 @@ class Console:
             "flightrec.action.risk": risk, "flightrec.mode": "auto", "flightrec.object.type": ref[0],
             "flightrec.object.id": ref[1], "flightrec.action.amount": body["amount"],
             "flightrec.action.currency": body["currency"], "flightrec.undo.kind": "http",
-            "flightrec.undo.target": self.records.url + undo.format(id=done[id_key]),
+            "flightrec.undo.system": RECORDS_SYSTEM, "flightrec.undo.target": undo.format(id=done[id_key]),
             "flightrec.undo.args": json.dumps({id_key: done[id_key], **body}),
         }, start_ns=time.time_ns() - 60_000_000_000)
         with self.server.client() as client:
@@ -236,12 +241,15 @@ def test_building_a_plan_shows_every_step_and_what_it_would_call(monkeypatch, co
 
 def test_a_high_risk_plan_needs_a_second_person_and_the_author_is_refused(monkeypatch, console: Console) -> None:
     invoice = f"INV-{uuid.uuid4().hex[:6]}"
-    console.act("refund-bot", "refund.issue", "high", "/refunds",
+    # The span reports low risk; the operator's policy makes a 250 EUR refund high risk (above 150).
+    console.act("refund-bot", "refund.issue", "low", "/refunds",
                 {"invoice_id": invoice, "amount": 250.0, "currency": "EUR"}, "/refunds/{id}/undo", ("invoice", invoice))
     assert console.record("invoices", invoice)["refunded_total"] == 250.0
     at = console_page(monkeypatch, console.server.url, actor="alice", agent="refund-bot")
     click(at, "rb_build")
     plan_id = open_plan(at)
+    [step] = console.get(f"/api/rollback/plans/{plan_id}")["steps"]
+    assert (step["status"], step["risk"], step["reported_risk"]) == ("reversible", "high", "low"), step
 
     assert any("Needs a second person" in text and "other than alice" in text for text in texts(at.warning))
     assert at.button(key="rb_execute").disabled

@@ -30,6 +30,7 @@ from flightrec.dashboards.launch import APP
 from flightrec.dashboards.safe_text import code, html, md, plain_text
 from flightrec.dashboards.ui import ALERTS_PAGE, GOVERNANCE_PAGE, OBJECTS_PAGE, ROLLBACK_PAGE, TRACE_PAGE, TRIAGE_PAGE
 from tests.conftest import ServerProcess
+from tests.http_receiver import Receiver
 from tests.otlp_helpers import make_request, make_span
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,14 @@ PROMPT = f"prompt {EVIL}"
 ERROR = f"error {EVIL}"
 TICKET = ("ticket", f"TCK {NO_SLASH}")
 INVOICE = ("invoice", f"INV {NO_SLASH}")
-TARGET = "http://evil.example/`x`![x](http://evil.example/p.png)"
+# A hostile undo target: a path on the registered system (an absolute URL is refused without being quoted),
+# markup in it; the planner refuses it as irreversible with a reason that quotes it (at most 80 characters).
+TARGET = "/refunds/`x`![x](//evil.example/p.png)<img src=x onerror=alert(1)>**bold**/undo"
+TARGET_REFUSED = f"the undo path {TARGET!r} has a segment that is not a plain id"
+# The system of record the hostile agent's actions name (flightrec.action.system), registered through the API
+# so its plain undo paths resolve: the console then shows real calls with hostile arguments.
+SYSTEM = "billing"
+SYSTEM_PATHS = ["/refunds/{id}/undo"]
 ACTOR = f"actor {EVIL}"
 REASON = f"reason {EVIL}"
 QUIET = {"FLIGHTREC_DETECT_INTERVAL_S": "0"}
@@ -76,7 +84,7 @@ def ref(obj: tuple[str, str]) -> str:
 
 def action(name: str, obj: tuple[str, str], *, risk: str, undo: Json, start_ns: int, parent: bytes,
            trace_id: bytes) -> Any:
-    attrs = {"flightrec.operation": "action", "flightrec.action.name": name, "flightrec.action.system": "billing",
+    attrs = {"flightrec.operation": "action", "flightrec.action.name": name, "flightrec.action.system": SYSTEM,
              "flightrec.action.risk": risk, "flightrec.mode": "auto", "flightrec.object.type": obj[0],
              "flightrec.object.id": obj[1], "flightrec.action.amount": 12.5, "flightrec.action.currency": "EUR",
              **{f"flightrec.undo.{key}": value for key, value in undo.items()}}
@@ -84,7 +92,12 @@ def action(name: str, obj: tuple[str, str], *, risk: str, undo: Json, start_ns: 
 
 
 def hostile_run(start_ns: int) -> list[Any]:
-    """The hostile agent's run on the ticket: an LLM call, a looping tool that fails, three actions."""
+    """The hostile agent's run on the ticket: an LLM call, a looping tool that fails, four actions.
+
+    Their undos name the registered system (see :func:`register_system`): the refund's is a plain path with
+    hostile arguments (conflicted by the other agent's later change), the credit's kind is hostile, the void's
+    path is hostile (irreversible, the reason quotes it), and the high refund's is reversible; no rule of the
+    operator's policy names these actions, so it is high risk and needs a second person."""
     trace_id = bytes(range(16))
     root = make_span(FLOW, {"flightrec.operation": "agent", "flightrec.object.type": TICKET[0],
                             "flightrec.object.id": TICKET[1], "gen_ai.request.model": MODEL,
@@ -105,12 +118,15 @@ def hostile_run(start_ns: int) -> list[Any]:
     at = start_ns + 100_000_000
     spans += [
         action(f"refund {EVIL}", TICKET, risk="low", trace_id=trace_id, parent=root.span_id, start_ns=at,
-               undo={"kind": "http", "target": TARGET, "args": json.dumps({"note": EVIL})}),
+               undo={"kind": "http", "system": SYSTEM, "target": "/refunds/RF-1/undo",
+                     "args": json.dumps({"note": EVIL})}),
         action(f"credit {EVIL}", TICKET, risk="low", trace_id=trace_id, parent=root.span_id, start_ns=at + 1_000,
-               undo={"kind": f"kind {EVIL}", "target": TARGET}),
-        action(f"refund-high {EVIL}", INVOICE, risk="high", trace_id=trace_id, parent=root.span_id,
-               start_ns=at + 2_000, undo={"kind": "http", "target": "http://evil.example/undo",
+               undo={"kind": f"kind {EVIL}", "system": SYSTEM, "target": TARGET}),
+        action(f"refund-high {EVIL}", INVOICE, risk="low", trace_id=trace_id, parent=root.span_id,
+               start_ns=at + 2_000, undo={"kind": "http", "system": SYSTEM, "target": "/refunds/RF-2/undo",
                                           "args": json.dumps({"amount": 12.5, "why": EVIL})}),
+        action(f"void {EVIL}", TICKET, risk="low", trace_id=trace_id, parent=root.span_id, start_ns=at + 3_000,
+               undo={"kind": "http", "system": SYSTEM, "target": TARGET, "args": json.dumps({"why": EVIL})}),
     ]
     return spans
 
@@ -122,6 +138,13 @@ def later_change(start_ns: int) -> list[Any]:
                    undo={})]
 
 
+def register_system(server: ServerProcess, base_url: str) -> None:
+    """Register the hostile agent's system of record (``SYSTEM``) on ``server``, as an operator would."""
+    with server.client() as client:
+        client.post("/api/systems", json={"name": SYSTEM, "actor": "sre.oncall", "base_url": base_url,
+                                          "paths": SYSTEM_PATHS}).raise_for_status()
+
+
 def send(server: ServerProcess, spans: list[Any], agent: str) -> None:
     with server.client() as client:
         client.post("/v1/traces", content=make_request(spans, {"service.name": agent}).SerializeToString(),
@@ -129,8 +152,8 @@ def send(server: ServerProcess, spans: list[Any], agent: str) -> None:
 
 
 class Record:
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
+    def __init__(self, server: ServerProcess, receiver: Receiver | None = None) -> None:
+        self.server, self.receiver = server, receiver
 
     def get(self, path: str, **params: Any) -> Json:
         with self.server.client() as client:
@@ -140,7 +163,9 @@ class Record:
 @pytest.fixture(scope="module")
 def record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Record]:
     server = ServerProcess(tmp_path_factory.mktemp("hostile") / "srv", env=QUIET).start()
+    receiver = Receiver()  # the system of record's address: plans are dry runs, so it must see nothing
     try:
+        register_system(server, receiver.url)
         now = time.time_ns()
         send(server, hostile_run(now - 600_000_000_000), AGENT)
         send(server, later_change(now - 300_000_000_000), OTHER_AGENT)
@@ -150,9 +175,10 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Record]:
             assert any(alert["detector"] == "loops" and alert["agent"] == AGENT for alert in fired), fired
             client.post(f"/api/controls/agents/{quote(SWITCHED, safe='')}/pause",
                         json={"actor": ACTOR, "reason": REASON}).raise_for_status()
-        yield Record(server)
+        yield Record(server, receiver)
     finally:
         server.stop()
+        receiver.close()
 
 
 # --- reading what a page sends the way Streamlit's frontend renders it ------------------------------
@@ -347,13 +373,24 @@ def test_rollback_console_shows_hostile_actions_targets_and_reasons_as_text(monk
     at.button(key="rb_build").click().run()
     text = assert_text_only(at)
     plan = record.get(f"/api/rollback/plans/{at.session_state['rb_plan']}")
+    steps = {step["action"]: step for step in plan["steps"]}
     reasons = [step["reason"] for step in plan["steps"] if step["reason"]]
-    assert any(OTHER_AGENT in reason for reason in reasons), reasons
+    assert steps[f"refund {EVIL}"]["status"] == "conflicted" and OTHER_AGENT in steps[f"refund {EVIL}"]["reason"]
+    assert steps[f"credit {EVIL}"]["status"] == "irreversible" and f"kind {EVIL}" in steps[f"credit {EVIL}"]["reason"]
+    void = steps[f"void {EVIL}"]
+    assert void["status"] == "irreversible" and void["reason"].startswith(TARGET_REFUSED), void["reason"]
     for reason in reasons:
-        assert_shown(text, reason)
-    assert TARGET in [block.value for block in at.code], "the undo target, as text in a code block"
+        assert_shown(text, reason)  # the hostile kind, agent and undo target, quoted in reasons, read as text
+    assert_shown(text, f"Hand to a person: {void['reason']}")
+    targets = [block.value for block in at.code]
+    assert sorted(targets) == ["/refunds/RF-1/undo", "/refunds/RF-2/undo"], "each call's target, as text, in code"
+    high = steps[f"refund-high {EVIL}"]
+    assert (high["status"], high["risk"], high["reported_risk"]) == ("reversible", "high", "low"), high
+    assert plan["requires_approval"]
     assert_shown(text, f"Approve as {ACTOR}")
-    assert any(json.loads(element.value) == {"note": EVIL} for element in at.json), "arguments as JSON, as is"
+    shown_args = [json.loads(element.value) for element in at.json]
+    assert {"note": EVIL} in shown_args and {"amount": 12.5, "why": EVIL} in shown_args, "arguments as JSON, as is"
+    assert record.receiver is not None and record.receiver.requests == [], "a dry run calls nothing"
 
     at = open_page(monkeypatch, record.server.url, ROLLBACK_PAGE, state=state, agent=SWITCHED)
     text = assert_text_only(at)
