@@ -17,6 +17,7 @@ from flightrec.collector.limits import (
     DEFAULT_MAX_FUTURE_S,
     MAX_REASONS,
     SpanLimits,
+    keep_valid,
     time_problem,
 )
 from flightrec.collector.signals import SHAPES, Signal, count_points, validate_logs
@@ -145,18 +146,9 @@ def validate_request(
     accepted = rejected = 0
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
-            bad: list[int] = []
-            for index, span in enumerate(scope_spans.spans):
-                problem = _span_problem(span, limits)
-                if problem is None:
-                    accepted += 1
-                    continue
-                bad.append(index)
-                if len(reasons) < MAX_REASONS:
-                    reasons.append(f"span {span.name[:200]!r}: {problem}")
-            for index in reversed(bad):
-                del scope_spans.spans[index]
-            rejected += len(bad)
+            kept, removed = keep_valid(scope_spans.spans, lambda span: _span_problem(span, limits),
+                                       lambda span, _: f"span {span.name[:200]!r}", reasons)
+            accepted, rejected = accepted + kept, rejected + removed
     return accepted, rejected
 
 

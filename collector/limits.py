@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -32,3 +34,23 @@ def time_problem(field: str, value: int, limits: SpanLimits) -> str | None:
         ahead_s = (value - time.time_ns()) // 1_000_000_000
         return f"{field} is {ahead_s} s in the future, past the allowed clock skew: check the sender's clock"
     return None
+
+
+def keep_valid(
+    items: Any, problem_of: Callable[[Any], str | None], label_of: Callable[[Any, int], str], reasons: list[str]
+) -> tuple[int, int]:
+    """Remove the items a check refuses from a repeated protobuf field, in place: (kept, removed).
+
+    The first MAX_REASONS refusals are added to ``reasons`` as "<label>: <problem>".
+    """
+    bad = []
+    for index, item in enumerate(items):
+        problem = problem_of(item)
+        if problem is None:
+            continue
+        bad.append(index)
+        if len(reasons) < MAX_REASONS:
+            reasons.append(f"{label_of(item, index)}: {problem}")
+    for index in reversed(bad):
+        del items[index]
+    return len(items), len(bad)

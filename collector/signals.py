@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from flightrec.collector.limits import MAX_REASONS, SpanLimits, time_problem
+from flightrec.collector.limits import SpanLimits, keep_valid, time_problem
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -93,18 +93,10 @@ def validate_logs(request: ExportLogsServiceRequest, reasons: list[str], limits:
     accepted = rejected = 0
     for resource_logs in request.resource_logs:
         for scope_logs in resource_logs.scope_logs:
-            bad = []
-            for index, record in enumerate(scope_logs.log_records):
-                problem = _log_problem(record, limits)
-                if problem is None:
-                    accepted += 1
-                    continue
-                bad.append(index)
-                if len(reasons) < MAX_REASONS:
-                    reasons.append(f"log record {record.event_name[:200] or index!r}: {problem}")
-            for index in reversed(bad):
-                del scope_logs.log_records[index]
-            rejected += len(bad)
+            kept, removed = keep_valid(scope_logs.log_records, lambda record: _log_problem(record, limits),
+                                       lambda record, index: f"log record {record.event_name[:200] or index!r}",
+                                       reasons)
+            accepted, rejected = accepted + kept, rejected + removed
     return accepted, rejected
 
 
