@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from flightrec.detectors.context import PassContext, Runs, cost_unknown, examples, priced, unpriced_calls
+from flightrec.detectors.context import PassContext, Runs, cost_unknown, examples, unpriced_calls
 from flightrec.detectors.models import Finding
 from flightrec.store import Store
 
@@ -20,8 +20,9 @@ class BudgetConfig(BaseModel):
 
 class BudgetDetector:
     """Spend against budgets. Costs are sums of known costs: where LLM calls have no price the spend
-    is at least that, the finding says "cost unknown for N calls", and a spend under its budget
-    with unknown calls is reported (info) rather than taken as within budget."""
+    is at least that, and an over-budget finding says "cost unknown for N calls". A known spend
+    under its budget with unpriced calls pages nobody: the unknown share shows in the rollups
+    (``unpriced_calls``), where triage reads it."""
 
     name = "budgets"
 
@@ -61,14 +62,6 @@ class BudgetDetector:
                 summary=f"{agent} spent {total:,.2f} USD{note} in the window, over its budget of {limit:,.2f} USD",
                 details=details, traces=traces, objects=objects,
             )]
-        if unknown:
-            traces, objects = examples(runs, ~priced(runs))
-            return [Finding(
-                detector=self.name, dedup_key=f"{self.name}:agent:{agent}:unknown", agent=agent, severity="info",
-                summary=(f"{agent} spent at least {total:,.2f} USD in the window against a budget of {limit:,.2f} USD: "
-                         f"{cost_unknown(unknown)}, so the budget cannot be confirmed"),
-                details=details, traces=traces, objects=objects,
-            )]
         return []
 
     def _run_mean(self, agent: str, runs: Runs, budget: float) -> list[Finding]:
@@ -85,14 +78,6 @@ class BudgetDetector:
                 detector=self.name, dedup_key=f"{self.name}:run:{agent}", agent=agent, severity="warning",
                 summary=(f"{agent}'s last {len(recent)} runs cost {mean:,.3f} USD each on average{note}, "
                          f"over the per-run budget of {budget:,.3f} USD"),
-                details=details, traces=traces, objects=objects,
-            )]
-        if unknown:
-            traces, objects = examples(last, ~priced(last))
-            return [Finding(
-                detector=self.name, dedup_key=f"{self.name}:run:{agent}:unknown", agent=agent, severity="info",
-                summary=(f"{agent}'s last {len(recent)} runs cost at least {mean:,.3f} USD each on average: "
-                         f"{cost_unknown(unknown)}, so the per-run budget of {budget:,.3f} USD cannot be confirmed"),
                 details=details, traces=traces, objects=objects,
             )]
         return []

@@ -148,9 +148,11 @@ def test_unknown_cost_is_unknown_in_the_row_the_rollups_and_a_detector_pass(stor
     rollups = store.signals.rollups(since=NOW - timedelta(hours=1), until=NOW + timedelta(minutes=1), bucket_s=3600)
     assert dict(zip(rollups["model"], rollups["unpriced_calls"])) == {"acme-llm-9": 2, "gpt-4o": 0}
 
-    [finding] = BudgetDetector(store, BudgetConfig(agent_usd={"support": 10.0}, run_usd=None, object_usd=None)
-                               ).detect(context(store))
-    assert finding.severity == "info" and "cost unknown for 2 calls" in finding.summary
+    under = BudgetDetector(store, BudgetConfig(agent_usd={"support": 10.0}, run_usd=None, object_usd=None))
+    assert under.detect(context(store)) == []  # under budget with unpriced calls: nobody is paged
+    over = BudgetDetector(store, BudgetConfig(agent_usd={"support": 0.001}, run_usd=None, object_usd=None))
+    [finding] = over.detect(context(store))
+    assert "at least: cost unknown for 2 calls" in finding.summary
     assert finding.details["unpriced_calls"] == "2"
 
 
