@@ -45,7 +45,7 @@ def main() -> None:
         checked = time.perf_counter()
         store.stored_span_hashes(trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}))
         inserting = time.perf_counter()
-        store.insert_prepared(prepared, dedup_token=f"bench-{number}")
+        store.insert_prepared(prepared)
         done = time.perf_counter()
         spent["prepare"] += checked - started
         spent["identity check"] += inserting - checked

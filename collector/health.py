@@ -44,8 +44,9 @@ def assess(
     metrics = writer.metrics
     if not writer.alive:
         failing.append("the writer is not running: acknowledged spans are not reaching the store")
-    if metrics.failing_since:
-        stuck_s = now - metrics.failing_since
+    failing_since = metrics.failing_since  # read once: the writer thread may reset it meanwhile
+    if failing_since:
+        stuck_s = now - failing_since
         message = f"the writer has failed to insert for {stuck_s:.0f} s ({metrics.head_attempts} attempts): {metrics.last_error}"
         if stuck_s >= policy.writer_stuck_after_s:
             failing.append(message)

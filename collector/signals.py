@@ -80,6 +80,8 @@ def _log_problem(record: Any, limits: SpanLimits) -> str | None:
     if len(record.span_id) not in (0, 8):
         return f"span_id must be empty or 8 bytes, got {len(record.span_id)}"
     moment = record.time_unix_nano or record.observed_time_unix_nano
+    if not moment:
+        return "time_unix_nano and observed_time_unix_nano are both missing"
     if moment > limits.newest_ns or record.observed_time_unix_nano > limits.newest_ns:
         return time_problem("time_unix_nano", record.time_unix_nano, limits) or time_problem(
             "observed_time_unix_nano", record.observed_time_unix_nano, limits)

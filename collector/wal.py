@@ -202,13 +202,13 @@ class WriteAheadLog:
             assert self._active is not None
             start = self._active_bytes
             try:
-                self._active.write(record)
-                self._active.flush()
+                view = memoryview(record)
+                while view:  # unbuffered: nothing refused can linger in a buffer and reach the disk later
+                    view = view[self._active.write(view):]
                 if self.config.fsync:
                     os.fsync(self._active.fileno())
             except OSError:
-                self._active.truncate(start)
-                self._active.seek(start)
+                self._cut_back(start)
                 raise
             self._active_bytes += len(record)
             self._active_spans += spans
@@ -216,10 +216,20 @@ class WriteAheadLog:
             if self._active_bytes >= self.config.segment_max_bytes or self._active_spans >= self.config.segment_max_spans:
                 self._seal_locked()
 
+    def _cut_back(self, good_bytes: int) -> None:
+        """Undo a failed append; if even that fails, seal what was acknowledged and start a new segment."""
+        assert self._active is not None
+        try:
+            os.ftruncate(self._active.fileno(), good_bytes)
+            self._active.seek(good_bytes)
+        except OSError as exc:
+            log.error("wal: could not cut a failed append off %s (%s); sealing it", self._active_path, exc)
+            self._seal_locked()  # recovery and read_records stop at the torn tail: acknowledged records stay
+
     def _open_segment(self) -> None:
         path = self.config.directory / f"{self._next_seq:020d}-{self._instance}.wal"
         self._next_seq += 1
-        self._active = path.open("ab")
+        self._active = path.open("ab", buffering=0)
         self._active_path = path
         self._active_spans = self._active_bytes = 0
         self._active_since = time.monotonic()

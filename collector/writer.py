@@ -1,8 +1,9 @@
 """The batch writer: sealed WAL segments into the store, each exactly once, in order.
 
 Segments are prepared (decoded, normalized, Native-encoded) by worker processes,
-a few ahead of the insert, and inserted oldest first with the segment's name as
-the deduplication token; a segment leaves the WAL only after its insert.
+a few ahead of the insert, and inserted oldest first; every table insert carries a
+deduplication token derived from its bytes (``Store.insert_prepared``), so a retry or a
+replay after a crash stores nothing twice; a segment leaves the WAL only after its insert.
 
 Span identity is insert-once: before an insert the writer asks the store which of
 the segment's spans it already holds; identical copies are dropped, differing ones
@@ -15,7 +16,6 @@ writer moves on. Transient failures (store down, overloaded) retry in order fore
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -95,6 +95,7 @@ class BatchWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._head: Path | None = None
+        self._replaying = threading.Lock()
 
     def start(self) -> None:
         """Start the writer thread (and its worker pool); returns at once."""
@@ -139,21 +140,30 @@ class BatchWriter:
             signal.signal(signal.SIGINT, previous)
 
     def _run(self) -> None:
-        self._pool = self._pool or self._new_pool()
+        if self._pool is None:
+            try:
+                self._pool = self._new_pool()
+            except OSError as exc:
+                log.error("writer: no worker processes (%s); preparing segments in the writer thread", exc)
         backoff = self.config.retry_initial_s
         try:
             while not self._stop.is_set():
-                window = max(1, self.config.workers * 2)
-                segments = self.wal.sealed_segments(window, timeout=0.1)
-                if not segments:
-                    continue
-                if self.write_segment(segments[0], ahead=segments[1:]):
+                try:
+                    window = max(1, self.config.workers * 2)
+                    segments = self.wal.sealed_segments(window, timeout=0.1)
+                    if not segments:
+                        continue
+                    written = self.write_segment(segments[0], ahead=segments[1:])
+                except Exception as exc:  # the writer must outlive any one failure (the WAL, a pool)
+                    log.exception("writer: unexpected error, will retry")
+                    self.metrics.last_error = str(exc)[:500] or type(exc).__name__
+                    self.metrics.failing_since = self.metrics.failing_since or time.time()
+                    written = False
+                if written:
                     backoff = self.config.retry_initial_s
                 else:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.retry_max_s)
-        except Exception:
-            log.exception("writer: stopped by an unexpected error")  # /api/health reports a dead writer
         finally:
             self._close_pool()
 
@@ -175,12 +185,12 @@ class BatchWriter:
         finally:
             self._in_flight.pop(segment.path, None)
 
-    def _insert(self, prepared: PreparedBatch, token: str, again: Callable[[Exclusions], PreparedBatch]) -> int:
+    def _insert(self, prepared: PreparedBatch, again: Callable[[Exclusions], PreparedBatch]) -> int:
         """Insert what the store does not hold yet; answer the spans inserted.
 
-        When some spans are already stored, the batch is prepared again without them
-        (rare: resends and replays), under a token naming what was left out, so a
-        retry of the reduced batch is deduplicated and never confused with the full one.
+        When some spans are already stored, the batch is prepared again without them (rare:
+        resends and replays); its links and log records are unchanged by that, so their
+        content-derived tokens make a retry of them a no-op.
         """
         stored = self.store.stored_span_hashes(trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}))
         conflicts = list(prepared.conflicts)
@@ -190,11 +200,8 @@ class BatchWriter:
             refused = {(t, s) for t, s, digest in hits if stored[(t, s)] not in (0, digest)}
             conflicts += [conflict_message(t, s) for t, s in sorted(refused)]
             duplicates += len(hits) - len(refused)
-            exclude = Exclusions(spans={(t, s) for t, s, _ in hits}, links=refused)
-            prepared = again(exclude)
-            left_out = hashlib.blake2b(repr(sorted(exclude.spans)).encode(), digest_size=8).hexdigest()
-            token = f"{token}.x{left_out}"
-        self.store.insert_prepared(prepared, dedup_token=token)
+            prepared = again(Exclusions(spans={(t, s) for t, s, _ in hits}, links=refused))
+        self.store.insert_prepared(prepared)
         self._count_identity(duplicates, conflicts)
         return prepared.spans
 
@@ -217,7 +224,7 @@ class BatchWriter:
             self._head, self.metrics.head_attempts = segment.path, 0
         try:
             prepared = self._prepare(segment, ahead or [])
-            inserted = self._insert(prepared, segment.token, lambda exclude: self._preparer.prepare(segment.path, exclude))
+            inserted = self._insert(prepared, lambda exclude: self._preparer.prepare(segment.path, exclude))
         except Exception as exc:
             return self._failed(segment, exc)
         self._done(segment, inserted)
@@ -232,7 +239,10 @@ class BatchWriter:
         self.metrics.last_error = str(exc)[:500] or type(exc).__name__
         if isinstance(exc, BrokenProcessPool):
             self._close_pool()
-            self._pool = self._new_pool()
+            try:
+                self._pool = self._new_pool()
+            except OSError as spawn_error:  # cannot spawn workers (EAGAIN, ENOMEM): prepare in this thread
+                log.error("writer: no worker processes (%s); preparing segments in the writer thread", spawn_error)
         if transient or self.metrics.head_attempts < self.config.quarantine_after:
             kind = "transient" if transient else f"attempt {self.metrics.head_attempts}"
             log.error("writer: segment %s not inserted (%s), will retry: %s", segment.token, kind,
@@ -250,7 +260,7 @@ class BatchWriter:
             try:
                 prepared = self._preparer.prepare_records([record])
                 inserted += self._insert(
-                    prepared, f"{segment.token}.r{number}",
+                    prepared,
                     lambda exclude, one=record: self._preparer.prepare_records([one], exclude),
                 )
             except Exception as exc:
@@ -260,7 +270,11 @@ class BatchWriter:
                 bad.append(record)
                 reasons.append(f"record {number}: {str(exc)[:400] or type(exc).__name__}")
         if bad:
-            entry = self.quarantine.add(segment.token, bad, "; ".join(reasons[:3]), self.metrics.head_attempts)
+            try:
+                entry = self.quarantine.add(segment.token, bad, "; ".join(reasons[:3]), self.metrics.head_attempts)
+            except OSError as exc:  # a full disk: keep the segment in the WAL and try again later
+                log.error("writer: could not quarantine records of %s, will retry: %s", segment.token, exc)
+                return False
             self.metrics.quarantined_segments += 1
             self.metrics.quarantined_spans += entry.spans
             log.error("writer: quarantined %d of %d records (%d spans) of segment %s: %s", len(bad), len(records),
@@ -277,10 +291,14 @@ class BatchWriter:
         self._head = None
 
     def replay(self, name: str) -> Segment:
-        """Queue a quarantined segment again (once its cause is fixed); raises UnknownSegment."""
-        _, records = self.quarantine.load(name)
-        queued = self.wal.adopt(records)
-        self.quarantine.remove(name)
+        """Queue a quarantined segment again (once its cause is fixed); raises UnknownSegment.
+
+        One replay at a time: two requests for the same segment must not queue it twice.
+        """
+        with self._replaying:
+            _, records = self.quarantine.load(name)
+            queued = self.wal.adopt(records)
+            self.quarantine.remove(name)
         return queued
 
     def _close_pool(self) -> None:

@@ -52,6 +52,10 @@ class RuntimeCollector(Collector):
                        {"accepted": intake.requests, "refused": intake.refused_requests})
         yield _counter("flightrec_intake_spans", "spans received by result", "result",
                        {"accepted": intake.accepted_spans, "rejected": intake.rejected_spans})
+        yield _counter("flightrec_intake_log_records", "log records received by result", "result",
+                       {"accepted": intake.accepted_log_records, "rejected": intake.rejected_log_records})
+        yield _counter("flightrec_intake_metric_points", "metric data points received (counted, not kept)",
+                       value=intake.metric_points)
         yield _counter("flightrec_wal_append_errors", "WAL appends the disk refused", value=intake.wal_errors)
         yield _gauge("flightrec_wal_backlog_spans", "spans acknowledged, not yet in the store", wal.backlog_spans)
         yield _gauge("flightrec_wal_backlog_bytes", "WAL bytes on disk not yet in the store", wal.backlog_bytes)
@@ -64,9 +68,12 @@ class RuntimeCollector(Collector):
         yield _counter("flightrec_writer_identity_spans", "resent spans by outcome", "outcome",
                        {"identical": metrics.duplicate_spans, "conflicting": metrics.conflicting_spans})
         yield _gauge("flightrec_writer_up", "1 while the writer thread runs", 1 if writer.alive else 0)
+        failing_since = metrics.failing_since  # read once: the writer thread may reset it meanwhile
         yield _gauge("flightrec_writer_failing_seconds", "how long the head segment has been failing (0: it is not)",
-                     time.time() - metrics.failing_since if metrics.failing_since else 0)
-        health = assess(runtime.pipeline, wal, writer)
+                     time.time() - failing_since if failing_since else 0)
+        yield _counter("flightrec_writer_quarantined_segments", "segments quarantined since start",
+                       value=metrics.quarantined_segments)
+        health = assess(runtime.pipeline, wal, writer, runtime.settings.health_policy())
         quarantine = health.quarantine
         yield _gauge("flightrec_quarantine_segments", "WAL segments quarantined", quarantine.segments)
         yield _gauge("flightrec_quarantine_spans", "spans in quarantined segments", quarantine.spans)

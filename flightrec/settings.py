@@ -22,6 +22,7 @@ from flightrec.rollback.systems import DEFAULT_RISK_RULES, OwnAddress, Risk, Ris
 
 if TYPE_CHECKING:  # the parts' configs are built on demand: a client command needs none of them
     from flightrec.collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
+    from flightrec.collector.health import HealthPolicy
     from flightrec.detectors.pager import PagerConfig
     from flightrec.detectors.runner import DetectorsConfig
     from flightrec.store import StoreConfig
@@ -192,6 +193,13 @@ class Settings(BaseSettings):
             ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
             max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s,
         )
+
+    def health_policy(self) -> HealthPolicy:
+        from flightrec.collector.health import HealthPolicy
+
+        return HealthPolicy(writer_stuck_after_s=self.writer_stuck_after_s,
+                            writer_slow_after_s=min(10.0, self.writer_stuck_after_s),
+                            quarantine_alarm_segments=self.quarantine_alarm_segments)
 
     def writer_config(self) -> WriterConfig:
         from flightrec.collector.writer import WriterConfig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from flightrec.store.config import StoreConfig
@@ -156,26 +157,24 @@ class Store:
             "otel_logs": [types[("otel_logs", name)] for name in LOG_COLUMN_NAMES],
         }
 
-    def insert_prepared(self, batch: PreparedBatch, dedup_token: str) -> None:
-        """Insert a batch encoded by :class:`store.native.NativeEncoder`; the same token twice inserts once.
+    def insert_prepared(self, batch: PreparedBatch) -> None:
+        """Insert a batch encoded by :class:`store.native.NativeEncoder`; the same rows twice insert once.
 
-        Each part is its own insert (a part keeps within the partitions one insert may
-        create), with the token suffixed by the part's number when there are several.
+        Each table's part is its own insert (a part keeps within the partitions one insert may
+        create) whose deduplication token is a digest of its bytes: a retry, a replay after a
+        crash, a re-prepared or salvaged batch that carries the same rows for a table is
+        skipped there, whatever else changed in the batch (tokens by segment name broke on
+        exactly that: the rows a retry left out changed the token of every table).
         """
-        for number, part in enumerate(batch.parts):
-            token = dedup_token if len(batch.parts) == 1 else f"{dedup_token}.p{number}"
-            if part.spans:
-                self.engine.insert_native(
-                    "insert_spans", f"{self.db}.otel_traces", SPAN_COLUMN_NAMES, part.span_native, token
-                )
-            if part.links:
-                self.engine.insert_native(
-                    "insert_links", f"{self.db}.object_links", LINK_COLUMN_NAMES, part.link_native, token
-                )
-            if part.logs:
-                self.engine.insert_native(
-                    "insert_logs", f"{self.db}.otel_logs", LOG_COLUMN_NAMES, part.log_native, token
-                )
+        tables = (("insert_spans", "otel_traces", SPAN_COLUMN_NAMES, "span_native"),
+                  ("insert_links", "object_links", LINK_COLUMN_NAMES, "link_native"),
+                  ("insert_logs", "otel_logs", LOG_COLUMN_NAMES, "log_native"))
+        for part in batch.parts:
+            for name, table, columns, field in tables:
+                native = getattr(part, field)
+                if native:
+                    token = f"{table}:{hashlib.blake2b(native, digest_size=16).hexdigest()}"
+                    self.engine.insert_native(name, f"{self.db}.{table}", columns, native, token)
 
     def stored_span_hashes(self, *, trace_ids: list[str]) -> dict[tuple[str, str], int]:
         """``(trace id, span id) -> content hash`` of every stored span of these traces (0: another writer's).
@@ -222,7 +221,7 @@ class Store:
             "span_log_events",
             f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), EventName, Body, LogAttributes "
             f"FROM {self.db}.otel_logs WHERE TraceId IN {{trace_ids:Array(String)}} AND SpanId != '' "
-            "ORDER BY Timestamp LIMIT 10000",
+            "ORDER BY Timestamp LIMIT 2000 BY TraceId",
             {"trace_ids": trace_ids},
         )
         return [LogEvent(trace_id=trace, span_id=span, time_ns=ns, name=name, body=body, attributes=dict(attrs))

@@ -159,3 +159,26 @@ def test_health_says_failing_for_a_dead_writer_and_degraded_for_a_growing_quaran
         assert assess(pipeline, wal, stopped, HealthPolicy(quarantine_alarm_segments=3)).status == "ok"
     finally:
         stopped.shutdown()
+
+
+def test_a_segment_stored_again_after_a_crash_adds_no_log_record_link_or_span(
+    wal: WriteAheadLog, writer: BatchWriter, store: Store
+) -> None:
+    """kill -9 after the insert but before the WAL forgot the segment replays it: nothing may double,
+    log records included (otel_logs never merges copies away)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    span = make_span("chat", {"ticket.id": "TCK-LOGS"})
+    logs = ExportLogsServiceRequest()
+    logs.resource_logs.add().scope_logs.add().log_records.add(
+        time_unix_nano=span.start_time_unix_nano, trace_id=span.trace_id, span_id=span.span_id,
+        event_name="gen_ai.choice", body={"string_value": "done"})
+    records = [WalRecord(spans=1, payload=make_request([span]).SerializeToString()),
+               WalRecord(spans=1, payload=logs.SerializeToString(), signal="logs")]
+    wal.adopt(records)
+    wait_for(drained(wal), what="the first copy")
+    wal.adopt(records)  # the same records again, as a replay would queue them
+    wait_for(drained(wal), what="the replay")
+    counts = {table: store.engine.query("test_count", f"SELECT count() FROM {store.db}.{table}")[0][0]
+              for table in ("otel_traces", "otel_logs", "object_links")}
+    assert counts == {"otel_traces": 1, "otel_logs": 1, "object_links": 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 
-from flightrec.collector.health import HealthPolicy, assess
+from flightrec.collector.health import assess
 from flightrec.collector.pipeline import IntakeMetrics
 from flightrec.collector.quarantine import QuarantineSummary
 from flightrec.collector.writer import WriterMetrics
@@ -38,11 +38,7 @@ class Liveness(BaseModel):
 def health(response: Response, runtime: Runtime = Depends(get_runtime)) -> Health:
     assert runtime.wal and runtime.pipeline and runtime.writer
     settings = runtime.settings
-    judged = assess(runtime.pipeline, runtime.wal, runtime.writer, HealthPolicy(
-        writer_stuck_after_s=settings.writer_stuck_after_s,
-        writer_slow_after_s=min(10.0, settings.writer_stuck_after_s),
-        quarantine_alarm_segments=settings.quarantine_alarm_segments,
-    ))
+    judged = assess(runtime.pipeline, runtime.wal, runtime.writer, settings.health_policy())
     if judged.status != "ok":
         response.status_code = 503
     return Health(
