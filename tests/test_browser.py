@@ -264,7 +264,8 @@ def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chro
             for summary in page.get_by_test_id("stExpander").locator("summary").all():
                 if "called" in summary.inner_text():
                     summary.click()
-            expect(page.get_by_text("/refunds/RF-1/undo", exact=True).first).to_be_visible()  # a call's target
+            # A call's target, as text (in an expander that the clicks above may have toggled either way).
+            expect(page.get_by_text("/refunds/RF-1/undo", exact=True).first).to_be_attached(timeout=30_000)
             expect(page.get_by_text("has a segment that is not a plain id").first).to_be_visible()
             text = page_text(page)
             assert f"refund {EVIL}" in text and OTHER_AGENT in text

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flightrec.fleet import FleetConfig, run_fleet
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, wait_for
 from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -162,9 +162,11 @@ def test_from_triage_the_sre_drains_the_agent_and_plans_its_rollback(site: Site,
         expect(page.get_by_role("button", name="Drain", exact=True).last).to_be_disabled()
         assert site.get(f"/api/controls/agents/{agent}")["state"] == "draining"
         pause = page.get_by_role("button", name="Pause", exact=True).last
+        expect(pause).to_be_enabled(timeout=30_000)
         pause.click()
+        expect(page.get_by_text(f"{agent} is now paused").first).to_be_visible(timeout=30_000)
+        wait_for(lambda: site.get(f"/api/controls/agents/{agent}")["state"] == "paused", what="the pause")
         expect(page.get_by_role("button", name="Pause", exact=True).last).to_be_disabled(timeout=30_000)
-        assert site.get(f"/api/controls/agents/{agent}")["state"] == "paused"
 
         page.get_by_role("button", name="Plan rollback").last.click()
         plan = expect_console_on_newest_plan(site, page, agent)
