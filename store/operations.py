@@ -285,6 +285,12 @@ class PlansRepository:
         return [row[0] for row in rows]
 
 
+def _audit_entry(row: tuple) -> AuditEntry:
+    seq, time, actor, act, subject, details, prev, digest = row
+    return AuditEntry(seq=seq, time=time.replace(tzinfo=timezone.utc), actor=actor, act=act, subject=subject,
+                      details=json.loads(details), prev_hash=prev, hash=digest)
+
+
 class AuditRepository:
     """The hash-chained audit log. Appends are serialized in this process (the store owner)."""
 
@@ -318,11 +324,7 @@ class AuditRepository:
             "GROUP BY Subject ORDER BY Subject",
             {"acts": acts, "prefix": subject_prefix},
         )
-        return [
-            AuditEntry(seq=seq, time=time.replace(tzinfo=timezone.utc), actor=actor, act=act, subject=subject,
-                       details=json.loads(details), prev_hash=prev, hash=digest)
-            for seq, time, actor, act, subject, details, prev, digest in rows
-        ]
+        return [_audit_entry(row) for row in rows]
 
     def entries(self, *, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         rows = self.engine.query(
@@ -331,8 +333,4 @@ class AuditRepository:
             "WHERE Seq > {since:UInt64} ORDER BY Seq LIMIT {limit:UInt32}",
             {"since": since_seq, "limit": limit},
         )
-        return [
-            AuditEntry(seq=seq, time=time.replace(tzinfo=timezone.utc), actor=actor, act=act, subject=subject,
-                       details=json.loads(details), prev_hash=prev, hash=digest)
-            for seq, time, actor, act, subject, details, prev, digest in rows
-        ]
+        return [_audit_entry(row) for row in rows]

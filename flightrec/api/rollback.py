@@ -6,9 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
-from flightrec.api.deps import get_store
+from flightrec.api.deps import get_rollback, get_store
 # The rollback service with its registry of systems of record attached (see flightrec.api.systems).
-from flightrec.api.systems import get_rollback_with_systems as get_rollback
 from flightrec.api.envelope import Page
 from flightrec.rollback import PlanError, RollbackService, Selector, UndoPlan
 from flightrec.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import Field
 
-from flightrec.api.deps import get_rollback, get_systems
+from flightrec.api.deps import get_systems
 from flightrec.api.envelope import Page
 from flightrec.rollback import SystemRegistry
 from flightrec.rollback.systems import NAME_PATTERN, Refused, SystemOfRecord, SystemSpec
@@ -15,11 +15,6 @@ SYSTEM_ERRORS = {
     400: {"description": "no actor, or the target is this server itself"},
     409: {"description": "the system is defined in the settings file (change it there)"},
 }
-
-
-# The runtime wires the registry into the rollback service at start (``runtime.systems``), so the
-# rollback service is complete as it is; kept under this name for flightrec.api.rollback, which imports it.
-get_rollback_with_systems = get_rollback
 
 
 class SystemRequest(SystemSpec):
