@@ -85,6 +85,7 @@ class Store:
         self.alerts = AlertsRepository(engine, self.db)
         self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
+        self._replacing: bool | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -355,7 +356,9 @@ class Store:
         """Counts of what is queryable now: spans and traces (each once), objects, rejected spans."""
         spans, traces = self.engine.query(
             "span_counts",
-            f"SELECT count(), uniqExact(TraceId) FROM {self.db}.otel_traces FINAL",
+            f"SELECT count(), uniqExact(TraceId) FROM {self.db}.otel_traces FINAL"
+            if self._spans_replacing() else
+            f"SELECT uniqExact(TraceId, SpanId), uniqExact(TraceId) FROM {self.db}.otel_traces",
         )[0]
         objects = self.engine.query(
             "object_count", f"SELECT uniqExact(ObjectType, ObjectId) FROM {self.db}.object_links"
@@ -364,6 +367,22 @@ class Store:
             "rejected_count", f"SELECT sum(Rejected) FROM {self.db}.ingest_rejections"
         )[0][0]
         return StoreStats(spans=spans, traces=traces, objects=objects, rejected_spans=int(rejected or 0))
+
+    def _spans_replacing(self) -> bool:
+        """Whether otel_traces is a Replacing engine, asked once: only those take FINAL.
+
+        Ours is; an otel_traces another writer created first (the OpenTelemetry Collector
+        ClickHouse exporter's plain MergeTree) refuses FINAL (ILLEGAL_FINAL), so its spans are
+        counted each once by (TraceId, SpanId) instead.
+        """
+        if self._replacing is None:
+            rows = self.engine.query(
+                "spans_engine",
+                "SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'otel_traces'",
+                {"db": self.db},
+            )
+            self._replacing = bool(rows) and "Replacing" in rows[0][0]
+        return self._replacing
 
     def span_copies(self) -> int:
         """Physical span rows, duplicates included (for exactly-once checks)."""

@@ -86,8 +86,36 @@ ORDER BY Timestamp;
 
 -- 0002_span_text
 ALTER TABLE flightrec.otel_traces ON CLUSTER fr
-    ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)) AFTER UserId,
-    ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3)) AFTER InputText;
+    ADD COLUMN IF NOT EXISTS Tenant LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Agent LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Operation LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Model LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS PromptVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS AgentVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS InputTokens UInt32 CODEC(T64, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS OutputTokens UInt32 CODEC(T64, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS CostUsd Float64 CODEC(Gorilla, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Tool LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Objects Array(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Inputs Array(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS ActionName LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS ActionSystem LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS ActionRisk LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS ActionAmount Float64 CODEC(Gorilla, ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS ActionCurrency LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS Mode LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS GuardrailVerdict LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS HumanDecision LowCardinality(String) CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS SessionId String CODEC(ZSTD(1)),
+    ADD COLUMN IF NOT EXISTS UserId String CODEC(ZSTD(1)),
+    ADD INDEX IF NOT EXISTS idx_agent Agent TYPE set(256) GRANULARITY 4,
+    ADD INDEX IF NOT EXISTS idx_ts Timestamp TYPE minmax GRANULARITY 1;
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+    ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)),
+    ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3));
 
 -- 0003_controls_rollback_audit
 CREATE TABLE IF NOT EXISTS flightrec.controls ON CLUSTER fr
