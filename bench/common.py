@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from flightrec.collector.normalize import Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.fleet import FleetConfig, FleetSimulation, build_workflow_spans
 from flightrec.store import SpanBatch, StoreConfig, open_store
 
@@ -163,8 +163,8 @@ def load_fleet_store(root: Path, config: FleetConfig, per_batch: int, max_spans:
     started = time.perf_counter()
     producer.start()
     store = open_store(StoreConfig(dsn=f"chdb://{root / 'data'}", retention_days=0))
-    normalizer = Normalizer()
-    spans = links = batches = 0
+    normalizer = RowBuilder()
+    spans = batches = 0
     report: dict[str, Any] = {}
     times: Counter[str] = Counter()
     total = max_spans or config.workflows * 11
@@ -183,12 +183,12 @@ def load_fleet_store(root: Path, config: FleetConfig, per_batch: int, max_spans:
                 if kind == "report":
                     report = json.loads(body)
                     continue
-                batch = normalizer.normalize_request(ExportTraceServiceRequest.FromString(body), SpanBatch())
+                batch = normalizer.request_rows(ExportTraceServiceRequest.FromString(body), SpanBatch())
                 t2 = time.perf_counter()
                 times["decode + normalize"] += t2 - t1
                 store.insert_batch(batch, dedup_token=f"bench-{config.seed}-{batches}")
                 times["insert_batch"] += time.perf_counter() - t2
-                spans, links, batches = spans + batch.span_count, links + batch.link_count, batches + 1
+                spans, batches = spans + batch.span_count, batches + 1
                 progress.update(task, completed=min(spans, total))
         producer.join(timeout=60)
         inserted_s = time.perf_counter() - started
@@ -198,6 +198,6 @@ def load_fleet_store(root: Path, config: FleetConfig, per_batch: int, max_spans:
     finally:
         store.close()
     return FleetLoad(
-        spans=spans, links=links, batches=batches, insert_seconds=round(inserted_s, 1),
+        spans=spans, links=store.stats().objects, batches=batches, insert_seconds=round(inserted_s, 1),
         optimize_seconds=round(optimize_s, 1), stage_seconds={k: round(v, 1) for k, v in times.items()}, report=report,
     )

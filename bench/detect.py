@@ -5,7 +5,7 @@ Target (issue 4): a detector pass over 24 h / 1M spans takes <= 10 s on this mac
 Builds (once, cached under ``bench/out/detect-store-<workflows>``) an embedded store of one
 simulated day of the fleet: ~93,000 workflows 0.86 s apart (~22 h, ~1M spans) with the
 fleet's version regression injected halfway, inserted in-process through the real code path
-(OTLP request -> Normalizer -> ``Store.insert_batch``), retention off. Then:
+(OTLP request -> RowBuilder -> ``Store.insert_batch``), retention off. Then:
 
 1. in process: ``DetectorRunner.run_pass()`` over the day, repeated; and the same pass split into
    its parts (the per-run features query, building the pass context, each detector, the alert

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MonitoredServer, fleet_requests, machine  # noqa: E402
 from flightrec.collector.decode import decode_body, decode_protobuf  # noqa: E402
-from flightrec.collector.normalize import Normalizer  # noqa: E402
+from flightrec.collector.rows import RowBuilder  # noqa: E402
 from flightrec.store import SpanBatch, StoreConfig, open_store  # noqa: E402
 from flightrec.store.models import SPAN_COLUMN_NAMES  # noqa: E402
 from flightrec.store.native import NativeEncoder  # noqa: E402
@@ -71,10 +71,10 @@ def stage_costs(requests: list[bytes], data: Path) -> dict[str, float]:
     for body in sample:
         decode_body(body, "application/x-protobuf")
     costs["decode + validate (request path)"] = (time.perf_counter() - start) / spans * 1e6
-    normalizer, batch = Normalizer(), SpanBatch()
+    normalizer, batch = RowBuilder(), SpanBatch()
     start = time.perf_counter()
     for body in sample:
-        normalizer.normalize_request(decode_protobuf(body), batch)
+        normalizer.request_rows(decode_protobuf(body), batch)
     costs["decode + normalize (worker)"] = (time.perf_counter() - start) / spans * 1e6
     store = open_store(StoreConfig(dsn=f"chdb://{data}", database="stage_costs"))
     encoder = NativeEncoder(SPAN_COLUMN_NAMES, store.insert_types()["otel_traces"])

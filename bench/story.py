@@ -1,7 +1,7 @@
 """Story benchmark: the story of one object among >= 1,000,000 stored fleet spans.
 
 Builds (once, cached under ``bench/out/story-store-<spans>``) an embedded store of fleet
-spans, inserted in-process through the real code path (OTLP request -> Normalizer ->
+spans, inserted in-process through the real code path (OTLP request -> RowBuilder ->
 ``Store.insert_batch``), then serves it with ``flightrec serve`` and measures, client-side
 and sequentially, ``GET /api/objects/{type}/{id}/story`` for a fixed-seed sample of
 objects (half from ``GET /api/objects?limit=1000``, half drawn from the whole population),

@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import fleet_requests, machine  # noqa: E402
-from flightrec.collector.normalize import NormalizeConfig  # noqa: E402
 from flightrec.collector.prepare import SegmentPreparer  # noqa: E402
 from flightrec.collector.wal import WalRecord  # noqa: E402
 from flightrec.store import StoreConfig, open_store  # noqa: E402
@@ -34,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="flightrec-identity-"))
     store = open_store(StoreConfig(dsn=f"chdb://{root}/data", database="bench", retention_days=0))
-    preparer = SegmentPreparer(NormalizeConfig(), store.insert_types())
+    preparer = SegmentPreparer(store.insert_types())
     requests = fleet_requests(args.spans, per_request=512)
     segments = [requests[index:index + 20] for index in range(0, len(requests), 20)]
     spent = {"prepare": 0.0, "identity check": 0.0, "insert": 0.0}

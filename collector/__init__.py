@@ -13,7 +13,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "errors": ["ErrorKind", "IngestError"],
-        "normalize": ["NormalizeConfig", "Normalizer"],
+        "rates": ["RateResolver", "RatesConfig"],
+        "rows": ["RowBuilder"],
         "pipeline": ["IngestPipeline", "IntakeConfig"],
         "wal": ["WalConfig", "WriteAheadLog"],
         "writer": ["BatchWriter", "WriterConfig"],

@@ -7,7 +7,7 @@ spans', so a story joins them by id when it reads.
 
 from __future__ import annotations
 
-from flightrec.collector.normalize import any_value_to_str, attributes_to_dict
+from flightrec.collector.rows import any_value_to_str, attributes_to_dict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
 )

@@ -1,7 +1,7 @@
 """Segment preparation: WAL segment file in, Native-encoded batch out.
 
 A plain function of its inputs so it runs in a worker process: decoding and
-normalizing is where ingest spends its Python time, and worker processes put
+flattening attributes is where ingest spends its Python time, and worker processes put
 it on every core while the store owner only hands bytes to ClickHouse.
 
 Preparation also keeps span identity (the first copy of a trace id + span id in a
@@ -20,12 +20,11 @@ from pathlib import Path
 
 from flightrec.collector.decode import decode_protobuf
 from flightrec.collector.logs import log_rows
-from flightrec.collector.normalize import NormalizeConfig, Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.collector.signals import Signal
 from flightrec.collector.wal import WalRecord, read_records
 from flightrec.store import SpanBatch
 from flightrec.store.models import (
-    LINK_COLUMN_NAMES,
     LOG_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
 )
@@ -46,15 +45,13 @@ class Rows(BaseModel):
     """One insert's rows per table."""
 
     spans: list[tuple] = Field(default_factory=list)
-    links: list[tuple] = Field(default_factory=list)
     logs: list[tuple] = Field(default_factory=list)
 
 
 class Exclusions(BaseModel):
-    """Spans the store already holds: their rows are left out, and the links of refused ones too."""
+    """Spans the store already holds: their rows are left out (the engine derives no links for them)."""
 
     spans: set[tuple[str, str]] = Field(default_factory=set)
-    links: set[tuple[str, str]] = Field(default_factory=set)
 
 
 def conflict_message(trace_id: str, span_id: str) -> str:
@@ -67,32 +64,30 @@ def _month(ns: int) -> int:
 
 
 class SegmentPreparer:
-    """Decodes, normalizes and encodes segments for one store's insert types."""
+    """Decodes segments into rows as received and encodes them for one store's insert types."""
 
-    def __init__(self, config: NormalizeConfig, insert_types: dict[str, list[str]]) -> None:
-        self.normalizer = Normalizer(config)
+    def __init__(self, insert_types: dict[str, list[str]]) -> None:
+        self.rows = RowBuilder()
         self.spans = NativeEncoder(SPAN_COLUMN_NAMES, insert_types["otel_traces"])
-        self.links = NativeEncoder(LINK_COLUMN_NAMES, insert_types["object_links"])
         self.logs = NativeEncoder(LOG_COLUMN_NAMES, insert_types["otel_logs"])
 
-    def normalize(self, records: list[WalRecord]) -> SpanBatch:
+    def decode(self, records: list[WalRecord]) -> SpanBatch:
         batch = SpanBatch()
         for record in records:
             if record.signal == Signal.LOGS.value:
                 batch.log_rows.extend(log_rows(decode_protobuf(record.payload, ExportLogsServiceRequest)))
             else:
-                self.normalizer.normalize_request(decode_protobuf(record.payload), batch)
+                self.rows.request_rows(decode_protobuf(record.payload), batch)
         return batch
 
     def prepare(self, path: Path, exclude: Exclusions | None = None) -> PreparedBatch:
         return self.prepare_records(read_records(path), exclude)
 
     def prepare_records(self, records: list[WalRecord], exclude: Exclusions | None = None) -> PreparedBatch:
-        """Normalize, keep each span once, split by partition, encode."""
-        batch = self.normalize(records)
+        """Decode, keep each span once, split by partition, encode."""
+        batch = self.decode(records)
         exclude = exclude or Exclusions()
         seen: dict[tuple[str, str], int] = {}
-        refused = set(exclude.links)
         rows: list[tuple] = []
         duplicates, conflicts = 0, []
         for row in batch.span_rows:
@@ -107,9 +102,7 @@ class SegmentPreparer:
                 duplicates += 1
             else:
                 conflicts.append(conflict_message(*key))
-                refused.add(key)
-        links = [link for link in dict.fromkeys(batch.link_rows) if (link[2], link[3]) not in refused]
-        groups = self._by_partitions(Rows(spans=rows, links=links, logs=batch.log_rows))
+        groups = self._by_partitions(Rows(spans=rows, logs=batch.log_rows))
         return PreparedBatch(
             parts=[self._encode(group) for group in groups],
             span_keys=[(row[_TRACE], row[_SPAN], row[_HASH]) for row in rows],
@@ -120,7 +113,7 @@ class SegmentPreparer:
     @staticmethod
     def _by_partitions(rows: Rows) -> list[Rows]:
         """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT months."""
-        stamps = [row[_TS] for row in rows.spans] + [link[4] for link in rows.links] + [log[0] for log in rows.logs]
+        stamps = [row[_TS] for row in rows.spans] + [log[0] for log in rows.logs]
         if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
             return [rows]
         months = sorted({_month(ns) for ns in stamps})
@@ -128,20 +121,16 @@ class SegmentPreparer:
         groups = [Rows() for _ in range(max(group_of.values()) + 1)]
         for row in rows.spans:
             groups[group_of[_month(row[_TS])]].spans.append(row)
-        for link in rows.links:
-            groups[group_of[_month(link[4])]].links.append(link)
         for log in rows.logs:
             groups[group_of[_month(log[0])]].logs.append(log)
         return groups
 
     def _encode(self, rows: Rows) -> PreparedPart:
-        batch = SpanBatch(span_rows=rows.spans, link_rows=rows.links, log_rows=rows.logs)
+        batch = SpanBatch(span_rows=rows.spans, log_rows=rows.logs)
         return PreparedPart(
             spans=batch.span_count,
-            links=batch.link_count,
             logs=len(batch.log_rows),
             span_native=self.spans.encode(batch.span_columns()),
-            link_native=self.links.encode(batch.link_columns()),
             log_native=self.logs.encode(batch.log_columns()),
         )
 
@@ -162,7 +151,7 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
-def init_worker(config_json: str, insert_types: dict[str, list[str]]) -> None:
+def init_worker(insert_types: dict[str, list[str]]) -> None:
     """Process-pool initializer: build this worker's preparer once; die with the parent.
 
     Ctrl-C reaches the whole process group: the server shuts its workers down in
@@ -170,7 +159,7 @@ def init_worker(config_json: str, insert_types: dict[str, list[str]]) -> None:
     """
     global _worker_preparer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_preparer = SegmentPreparer(NormalizeConfig.model_validate_json(config_json), insert_types)
+    _worker_preparer = SegmentPreparer(insert_types)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 

@@ -1,6 +1,6 @@
 """The batch writer: sealed WAL segments into the store, each exactly once, in order.
 
-Segments are prepared (decoded, normalized, Native-encoded) by worker processes,
+Segments are prepared (decoded into rows as received, Native-encoded) by worker processes,
 a few ahead of the insert, and inserted oldest first; every table insert carries a
 deduplication token derived from its bytes (``Store.insert_prepared``), so a retry or a
 replay after a crash stores nothing twice; a segment leaves the WAL only after its insert.
@@ -29,7 +29,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from flightrec.collector.normalize import NormalizeConfig
 from flightrec.collector.prepare import Exclusions, SegmentPreparer, conflict_message, init_worker, prepare_in_worker
 from flightrec.collector.quarantine import Quarantine
 from flightrec.collector.wal import Segment, WalRecord, WriteAheadLog, read_records
@@ -78,18 +77,16 @@ class BatchWriter:
         self,
         wal: WriteAheadLog,
         store: Store,
-        normalize: NormalizeConfig | None = None,
         config: WriterConfig | None = None,
         quarantine: Quarantine | None = None,
     ) -> None:
         self.wal = wal
         self.store = store
-        self.normalize = normalize or NormalizeConfig()
         self.config = config or WriterConfig()
         self.quarantine = quarantine or Quarantine(wal.config.directory / "quarantine")
         self.metrics = WriterMetrics()
         self._insert_types = store.insert_types()
-        self._preparer = SegmentPreparer(self.normalize, self._insert_types)
+        self._preparer = SegmentPreparer(self._insert_types)
         self._pool: ProcessPoolExecutor | None = None
         self._in_flight: dict[Path, Future[PreparedBatch]] = {}
         self._stop = threading.Event()
@@ -117,7 +114,7 @@ class BatchWriter:
             max_workers=self.config.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(self.normalize.model_dump_json(), self._insert_types),
+            initargs=(self._insert_types,),
         )
         for _ in range(self.config.workers):
             pool.submit(os.getpid)
@@ -189,8 +186,8 @@ class BatchWriter:
         """Insert what the store does not hold yet; answer the spans inserted.
 
         When some spans are already stored, the batch is prepared again without them (rare:
-        resends and replays); its links and log records are unchanged by that, so their
-        content-derived tokens make a retry of them a no-op.
+        resends and replays); its log records are unchanged by that, so their content-derived
+        token makes a retry of them a no-op.
         """
         stored = self.store.stored_span_hashes(trace_ids=sorted({trace for trace, _, _ in prepared.span_keys}))
         conflicts = list(prepared.conflicts)
@@ -200,7 +197,7 @@ class BatchWriter:
             refused = {(t, s) for t, s, digest in hits if stored[(t, s)] not in (0, digest)}
             conflicts += [conflict_message(t, s) for t, s in sorted(refused)]
             duplicates += len(hits) - len(refused)
-            prepared = again(Exclusions(spans={(t, s) for t, s, _ in hits}, links=refused))
+            prepared = again(Exclusions(spans={(t, s) for t, s, _ in hits}))
         self.store.insert_prepared(prepared)
         self._count_identity(duplicates, conflicts)
         return prepared.spans

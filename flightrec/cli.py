@@ -23,6 +23,7 @@ from flightrec.cli_output import (
     print_replayed,
     print_systems,
 )
+from flightrec.cli_rules import rules_app
 from flightrec.paths import api_path
 
 if TYPE_CHECKING:  # imported by the commands that use them: `--help` and `--version` stay fast
@@ -78,6 +79,7 @@ StoreOpt = typer.Option(
     None, "--store", help="Store DSN: chdb:///dir or http(s)://user:pass@host:8123/db [FLIGHTREC_STORE]"
 )
 TokensOpt = typer.Option(None, "--ingest-tokens", help="Comma-separated ingest tokens [FLIGHTREC_INGEST_TOKENS]")
+RulesOpt = typer.Option(None, "--rules", help="TOML rules file, ahead of the built-in conventions [FLIGHTREC_RULES]")
 
 
 @app.command()
@@ -88,18 +90,20 @@ def serve(
     data: Path = DataOpt,
     store: str = StoreOpt,
     ingest_tokens: str = TokensOpt,
+    rules: Path = RulesOpt,
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
     """Run the collector (OTLP gRPC + HTTP) and the API in one process."""
     from flightrec.server import serve_forever
 
     settings = _settings(
-        host=host, http_port=http_port, grpc_port=grpc_port, data=data, store=store, ingest_tokens=ingest_tokens
+        host=host, http_port=http_port, grpc_port=grpc_port, data=data, store=store, ingest_tokens=ingest_tokens,
+        rules=rules,
     )
     try:
         settings.check_exposure()
         settings.store_config().target()
-    except ValueError as exc:
+    except ValueError as exc:  # a bad rules file too: RulesError names the lines
         _fail(str(exc))
     console.print(
         f"Flight Recorder: OTLP/HTTP + API on http://{settings.host}:{settings.http_port}, "
@@ -379,6 +383,8 @@ def wal_replay(
     else:
         print_replayed(console, [_api_call(api, "POST", api_path("quarantine", segment, "replay"), json={"actor": actor})])
 
+
+app.add_typer(rules_app, name="rules")
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")
 app.add_typer(systems, name="systems")

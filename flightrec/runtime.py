@@ -9,8 +9,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from flightrec.collector import BatchWriter, IngestPipeline, WriteAheadLog
 from flightrec.collector.decode import decode_body
 from flightrec.collector.grpc_server import GrpcReceiver
+from flightrec.collector.rates import RateResolver
 from flightrec.detectors.pager import PagerRoutes
 from flightrec.detectors.runner import DetectorRunner
+from flightrec.rederive import RederiveJob
 from flightrec.settings import Settings
 from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry, UndoExecutor
 from flightrec.store import Store, open_store
@@ -27,6 +29,8 @@ class Runtime:
         self.store: Store | None = None
         self.wal: WriteAheadLog | None = None
         self.writer: BatchWriter | None = None
+        self.rates: RateResolver | None = None
+        self.rederive: RederiveJob | None = None
         self.pipeline: IngestPipeline | None = None
         self.grpc: GrpcReceiver | None = None
         self.rollback: RollbackService | None = None
@@ -43,10 +47,16 @@ class Runtime:
             self.writer = BatchWriter(
                 self.wal,
                 self.store,
-                self.settings.normalize_config(),
                 self.settings.writer_config(),
             )
             self.writer.start()
+            self.rates = RateResolver(self.store, self.settings.rates_config())
+            self.rates.start()
+            self.rederive = RederiveJob(self.store, self.settings.default_tenant)
+            state = self.store.meaning.state()
+            if state is not None and state.stale:
+                log.info("rules: stored spans were derived with other rules; re-deriving them in the background")
+                self.rederive.start(self.store.config.rules)
             self.pipeline = IngestPipeline(self.settings.intake_config(), self.wal, self.store)
             self.grpc = GrpcReceiver(self.pipeline, self.settings.host, self.settings.grpc_port)
             self.grpc.start()
@@ -83,6 +93,12 @@ class Runtime:
         if self.writer is not None:
             self.writer.shutdown()
             self.writer = None
+        if self.rates is not None:
+            self.rates.shutdown()
+            self.rates = None
+        if self.rederive is not None:
+            self.rederive.wait(timeout=60)
+            self.rederive = None
         if self.wal is not None:
             self.wal.close()
             self.wal = None

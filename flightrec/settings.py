@@ -16,16 +16,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from flightrec.collector.conventions import DEFAULT_LINK_ALIASES
 from flightrec.collector.prices import DEFAULT_PRICES, ModelPrice
 from flightrec.rollback.systems import DEFAULT_RISK_RULES, OwnAddress, Risk, RiskRule, SystemSpec, UndoPolicy
 
 if TYPE_CHECKING:  # the parts' configs are built on demand: a client command needs none of them
-    from flightrec.collector import IntakeConfig, NormalizeConfig, WalConfig, WriterConfig
+    from flightrec.collector import IntakeConfig, WalConfig, WriterConfig
+    from flightrec.collector.rates import RatesConfig
     from flightrec.collector.health import HealthPolicy
     from flightrec.detectors.pager import PagerConfig
     from flightrec.detectors.runner import DetectorsConfig
     from flightrec.store import StoreConfig
+    from flightrec.store.rules import RuleSet
 
 LOOPBACK_NAMES = {"localhost"}
 CONFIG_ENV = "FLIGHTREC_CONFIG"
@@ -159,9 +160,15 @@ class Settings(BaseSettings):
         "million tokens (JSON: {prefix: {input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok}})"
     )
     link_aliases: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_LINK_ALIASES),
-        description="attribute -> object type read as business links (JSON)",
+        default_factory=dict,
+        description="more attribute -> object type links (JSON), added to the built-in ones (ticket.id, order.id, ...)",
     )
+    rules: Path | None = Field(
+        default=None,
+        description="a TOML rules file ([[links]], [[fields]]) whose rules apply ahead of the built-in conventions; "
+        "`flightrec rules check FILE` validates one",
+    )
+    default_tenant: str = Field(default="default", min_length=1, description="the tenant of spans that name none")
 
     @field_validator("ingest_tokens", mode="before")
     @classmethod
@@ -178,8 +185,25 @@ class Settings(BaseSettings):
         from flightrec.store.config import StoreConfig
 
         return StoreConfig(
-            dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days
+            dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days,
+            rules=self.user_rules(), default_tenant=self.default_tenant,
         )
+
+    def user_rules(self) -> RuleSet:
+        """The rules file's rules, then ``link_aliases``, ahead of the built-in conventions.
+
+        A bad file raises :class:`flightrec.store.rules.RulesError` naming its lines.
+        """
+        from flightrec.store.rules import RuleSet, alias_rules, parse_rules
+
+        rules = RuleSet()
+        if self.rules is not None:
+            try:
+                text = self.rules.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsFileError(f"rules file {self.rules}: {exc.strerror or exc}") from exc
+            rules = parse_rules(text, name=str(self.rules))
+        return RuleSet(links=[*rules.links, *alias_rules(self.link_aliases).links], fields=rules.fields)
 
     def wal_config(self) -> WalConfig:
         from flightrec.collector.wal import WalConfig
@@ -206,10 +230,10 @@ class Settings(BaseSettings):
 
         return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after)
 
-    def normalize_config(self) -> NormalizeConfig:
-        from flightrec.collector.normalize import NormalizeConfig
+    def rates_config(self) -> RatesConfig:
+        from flightrec.collector.rates import RatesConfig
 
-        return NormalizeConfig(prices=self.prices, link_aliases=self.link_aliases)
+        return RatesConfig(prices=self.prices)
 
     def detectors_config(self) -> DetectorsConfig:
         from flightrec.detectors.budgets import BudgetConfig

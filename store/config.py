@@ -7,6 +7,8 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, Field
 
+from flightrec.store.rules import RuleSet
+
 
 class EngineTarget(BaseModel):
     """Where a DSN points: an embedded chDB directory or a ClickHouse server."""
@@ -72,6 +74,8 @@ class StoreConfig(BaseModel):
         description="ClickHouse cluster name: schema made ON CLUSTER with Replicated engines",
     )
     retention_days: int = Field(default=30, ge=0, description="span TTL in days; 0 keeps spans forever")
+    rules: RuleSet = Field(default_factory=RuleSet, description="the user's derivation rules (ahead of the built-in)")
+    default_tenant: str = Field(default="default", description="the tenant of spans that name none")
 
     def target(self) -> EngineTarget:
         return parse_dsn(self.dsn)

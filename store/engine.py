@@ -141,9 +141,10 @@ class Engine:
         return {column: list(values) for column, values in zip(result.column_names, result.result_columns)} if (
             result.result_columns) else {column: [] for column in result.column_names}
 
-    def command(self, name: str, sql: str, params: dict[str, Any] | None = None) -> Any:
-        """Run DDL or another statement that returns no rows."""
-        return self._run(name, lambda: self._client.command(sql, parameters=params or {}))
+    def command(self, name: str, sql: str, params: dict[str, Any] | None = None,
+                settings: dict[str, Any] | None = None) -> Any:
+        """Run DDL or another statement that returns no rows (``settings``: e.g. ``mutations_sync``)."""
+        return self._run(name, lambda: self._client.command(sql, parameters=params or {}, settings=settings or None))
 
     @staticmethod
     def _insert_settings(name: str, dedup_token: str | None) -> dict[str, Any]:

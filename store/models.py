@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# Insert shape of otel_traces: (column name, empty value). The collector fills one
-# list per column; the order here is the order of the insert.
+# Insert shape of otel_traces: the span as received (the ClickHouse exporter's columns and the
+# identity hash), (column name, empty value). The engine derives every other column.
 SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("Timestamp", 0),
     ("TraceId", ""),
@@ -32,35 +32,11 @@ SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("Links.SpanId", None),
     ("Links.TraceState", None),
     ("Links.Attributes", None),
-    ("Tenant", ""),
-    ("Agent", ""),
-    ("Operation", ""),
-    ("Model", ""),
-    ("PromptVersion", ""),
-    ("AgentVersion", ""),
-    ("InputTokens", 0),
-    ("OutputTokens", 0),
-    ("CostUsd", 0.0),
-    ("Tool", ""),
-    ("Objects", None),
-    ("Inputs", None),
-    ("ActionName", ""),
-    ("ActionSystem", ""),
-    ("ActionRisk", ""),
-    ("ActionAmount", 0.0),
-    ("ActionCurrency", ""),
-    ("Mode", ""),
-    ("GuardrailVerdict", ""),
-    ("HumanDecision", ""),
-    ("SessionId", ""),
-    ("UserId", ""),
-    ("InputText", ""),
-    ("OutputText", ""),
     ("ContentHash", 0),
-    ("CostKnown", 1),
 )
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 
+# Insert shape of a manual link (derived links come from the engine's view over otel_traces).
 LINK_COLUMN_NAMES: tuple[str, ...] = ("ObjectType", "ObjectId", "TraceId", "SpanId", "Timestamp", "Tenant", "Agent")
 
 # Insert shape of otel_logs (TimestampTime is the table's DEFAULT).
@@ -84,25 +60,19 @@ def row_as_dict(row: SpanRow) -> dict[str, Any]:
 
 
 class SpanBatch(BaseModel):
-    """Spans and object links as rows, the unit the writer inserts; columns on demand."""
+    """Spans and log records as rows, the unit the writer inserts; columns on demand."""
 
     span_rows: list[tuple] = Field(default_factory=list)
-    link_rows: list[tuple] = Field(default_factory=list)
     log_rows: list[tuple] = Field(default_factory=list)
 
     @property
     def span_count(self) -> int:
         return len(self.span_rows)
 
-    @property
-    def link_count(self) -> int:
-        return len(self.link_rows)
 
     def span_columns(self) -> list[tuple]:
         return list(zip(*self.span_rows)) if self.span_rows else [() for _ in SPAN_COLUMNS]
 
-    def link_columns(self) -> list[tuple]:
-        return list(zip(*self.link_rows)) if self.link_rows else [() for _ in LINK_COLUMN_NAMES]
 
     def log_columns(self) -> list[tuple]:
         return list(zip(*self.log_rows)) if self.log_rows else [() for _ in LOG_COLUMN_NAMES]
@@ -171,6 +141,8 @@ class SpanRecord(BaseModel):
     user_id: str
     input_text: str
     output_text: str
+    flow: str = Field(default="", description="the workflow the span belongs to")
+    provider: str = ""
     attributes: dict[str, str]
     resource_attributes: dict[str, str]
     events: list[SpanEvent]

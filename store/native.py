@@ -20,9 +20,7 @@ class PreparedPart(BaseModel):
     """One insert's worth of a batch: Native bytes per table and the row counts."""
 
     spans: int
-    links: int
     span_native: bytes
-    link_native: bytes
     logs: int = 0
     log_native: bytes = b""
 
@@ -44,9 +42,6 @@ class PreparedBatch(BaseModel):
     def spans(self) -> int:
         return sum(part.spans for part in self.parts)
 
-    @property
-    def links(self) -> int:
-        return sum(part.links for part in self.parts)
 
 
 class NativeEncoder:

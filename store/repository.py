@@ -10,13 +10,14 @@ from flightrec.store.engine import Engine
 from flightrec.store.links import covered_spans
 from flightrec.store.runs import RunsRepository
 from flightrec.store.log_events import LogEvent, attach_log_events
+from flightrec.store.meaning import MeaningRepository
+from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
 from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
 from flightrec.store.models import (
-    LINK_COLUMN_NAMES,
     LOG_COLUMN_NAMES,
     SPAN_COLUMN_NAMES,
     ObjectActivity,
@@ -36,7 +37,7 @@ SPAN_SELECT = """
     PromptVersion, AgentVersion, InputTokens, OutputTokens, CostUsd, CostKnown, Tool,
     Objects, Inputs, ActionName, ActionSystem, ActionRisk, ActionAmount, ActionCurrency,
     Mode, GuardrailVerdict, HumanDecision, SessionId, UserId, InputText, OutputText,
-    SpanAttributes, ResourceAttributes,
+    SpanAttributes, ResourceAttributes, Flow, Provider,
     arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ns, Events.Name, Events.Attributes
 """
 
@@ -49,8 +50,9 @@ def _record_from_row(row: tuple) -> SpanRecord:
     (trace_id, span_id, parent, name, kind, start_ns, duration, status_code, status_message, service,
      tenant, agent, operation, model, prompt_version, agent_version, tokens_in, tokens_out, cost, cost_known, tool,
      objects, inputs, action_name, action_system, action_risk, action_amount, action_currency,
-     mode, verdict, decision, session_id, user_id, input_text, output_text, attributes, resource, event_ns, event_names,
-     event_attrs) = row
+     mode, verdict, decision, session_id, user_id, input_text, output_text, attributes, resource, flow, provider, event_ns,
+     event_names, event_attrs) = row
+    attributes = dict(attributes)
     return SpanRecord(
         trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind,
         start_time=_ns_to_datetime(start_ns), end_time=_ns_to_datetime(start_ns + duration),
@@ -61,8 +63,9 @@ def _record_from_row(row: tuple) -> SpanRecord:
         action_name=action_name, action_system=action_system, action_risk=action_risk,
         action_amount=action_amount, action_currency=action_currency, mode=mode,
         guardrail_verdict=verdict, human_decision=decision, session_id=session_id, user_id=user_id,
-        input_text=input_text, output_text=output_text,
-        attributes=dict(attributes), resource_attributes=dict(resource),
+        input_text=input_text or text_of(attributes, "input_text", operation),
+        output_text=output_text or text_of(attributes, "output_text", operation),
+        attributes=attributes, resource_attributes=dict(resource), flow=flow, provider=provider,
         events=[
             SpanEvent(time=_ns_to_datetime(ns), name=ev_name, attributes=dict(ev_attrs))
             for ns, ev_name, ev_attrs in zip(event_ns, event_names, event_attrs)
@@ -85,13 +88,16 @@ class Store:
         self.alerts = AlertsRepository(engine, self.db)
         self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
+        self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations; return the versions applied."""
-        return migrate(self.engine, self.db, self.config.cluster)
+        """Apply pending migrations and install the derivation rules; return the migrations applied."""
+        done = migrate(self.engine, self.db, self.config.cluster)
+        self.meaning.install(self.config.rules, self.config.default_tenant)
+        return done
 
     def apply_retention(self, days: int) -> None:
         """Set (or with 0 remove) the TTL of spans and links."""
@@ -133,28 +139,23 @@ class Store:
     # -- writes ------------------------------------------------------------------
 
     def insert_batch(self, batch: SpanBatch, dedup_token: str) -> None:
-        """Insert a batch of spans and their links; the same token twice inserts once."""
+        """Insert a batch of spans (the engine derives their fields and links); the same token twice inserts once."""
         if batch.span_count:
             self.engine.insert(
                 "insert_spans", f"{self.db}.otel_traces", batch.span_columns(), SPAN_COLUMN_NAMES, dedup_token
             )
-        if batch.link_count:
-            self.engine.insert(
-                "insert_links", f"{self.db}.object_links", batch.link_columns(), LINK_COLUMN_NAMES, dedup_token
-            )
 
     def insert_types(self) -> dict[str, list[str]]:
-        """Column type names of the span and link inserts, for :class:`store.native.NativeEncoder`."""
+        """Column type names of the span and log inserts, for :class:`store.native.NativeEncoder`."""
         rows = self.engine.query(
             "insert_types",
             "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
-            "AND table IN ('otel_traces', 'object_links', 'otel_logs')",
+            "AND table IN ('otel_traces', 'otel_logs')",
             {"db": self.db},
         )
         types = {(table, name): kind for table, name, kind in rows}
         return {
             "otel_traces": [types[("otel_traces", name)] for name in SPAN_COLUMN_NAMES],
-            "object_links": [types[("object_links", name)] for name in LINK_COLUMN_NAMES],
             "otel_logs": [types[("otel_logs", name)] for name in LOG_COLUMN_NAMES],
         }
 
@@ -168,7 +169,6 @@ class Store:
         exactly that: the rows a retry left out changed the token of every table).
         """
         tables = (("insert_spans", "otel_traces", SPAN_COLUMN_NAMES, "span_native"),
-                  ("insert_links", "object_links", LINK_COLUMN_NAMES, "link_native"),
                   ("insert_logs", "otel_logs", LOG_COLUMN_NAMES, "log_native"))
         for part in batch.parts:
             for name, table, columns, field in tables:

@@ -40,8 +40,7 @@ SELECT
     countIf(Operation = 'action' AND Mode = 'assist') AS assist_actions,
     countIf(Operation = 'action' AND Mode NOT IN ('observe', 'assist')) AS auto_actions,
     anyIf(Objects[1], ParentSpanId = '') AS object
-FROM (SELECT *, if(SpanAttributes['gen_ai.workflow.name'] != '', SpanAttributes['gen_ai.workflow.name'],
-                       SpanAttributes['traceloop.workflow.name']) AS workflow
+FROM (SELECT *, CostUsd, CostKnown, Flow AS workflow
       FROM {db}.otel_traces
       WHERE Timestamp >= fromUnixTimestamp64Milli({since_ms:Int64}) AND Timestamp < fromUnixTimestamp64Milli({until_ms:Int64})
       LIMIT 1 BY TraceId, SpanId)

@@ -61,3 +61,19 @@ def make_request(spans: list[Span], resource: dict[str, Any] | None = None) -> E
     scope_spans.scope.name = "tests"
     scope_spans.spans.extend(spans)
     return request
+
+
+_PRICER = None
+
+
+def price_stored(store: Any, overrides: dict | None = None) -> int:
+    """What the server's rate resolver does after inserts: price the stored calls' models."""
+    global _PRICER
+    from flightrec.collector.prices import Pricer
+    from flightrec.collector.rates import resolve_rates
+
+    if overrides is not None:
+        store.meaning.clear_rates()
+        return resolve_rates(store, Pricer(overrides))
+    _PRICER = _PRICER or Pricer()
+    return resolve_rates(store, _PRICER)

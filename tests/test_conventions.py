@@ -1,20 +1,62 @@
-"""The convention mapping, attribute by attribute, for each convention."""
+"""The convention mapping, attribute by attribute, for each convention.
+
+Every case goes the real way: a span as received into a chDB store, the engine derives the
+columns from the built-in rules (store/derive.py), the row and its links are read back.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
 import pytest
 
-from flightrec.collector.normalize import NormalizeConfig, Normalizer, operation_of, text_of
-from flightrec.store.models import row_as_dict
-from tests.otlp_helpers import make_request, make_span
+from flightrec.collector.rows import RowBuilder
+from flightrec.store import ObjectRef, Store, StoreConfig, open_store
+from flightrec.store.rules import RuleSet, alias_rules
+from flightrec.store.texts import text_of
+from tests.otlp_helpers import make_request, make_span, price_stored
+
+_store: Store | None = None
 
 
-def normalized(attrs: dict, resource: dict | None = None, config: NormalizeConfig | None = None) -> dict:
-    span = make_span("op", attrs)
-    row, links = Normalizer(config).normalize_span(span, resource or {}, "scope", "1.0")
-    out = row_as_dict(row)
-    out["_links"] = links
-    return out
+@pytest.fixture(scope="module", autouse=True)
+def conventions_store(chdb_dir) -> Iterator[Store]:
+    global _store
+    _store = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
+    yield _store
+    _store.engine.command("drop_test_database", f"DROP DATABASE IF EXISTS {_store.db}")
+    _store.close()
+    _store = None
+
+
+def normalized(attrs: dict, resource: dict | None = None, rules: RuleSet | None = None) -> dict:
+    """The stored row of one span with these attributes, derived by the engine, and its links."""
+    assert _store is not None
+    if rules is not None:
+        _store.meaning.install(rules, "default")
+    try:
+        span = make_span("op", attrs)
+        _store.insert_batch(RowBuilder().request_rows(make_request([span], resource or {})), os.urandom(8).hex())
+        price_stored(_store)
+        trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+        row = _store.engine.query_columns(
+            "t", f"SELECT *, CostUsd, CostKnown FROM {_store.db}.otel_traces WHERE SpanId = {{id:String}}",
+            {"id": span_id})
+        out = {name: values[0] for name, values in row.items()}
+        [record] = _store.trace_spans(trace_id=trace_id)
+        out["InputText"], out["OutputText"] = record.input_text, record.output_text
+        out["_links"] = [(ref.split(":", 1)[0], ref.split(":", 1)[1], trace_id, span_id) for ref in out["Objects"]
+                         if span_id in {s.span_id for s in _store.object_spans(obj=ObjectRef.parse(ref))}]
+        return out
+    finally:
+        if rules is not None:
+            _store.meaning.install(RuleSet(), "default")
+
+
+def operation_of(attrs: dict) -> str:
+    return normalized(attrs)["Operation"]
 
 
 @pytest.mark.parametrize(
@@ -160,8 +202,8 @@ def test_each_link_alias(alias: str) -> None:
 
 
 def test_link_aliases_are_configurable() -> None:
-    config = NormalizeConfig(link_aliases={"case.number": "ticket"})
-    assert normalized({"case.number": "C-9", "ticket.id": "T-1"}, config=config)["Objects"] == ["ticket:C-9"]
+    rules = alias_rules({"case.number": "ticket"})  # added to the built-in aliases, ahead of them
+    assert normalized({"case.number": "C-9", "ticket.id": "T-1"}, rules=rules)["Objects"] == ["ticket:C-9", "ticket:T-1"]
 
 
 def test_action_fields_and_vocabularies() -> None:
@@ -211,13 +253,13 @@ def test_raw_otel_columns_keep_attribute_types_as_strings() -> None:
     row = normalized({"n": 3, "f": 1.5, "b": True, "arr": ["a", "b"]}, {"service.name": "svc"})
     assert row["SpanAttributes"] == {"n": "3", "f": "1.5", "b": "true", "arr": '["a","b"]'}
     assert row["ServiceName"] == "svc" and row["SpanKind"] == "Internal" and row["StatusCode"] == "Unset"
-    assert row["ScopeName"] == "scope" and row["Duration"] == 1_000_000
+    assert row["ScopeName"] == "tests" and row["Duration"] == 1_000_000
 
 
-def test_normalize_request_fills_a_batch_with_spans_and_links() -> None:
+def test_request_rows_fill_a_batch_with_spans_as_received() -> None:
     spans = [make_span("a", {"ticket.id": "T-1"}), make_span("b")]
-    batch = Normalizer().normalize_request(make_request(spans))
-    assert batch.span_count == 2 and batch.link_count == 1
+    batch = RowBuilder().request_rows(make_request(spans))
+    assert batch.span_count == 2 and [row[11] for row in batch.span_rows] == [{"ticket.id": "T-1"}, {}]
 
 
 @pytest.mark.parametrize(
@@ -254,12 +296,13 @@ def test_current_operation_values(attr: str, value: str, operation: str) -> None
 
 
 def test_flow_from_workflow_names() -> None:
-    from flightrec.collector.normalize import flow_of
+    def flow_of(attrs: dict) -> str:
+        return normalized(attrs)["Flow"]
 
-    assert flow_of({"gen_ai.workflow.name": "refund_flow", "traceloop.workflow.name": "x"}, {}) == "refund_flow"
-    assert flow_of({"traceloop.workflow.name": "triage"}, {}) == "triage"
-    assert flow_of({"traceloop.span.kind": "workflow", "traceloop.entity.name": "support"}, {}) == "support"
-    assert flow_of({"traceloop.span.kind": "task", "traceloop.entity.name": "fetch"}, {}) == ""
+    assert flow_of({"gen_ai.workflow.name": "refund_flow", "traceloop.workflow.name": "x"}) == "refund_flow"
+    assert flow_of({"traceloop.workflow.name": "triage"}) == "triage"
+    assert flow_of({"traceloop.span.kind": "workflow", "traceloop.entity.name": "support"}) == "support"
+    assert flow_of({"traceloop.span.kind": "task", "traceloop.entity.name": "fetch"}) == ""
 
 
 @pytest.mark.parametrize(
@@ -272,14 +315,6 @@ def test_flow_from_workflow_names() -> None:
 )
 def test_agent_from_openinference_and_workflows_are_not_agents(attrs: dict, agent: str) -> None:
     assert normalized(attrs, {"service.name": "svc"})["Agent"] == agent
-
-
-def test_own_agent_tells_a_span_that_names_its_agent_from_one_that_inherits() -> None:
-    from flightrec.collector.normalize import own_agent
-
-    assert own_agent({"gen_ai.agent.name": "refund_agent", "service.name": "svc"}) == "refund_agent"
-    assert own_agent({"agent.name": "oi_agent"}) == "oi_agent"
-    assert own_agent({"service.name": "svc"}) == ""
 
 
 def test_versions_from_genai_openinference_and_openllmetry() -> None:
@@ -299,9 +334,7 @@ def test_versions_from_genai_openinference_and_openllmetry() -> None:
     ],
 )
 def test_provider(attrs: dict, provider: str) -> None:
-    from flightrec.collector.normalize import provider_of
-
-    assert provider_of(attrs, {}) == provider
+    assert normalized(attrs)["Provider"] == provider
 
 
 @pytest.mark.parametrize(
@@ -318,9 +351,8 @@ def test_provider(attrs: dict, provider: str) -> None:
     ],
 )
 def test_cache_and_reasoning_tokens(attrs: dict, usage: tuple) -> None:
-    from flightrec.collector.normalize import usage_of
-
-    assert usage_of({key: str(value) for key, value in attrs.items()}, {}) == usage
+    row = normalized({"gen_ai.operation.name": "chat", **attrs})
+    assert (row["InputTokens"], row["OutputTokens"], row["CacheReadTokens"], row["CacheWriteTokens"]) == usage[:4]
 
 
 def test_session_and_user_from_openinference_and_openllmetry() -> None:
@@ -329,15 +361,6 @@ def test_session_and_user_from_openinference_and_openllmetry() -> None:
     assert (row["SessionId"], row["UserId"]) == ("s9", "u9")
     row = normalized({"session.id": "s1", "user.id": "u1", "traceloop.association.properties.session_id": "x"})
     assert (row["SessionId"], row["UserId"]) == ("s1", "u1")
-
-
-def test_metadata_tags_and_association_properties() -> None:
-    from flightrec.collector.normalize import association_properties, metadata_of, tags_of
-
-    assert metadata_of({"metadata": '{"ticket_id": "TCK-1", "tier": 2}'}) == {"ticket_id": "TCK-1", "tier": 2}
-    assert metadata_of({"metadata": "not json"}) == {} and metadata_of({}) == {}
-    assert tags_of({"tag.tags": '["vip","refund"]'}) == ["vip", "refund"]
-    assert association_properties({"traceloop.association.properties.ticket_id": "T-1", "x": "y"}) == {"ticket_id": "T-1"}
 
 
 OI_LLM = {
@@ -408,7 +431,7 @@ def test_openllmetry_entity_input_output_on_tasks() -> None:
 
 
 def test_system_instructions_and_tool_call_id_are_mapped() -> None:
-    from flightrec.collector import conventions as cv
+    from flightrec.store import conventions as cv
 
     assert cv.FIELD_SOURCES["system_instructions"] == ("gen_ai.system_instructions",)
     assert cv.FIELD_SOURCES["tool_call_id"][0] == "gen_ai.tool.call.id"
@@ -418,7 +441,7 @@ def test_conventions_import_light_and_name_attributes_from_the_constant_packages
     import subprocess
     import sys
 
-    code = ("import sys, flightrec.collector.conventions as cv; "
+    code = ("import sys, flightrec.store.conventions as cv; "
             "assert 'openinference.semconv' not in sys.modules; cv.DEFAULT_LINK_ALIASES; "
             "assert 'openinference.semconv' not in sys.modules; cv.FIELD_SOURCES; "
             "assert 'openinference.semconv' in sys.modules")

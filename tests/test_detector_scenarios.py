@@ -2,7 +2,7 @@
 
 Each scenario is one seeded fleet run (``FleetConfig``) of ``WORKFLOWS`` workflows, 30 s apart
 (~17 h, inside the detectors' 24 h window), loaded into its own store database in-process
-(fleet spans -> OTLP request -> ``Normalizer`` -> ``Store.insert_batch``, the collector's
+(fleet spans -> OTLP request -> ``RowBuilder`` -> ``Store.insert_batch``, the collector's
 path without the wire), then judged by ONE ``DetectorRunner.run_pass`` (no pager, no ``for``):
 
 - one run per injection kind with only that injection (``inject=[kind]``), from workflow
@@ -38,7 +38,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from flightrec.collector.normalize import Normalizer
+from flightrec.collector.rows import RowBuilder
+from tests.otlp_helpers import price_stored
 from flightrec.detectors.models import Alert
 from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
 from flightrec.fleet import FleetConfig, FleetReport, FleetSimulation
@@ -91,12 +92,12 @@ class Outcome:
 def load_fleet(store: Store, config: FleetConfig) -> tuple[FleetReport, int]:
     """Every span of the fleet run into the store, through the normalizer; the report and span count."""
     simulation = FleetSimulation(config)
-    normalizer = Normalizer()
+    normalizer = RowBuilder()
     pending: list = []
     spans = 0
 
     def flush() -> None:
-        batch = normalizer.normalize_request(encode_spans(pending), SpanBatch())
+        batch = normalizer.request_rows(encode_spans(pending), SpanBatch())
         store.insert_batch(batch, dedup_token=uuid.uuid4().hex)
         pending.clear()
 
@@ -107,6 +108,7 @@ def load_fleet(store: Store, config: FleetConfig) -> tuple[FleetReport, int]:
             flush()
     if pending:
         flush()
+    price_stored(store)
     assert simulation.report is not None
     return simulation.report, spans
 

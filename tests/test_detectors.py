@@ -1,7 +1,7 @@
 """Detectors on small hand-built runs through the real store; the alert lifecycle; the API and pager end to end.
 
 Runs are OTLP spans built here (a root per run, LLM, tool, guardrail and human child spans),
-normalized by the collector's ``Normalizer`` and inserted with ``Store.insert_batch``, then read
+normalized by the collector's ``RowBuilder`` and inserted with ``Store.insert_batch``, then read
 back by the store's per-run features query, as every pass reads them.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from flightrec.collector.normalize import Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.detectors.alerts import AlertBook
 from flightrec.detectors.budgets import BudgetConfig, BudgetDetector
 from flightrec.detectors.context import PassContext, Runs
@@ -31,7 +31,7 @@ from flightrec.detectors.version import VersionRegressionDetector
 from flightrec.fleet import FleetConfig, run_fleet
 from flightrec.store import SpanBatch, Store
 from tests.http_receiver import Receiver, Reply
-from tests.otlp_helpers import make_request, make_span
+from tests.otlp_helpers import make_request, make_span, price_stored
 
 NOW = datetime.now(tz=timezone.utc).replace(microsecond=0)
 ROUTING_KEY = "R0UT1NG-KEY-for-detector-tests-0001"
@@ -110,12 +110,13 @@ class Run:
 
 def insert(store: Store, runs: list[Run]) -> None:
     """The runs' spans through the normalizer into the store, one request per agent."""
-    normalizer = Normalizer()
+    normalizer = RowBuilder()
     batch = SpanBatch()
     for agent in sorted({run.agent for run in runs}):
         spans = [span for run in runs if run.agent == agent for span in run.spans()]
-        normalizer.normalize_request(make_request(spans, {"service.name": agent}), batch)
+        normalizer.request_rows(make_request(spans, {"service.name": agent}), batch)
     store.insert_batch(batch, dedup_token=os.urandom(8).hex())
+    price_stored(store)
 
 
 def context(store: Store, until: datetime = NOW) -> PassContext:

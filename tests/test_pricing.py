@@ -8,23 +8,38 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flightrec.collector.normalize import NormalizeConfig, Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.collector.prices import ModelPrice, Pricer
 from flightrec.detectors.budgets import BudgetConfig, BudgetDetector
 from flightrec.detectors.context import PassContext, Runs
 from flightrec.detectors.drift import BaselineDriftDetector
 from flightrec.detectors.version import VersionRegressionDetector
 from flightrec.store import SpanBatch, Store
-from flightrec.store.models import row_as_dict
-from tests.otlp_helpers import make_request, make_span
+from tests.otlp_helpers import make_request, make_span, price_stored
 
 NOW = datetime.now(tz=timezone.utc).replace(microsecond=0)
 DAY_2025 = int(datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp() * 1e9)
 
 
-def row(attrs: dict, config: NormalizeConfig | None = None, start_ns: int = DAY_2025) -> dict:
+_store: Store | None = None
+
+
+@pytest.fixture(autouse=True)
+def _pricing_store(store: Store) -> None:
+    """Calls dated 2025 (dated prices): kept, not dropped by the default retention."""
+    global _store
+    store.apply_retention(0)
+    _store = store
+
+
+def row(attrs: dict, prices: dict[str, ModelPrice] | None = None, start_ns: int = DAY_2025) -> dict:
+    """One LLM call stored as received, priced the way the server's rate resolver does, read back."""
+    assert _store is not None
     span = make_span("chat", {"gen_ai.operation.name": "chat", **attrs}, start_ns=start_ns)
-    return row_as_dict(Normalizer(config).normalize_span(span, {}, "scope", "1.0")[0])
+    _store.insert_batch(RowBuilder().request_rows(make_request([span])), os.urandom(8).hex())
+    price_stored(_store, prices)
+    [record] = _store.trace_spans(trace_id=span.trace_id.hex())
+    return {"CostUsd": record.cost_usd, "CostKnown": int(record.cost_known)}
 
 
 @pytest.mark.parametrize(
@@ -65,9 +80,9 @@ def test_unknown_model_cost_is_unknown_not_zero() -> None:
 
 
 def test_override_wins_over_the_package_by_longest_prefix() -> None:
-    config = NormalizeConfig(prices={"claude-3-5": ModelPrice(input_per_mtok=1, output_per_mtok=1),
-                                     "claude-3-5-sonnet": ModelPrice(input_per_mtok=7, output_per_mtok=70),
-                                     "acme-": ModelPrice(input_per_mtok=2, output_per_mtok=4)})
+    config = {"claude-3-5": ModelPrice(input_per_mtok=1, output_per_mtok=1),
+              "claude-3-5-sonnet": ModelPrice(input_per_mtok=7, output_per_mtok=70),
+              "acme-": ModelPrice(input_per_mtok=2, output_per_mtok=4)}
     sonnet = row({"gen_ai.request.model": "claude-3-5-sonnet-20241022", "gen_ai.usage.input_tokens": 1_000_000}, config)
     assert sonnet["CostUsd"] == pytest.approx(7.0)
     acme = row({"gen_ai.request.model": "ACME-llm-9", "gen_ai.usage.output_tokens": 1_000_000}, config)
@@ -115,8 +130,9 @@ def run_spans(model: str, start: datetime, *, agent: str = "support", tokens: tu
 
 
 def insert(store: Store, spans: list) -> None:
-    batch = Normalizer().normalize_request(make_request(spans, {"service.name": "svc"}), SpanBatch())
+    batch = RowBuilder().request_rows(make_request(spans, {"service.name": "svc"}), SpanBatch())
     store.insert_batch(batch, dedup_token=os.urandom(8).hex())
+    price_stored(store)
 
 
 def context(store: Store) -> PassContext:

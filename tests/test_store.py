@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from flightrec.collector.normalize import Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.store import ObjectRef, Store, StoreConfig, parse_dsn
 from flightrec.store.migrations import load_migrations
-from tests.otlp_helpers import BASE_NS, make_request, make_span
+from tests.otlp_helpers import BASE_NS, make_request, make_span, price_stored
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MS = 1_000_000
 
 
 def insert(store: Store, spans: list, token: str) -> None:
-    store.insert_batch(Normalizer().normalize_request(make_request(spans)), dedup_token=token)
+    store.insert_batch(RowBuilder().request_rows(make_request(spans)), dedup_token=token)
+    price_stored(store)
 
 
 # -- DSN ---------------------------------------------------------------------------------

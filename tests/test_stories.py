@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from flightrec.collector.normalize import Normalizer
+from flightrec.collector.rows import RowBuilder
 from flightrec.stories import narrate, story_html
 from flightrec.stories.text import action_phrase, describe_fields, message_text, tool_calls
 from flightrec.store import ObjectRef, Store
-from tests.otlp_helpers import BASE_NS, make_request, make_span
+from tests.otlp_helpers import BASE_NS, make_request, make_span, price_stored
 
 MS = 1_000_000
 TICKET = ObjectRef(type="ticket", id="TCK-1042")
@@ -43,7 +43,8 @@ class Run:
 def story_of(store: Store, *runs: Run, resource: dict | None = None):
     for index, run in enumerate(runs):
         request = make_request(run.spans, resource or {"service.name": "svc"})
-        store.insert_batch(Normalizer().normalize_request(request), dedup_token=f"run-{index}-{os.urandom(4).hex()}")
+        store.insert_batch(RowBuilder().request_rows(request), dedup_token=f"run-{index}-{os.urandom(4).hex()}")
+    price_stored(store)
     return narrate(TICKET, store.object_spans(obj=TICKET))
 
 

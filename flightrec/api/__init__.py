@@ -16,6 +16,7 @@ from flightrec.api import (
     objects,
     quarantine,
     rollback,
+    rules,
     search,
     stats,
     systems,
@@ -28,7 +29,8 @@ def build_api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(require_api_token)])
-    for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links):
+    for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
+                   rules):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

@@ -228,3 +228,34 @@ ALTER TABLE flightrec.object_links  ADD COLUMN IF NOT EXISTS Source LowCardinali
 -- 0009_cost_known
 ALTER TABLE flightrec.otel_traces  ADD COLUMN IF NOT EXISTS CostKnown UInt8
     DEFAULT if(CostUsd = 0 AND (InputTokens + OutputTokens) > 0, 0, 1) CODEC(ZSTD(1));
+
+-- 0010_derived_meaning
+CREATE TABLE IF NOT EXISTS flightrec.model_rates 
+(
+    Provider String,
+    Model String,
+    Day Date,
+    Known UInt8,
+    InputRate Float64,
+    OutputRate Float64,
+    CacheReadRate Float64,
+    CacheWriteRate Float64,
+    PerCall Float64,
+    Source String
+)
+ENGINE = Join(ANY, LEFT, Provider, Model, Day)
+SETTINGS join_any_take_last_row = 1;
+
+ALTER TABLE flightrec.object_links  ADD COLUMN IF NOT EXISTS RulesVersion UInt64 DEFAULT 0;
+
+CREATE TABLE IF NOT EXISTS flightrec.derivations 
+(
+    AppliedAt DateTime64(3) DEFAULT now64(3),
+    Kind LowCardinality(String),
+    Fingerprint String,
+    Version UInt64,
+    Rules String,
+    Spans UInt64
+)
+ENGINE = MergeTree
+ORDER BY AppliedAt;

@@ -12,7 +12,10 @@ depend on (``opentelemetry-semantic-conventions-ai``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flightrec.store.rules import RuleSet
 
 # Business object links.
 OBJECT_TYPE_ATTR = "flightrec.object.type"
@@ -208,3 +211,42 @@ def __getattr__(name: str) -> Any:
         globals().update(_build_tables())
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def builtin_rules() -> "RuleSet":
+    """The conventions above as rules (origin ``builtin``): what every deployment derives.
+
+    Order matters: for a field the first rule with a value wins, span attributes before
+    resource ones. Link rules all apply.
+    """
+    from flightrec.store.rules import FieldRule, LinkRule, RuleSet
+
+    t = globals() if "FIELD_SOURCES" in globals() else {**globals(), **_build_tables()}
+    links = [
+        LinkRule(attribute=OBJECT_ID_ATTR, type_from=OBJECT_TYPE_ATTR, source="span", origin="builtin"),
+        LinkRule(attribute=OBJECTS_ATTR, split=True, pattern=r"^(?P<type>[^:]+):(?P<id>.+)$", source="span",
+                 origin="builtin"),
+        *(LinkRule(attribute=key, type=kind, source="span", origin="builtin")
+          for key, kind in DEFAULT_LINK_ALIASES.items()),
+    ]
+    fields: list[FieldRule] = []
+    for key in t["OPERATION_SOURCES"]:
+        fields.append(FieldRule(field="operation", attribute=key, values=t["OPERATION_VALUES"][key], source="span",
+                                origin="builtin"))
+    for key, operation in t["OPERATION_FROM_PRESENCE"]:
+        fields.append(FieldRule(field="operation", attribute=key, value=operation, source="span", origin="builtin"))
+    entity, kind = t["TRACELOOP_ENTITY_NAME"], t["TRACELOOP_SPAN_KIND"]
+    # traceloop.entity.name names the agent on agent spans, the tool on tool spans, the flow on workflow spans
+    conditional = {"agent": "agent", "tool": "tool", "flow": "workflow"}
+    for field, sources in t["FIELD_SOURCES"].items():
+        if field in ("input_text", "output_text", "system_instructions", "tool_call_id", "reasoning_tokens"):
+            continue  # narrated from the attributes when read, not columns
+        keys = list(sources) if entity in sources or field not in conditional else [*sources, entity]
+        for key in keys:
+            if key == entity and field in conditional:
+                fields.append(FieldRule(field=field, attribute=entity, when={kind: conditional[field]},
+                                        source="span", origin="builtin"))
+            elif key != entity:
+                fields.append(FieldRule(field=field, attribute=key, origin="builtin"))
+    fields.append(FieldRule(field="inputs", attribute=INPUTS_ATTR, source="span", origin="builtin"))
+    return RuleSet(links=links, fields=fields)

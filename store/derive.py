@@ -1,0 +1,254 @@
+"""Meaning derived by the engine: rules compiled into column expressions and a link view.
+
+Every derived column of ``otel_traces`` (Agent, Operation, Model, tokens, actions, ...) is a
+``DEFAULT`` expression over the row's own attribute maps, so a row any writer inserts — our
+collector, or the OpenTelemetry Collector's ClickHouse exporter with its 22 columns — gets its
+fields from the engine at insert. Links come from a materialized view over the derived
+``Objects`` column into ``object_links``. Cost is an ``ALIAS``: tokens times the rates in
+``model_rates`` (filled from the price package by the collector), read when queried, so a price
+learnt later applies to history without a rewrite.
+
+Changing the rules changes the expressions (:func:`Derivation.install`, metadata only) and
+re-derives history partition by partition (:func:`Derivation.rederive`, one ``ALTER UPDATE``
+and one link re-insert per partition); no re-ingest.
+
+Rule values (attribute names, patterns, constants) are written into DDL, which takes no bound
+parameters: :func:`sql_string` escapes every one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flightrec.store.rules import FIELDS, FieldRule, LinkRule, RuleSet
+
+SPAN, RESOURCE = "SpanAttributes", "ResourceAttributes"
+
+# field -> (column, type)
+COLUMNS: dict[str, tuple[str, str]] = {
+    "tenant": ("Tenant", "LowCardinality(String)"),
+    "agent": ("Agent", "LowCardinality(String)"),
+    "operation": ("Operation", "LowCardinality(String)"),
+    "model": ("Model", "LowCardinality(String)"),
+    "provider": ("Provider", "LowCardinality(String)"),
+    "flow": ("Flow", "LowCardinality(String)"),
+    "prompt_version": ("PromptVersion", "LowCardinality(String)"),
+    "agent_version": ("AgentVersion", "LowCardinality(String)"),
+    "tool": ("Tool", "LowCardinality(String)"),
+    "session_id": ("SessionId", "String"),
+    "user_id": ("UserId", "String"),
+    "input_tokens": ("InputTokens", "UInt32"),
+    "output_tokens": ("OutputTokens", "UInt32"),
+    "cache_read_tokens": ("CacheReadTokens", "UInt32"),
+    "cache_write_tokens": ("CacheWriteTokens", "UInt32"),
+    "cost_usd": ("ReportedCostUsd", "Nullable(Float64)"),
+    "action_name": ("ActionName", "LowCardinality(String)"),
+    "action_system": ("ActionSystem", "LowCardinality(String)"),
+    "action_risk": ("ActionRisk", "LowCardinality(String)"),
+    "action_amount": ("ActionAmount", "Float64"),
+    "action_currency": ("ActionCurrency", "LowCardinality(String)"),
+    "mode": ("Mode", "LowCardinality(String)"),
+    "guardrail_verdict": ("GuardrailVerdict", "LowCardinality(String)"),
+    "human_decision": ("HumanDecision", "LowCardinality(String)"),
+    "inputs": ("Inputs", "Array(String)"),
+}
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
+OBJECTS_COLUMN = ("Objects", "Array(String)")
+LINK_VIEW = "object_links_derived"
+RATE_COLUMNS = ("Known", "InputRate", "OutputRate", "CacheReadRate", "CacheWriteRate", "PerCall")
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal for any text: quotes, backslashes and control bytes escaped."""
+    out = []
+    for char in value:
+        if char in "\\'":
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "'" + "".join(out) + "'"
+
+
+def _array(values: list[str]) -> str:
+    return "[" + ", ".join(sql_string(value) for value in values) + "]"
+
+
+def _lookup(source: str, attribute: str) -> str:
+    key = sql_string(attribute)
+    if source == "span":
+        return f"{SPAN}[{key}]"
+    if source == "resource":
+        return f"{RESOURCE}[{key}]"
+    return f"if({SPAN}[{key}] != '', {SPAN}[{key}], {RESOURCE}[{key}])"
+
+
+def _candidate(rule: FieldRule, source: str) -> str:
+    """One rule's value for its field on one attribute map, NULL when it gives none."""
+    kind, vocabulary = FIELDS[rule.field]
+    raw = _lookup(source, rule.attribute)
+    if rule.value is not None:
+        value = f"if({raw} != '', {sql_string(rule.value)}, NULL)"
+    else:
+        folded = f"lower(trimBoth({raw}))" if kind == "lower" or rule.values else raw
+        if rule.values:
+            keys = list(rule.values)
+            folded = f"transform({folded}, {_array(keys)}, {_array([rule.values[k] for k in keys])}, {folded})"
+        value = {
+            "text": f"nullIf({folded}, '')",
+            "lower": f"nullIf(lower({folded}), '')",
+            "upper": f"nullIf(upper(trimBoth({folded})), '')",
+            "count": f"ifNull(toInt64OrNull({folded}), toInt64(toFloat64OrNull({folded})))",
+            "number": f"if(isFinite(ifNull(toFloat64OrNull({folded}), nan)), toFloat64OrNull({folded}), NULL)",
+            "list": (f"if(startsWith({folded}, '['), arrayFilter(x -> x != '', JSONExtract({folded}, 'Array(String)')), "
+                     f"arrayFilter(x -> x != '', arrayMap(x -> trimBoth(x), splitByChar(',', {folded}))))"),
+        }[kind]
+    if vocabulary is not None:
+        value = f"if(({value}) IN {_array(sorted(vocabulary))}, {value}, NULL)"
+    if rule.when:
+        condition = " AND ".join(f"{SPAN}[{sql_string(k)}] = {sql_string(v)}" for k, v in rule.when.items())
+        value = f"if({condition}, {value}, NULL)"
+    return value
+
+
+def _field(rules: list[FieldRule], kind: str, default: str) -> str:
+    """The first value any rule gives, span attributes before resource ones."""
+    candidates = [_candidate(rule, "span") for rule in rules if rule.source in ("span", "any")]
+    candidates += [_candidate(rule, "resource") for rule in rules if rule.source in ("resource", "any")]
+    if kind == "list":
+        branches = "".join(f"notEmpty({c}), {c}, " for c in candidates)
+        return f"multiIf({branches}CAST([], 'Array(String)'))" if candidates else "CAST([], 'Array(String)')"
+    if not candidates:
+        return default
+    return f"coalesce({', '.join(candidates)}, {default})"
+
+
+def _link(rule: LinkRule) -> str:
+    """The ``type:id`` strings one link rule finds on a row."""
+    value = _lookup(rule.source, rule.attribute)
+    keys = rule.json_keys
+    if keys:
+        path = ", ".join(sql_string(key) for key in keys)
+        value = (f"if(JSONType({value}, {path}) = 'String', JSONExtractString({value}, {path}), "
+                 f"if(JSONType({value}, {path}) IN ('Int64', 'UInt64', 'Double', 'Bool'), "
+                 f"JSONExtractRaw({value}, {path}), ''))")
+    if rule.split:
+        items = (f"if(startsWith(trimBoth({value}), '['), JSONExtract({value}, 'Array(String)'), "
+                 f"splitByChar(',', {value}))")
+    else:
+        items = f"[{value}]"
+    items = f"arrayFilter(x -> x != '', arrayMap(x -> trimBoth(x), {items}))"
+    groups = rule.groups
+    if rule.pattern is not None:
+        pattern = sql_string(rule.pattern)
+        matches = f"arrayMap(x -> extractGroups(x, {pattern}), arrayFilter(x -> match(x, {pattern}), {items}))"
+        ident = f"trimBoth(g[{groups['id']}])"
+        kind = f"g[{groups['type']}]" if "type" in groups else None
+        element, source = "g", matches
+    else:
+        ident, kind, element, source = "x", None, "x", items
+    if kind is None:
+        kind = sql_string(rule.type) if rule.type is not None else _lookup(rule.source, rule.type_from or "")
+    kind = f"lower(trimBoth({kind}))"
+    if rule.rename:
+        names = list(rule.rename)
+        kind = f"transform({kind}, {_array(names)}, {_array([rule.rename[n] for n in names])}, {kind})"
+    pairs = f"arrayMap({element} -> ({kind}, {ident}), {source})"
+    return f"arrayMap(p -> concat(p.1, ':', p.2), arrayFilter(p -> p.1 != '' AND p.2 != '', {pairs}))"
+
+
+@dataclass(frozen=True)
+class DerivedColumn:
+    name: str
+    type: str
+    expression: str
+    kind: str = "DEFAULT"  # or ALIAS
+
+
+def _counts_usage(operation: str, aggregate_kinds: dict[str, frozenset[str]]) -> str:
+    """Whether a span's tokens and cost are its own (LLM calls), not totals over its children."""
+    aggregate = " OR ".join(f"{SPAN}[{sql_string(key)}] IN {_array(sorted(kinds))}"
+                            for key, kinds in aggregate_kinds.items()) or "0"
+    return f"(({operation}) = 'llm' OR (({operation}) != 'agent' AND NOT ({aggregate})))"
+
+
+def compile_columns(rules: RuleSet, *, default_tenant: str, database: str) -> list[DerivedColumn]:
+    """Every derived column of otel_traces, its type and its expression, from the rules."""
+    from flightrec.store.conventions import AGGREGATE_KINDS, COST_PARTS
+
+    by_field: dict[str, list[FieldRule]] = {field: [] for field in FIELDS}
+    for rule in rules.fields:
+        by_field[rule.field].append(rule)
+    parts = [f"{SPAN}[{sql_string(key)}]" for key in COST_PARTS]
+    summed = " + ".join(f"ifNull(toFloat64OrNull({part}), 0)" for part in parts)
+    reported_parts = f"if({' OR '.join(f'{part} != {chr(39) * 2}' for part in parts)}, {summed}, NULL)" if parts else "NULL"
+    defaults = {"tenant": sql_string(default_tenant), "operation": "'other'", "cost_usd": reported_parts}
+    expressions: dict[str, str] = {}
+    for field, (kind, _) in FIELDS.items():
+        default = defaults.get(field, {"count": "0", "number": "0"}.get(kind, "''"))
+        expressions[field] = _field(by_field[field], kind, default)
+    counts = _counts_usage(expressions["operation"], AGGREGATE_KINDS)
+    for field in USAGE_FIELDS:
+        value = expressions[field]
+        if field == "cost_usd":
+            expressions[field] = f"if({counts}, if(isNull({value}), NULL, greatest(0, {value})), NULL)"
+        else:
+            expressions[field] = f"if({counts}, least(greatest({value}, 0), 4294967295), 0)"
+    links = [_link(rule) for rule in rules.links]
+    objects = f"arrayDistinct(arrayConcat({', '.join(links)}))" if links else "CAST([], 'Array(String)')"
+    columns = [DerivedColumn(COLUMNS[field][0], COLUMNS[field][1], expressions[field]) for field in FIELDS]
+    columns.append(DerivedColumn(*OBJECTS_COLUMN, objects))
+    columns.extend(cost_columns(database))
+    return columns
+
+
+def cost_columns(database: str) -> list[DerivedColumn]:
+    """CostUsd and CostKnown, read-time: a reported cost, else tokens at the rates of the call's day."""
+    table = sql_string(f"{database}.model_rates")
+    key = "toString(Provider), toString(Model), toDate(Timestamp)"
+
+    def rate(column: str) -> str:
+        return f"ifNull(joinGetOrNull({table}, {sql_string(column)}, {key}), 0)"
+
+    cached = "(toInt64(CacheReadTokens) + toInt64(CacheWriteTokens))"
+    uncached = f"if(toInt64(InputTokens) >= {cached}, toInt64(InputTokens) - {cached}, toInt64(InputTokens))"
+    priced = (f"{uncached} * {rate('InputRate')} + OutputTokens * {rate('OutputRate')} + "
+              f"CacheReadTokens * {rate('CacheReadRate')} + CacheWriteTokens * {rate('CacheWriteRate')} + "
+              f"{rate('PerCall')}")
+    unpriced = f"(InputTokens + OutputTokens) > 0 AND {rate('Known')} = 0"
+    cost = f"if(isNotNull(ReportedCostUsd), assumeNotNull(ReportedCostUsd), if({unpriced}, 0, if((InputTokens + OutputTokens) = 0, 0, {priced})))"
+    known = f"toUInt8(isNotNull(ReportedCostUsd) OR NOT ({unpriced}))"
+    return [DerivedColumn("CostUsd", "Float64", cost, "ALIAS"), DerivedColumn("CostKnown", "UInt8", known, "ALIAS")]
+
+
+def links_select(database: str, version: int, where: str = "") -> str:
+    """The rows of object_links the derived Objects column names (the view's query, and the re-derive's)."""
+    return (
+        "SELECT substringIndex(o, ':', 1) AS ObjectType, substring(o, position(o, ':') + 1) AS ObjectId, "
+        "TraceId, SpanId, Timestamp, Tenant, Agent, 'span' AS Source, "
+        f"toUInt64({int(version)}) AS RulesVersion FROM {database}.otel_traces ARRAY JOIN Objects AS o{where}"
+    )
+
+
+def link_rule_preview(rule: LinkRule) -> str:
+    """The expression one link rule evaluates to (for ``rules check``'s counts)."""
+    return _link(rule)
+
+
+def field_rule_preview(rule: FieldRule) -> str:
+    """Whether one field rule gives its field a value on a row."""
+    sources = [s for s in ("span", "resource") if rule.source in (s, "any")]
+    return " OR ".join(f"isNotNull({_candidate(rule, s)})" if FIELDS[rule.field][0] != "list"
+                       else f"notEmpty({_candidate(rule, s)})" for s in sources)
+
+
+def fingerprint(columns: list[DerivedColumn]) -> str:
+    text = json.dumps([(c.name, c.type, c.kind, c.expression) for c in columns])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+Progress = Callable[[int, int], None]

@@ -1,0 +1,275 @@
+"""The derivation's statements: install the rules' expressions, re-derive history, preview, rates.
+
+See :mod:`flightrec.store.derive` for what is derived and how; this module runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+from flightrec.store.conventions import builtin_rules
+from flightrec.store.derive import (
+    LINK_VIEW,
+    DerivedColumn,
+    Progress,
+    compile_columns,
+    field_rule_preview,
+    fingerprint,
+    link_rule_preview,
+    links_select,
+)
+from flightrec.store.engine import Engine
+from flightrec.store.rules import FieldRule, LinkRule, RuleSet
+
+MUTATION_SETTINGS = {"mutations_sync": 2}
+
+
+class DerivationState(BaseModel):
+    """Which rules the engine derives with now, and which ones derived the stored history."""
+
+    installed: str = Field(description="fingerprint of the expressions in force")
+    history: str = Field(description="fingerprint of the expressions the stored rows were last derived with")
+    version: int = Field(description="the link version new links carry")
+
+    @property
+    def stale(self) -> bool:
+        return self.installed != self.history
+
+
+class RulePreview(BaseModel):
+    """What one rule does on the stored rows."""
+
+    kind: str = Field(description="'link' or 'field'")
+    origin: str
+    line: int | None
+    rule: dict
+    spans: int = Field(description="stored spans the rule links or gives a value")
+    objects: int = Field(default=0, description="distinct objects a link rule names")
+    examples: list[str] = Field(default_factory=list, description="a few objects it names (link rules)")
+
+
+class RateRow(BaseModel):
+    """USD per token of one (provider, model) on one day; known=False: no price anywhere."""
+
+    provider: str
+    model: str
+    day: date
+    known: bool
+    input: float = 0.0
+    output: float = 0.0
+    cache_read: float = 0.0
+    cache_write: float = 0.0
+    per_call: float = 0.0
+    source: str = ""
+
+
+class MeaningRepository:
+    """Derived columns, the link view, history re-derivation and model rates of one database."""
+
+    def __init__(self, engine: Engine, database: str, on_cluster: str = "") -> None:
+        self.engine = engine
+        self.db = database
+        self.on_cluster = on_cluster
+
+    def columns(self, rules: RuleSet, default_tenant: str) -> list[DerivedColumn]:
+        return compile_columns(builtin_rules().merged(rules), default_tenant=default_tenant, database=self.db)
+
+    # -- state -------------------------------------------------------------------
+
+    def state(self) -> DerivationState | None:
+        rows = self.engine.query(
+            "derivation_state",
+            f"SELECT argMaxIf(Fingerprint, AppliedAt, Kind = 'install'), argMaxIf(Fingerprint, AppliedAt, Kind = 'history'), "
+            f"maxIf(Version, Kind = 'install'), countIf(Kind = 'install') FROM {self.db}.derivations",
+        )
+        if not rows or not rows[0][3]:
+            return None
+        installed, history, version, _ = rows[0]
+        return DerivationState(installed=installed, history=history, version=version)
+
+    def _record(self, kind: str, print_: str, version: int, rules: RuleSet, spans: int = 0) -> None:
+        self.engine.insert(
+            "record_derivation", f"{self.db}.derivations",
+            [[kind], [print_], [version], [rules.model_dump_json()], [spans]],
+            ["Kind", "Fingerprint", "Version", "Rules", "Spans"],
+        )
+
+    # -- install -----------------------------------------------------------------
+
+    def install(self, rules: RuleSet, default_tenant: str) -> DerivationState:
+        """Make the engine derive with these rules from now on (metadata only, no row rewritten).
+
+        A first install over stored rows, or a changed rule set, leaves the history marked
+        stale until :meth:`rederive` runs.
+        """
+        columns = self.columns(rules, default_tenant)
+        wanted = fingerprint(columns)
+        state = self.state()
+        if state is not None and state.installed == wanted and self._view_exists():
+            return state
+        existing = {
+            name: kind for name, kind in self.engine.query(
+                "derived_columns",
+                "SELECT name, default_kind FROM system.columns WHERE database = {db:String} AND table = 'otel_traces'",
+                {"db": self.db},
+            )
+        }
+        table = f"{self.db}.otel_traces {self.on_cluster}"
+        # A stored column that becomes an ALIAS (CostUsd, CostKnown) is dropped first,
+        # CostKnown first: its old DEFAULT reads CostUsd.
+        replaced = [c.name for c in columns
+                    if c.name in existing and (existing[c.name] == "ALIAS") != (c.kind == "ALIAS")]
+        for name in reversed(replaced):
+            self.engine.command("replace_derived_column", f"ALTER TABLE {table} DROP COLUMN {name}")
+        # One statement for every column: each ALTER re-analyses the table's expressions.
+        changes = []
+        for column in columns:
+            spec = f"{column.name} {column.type} {column.kind} {column.expression}"
+            fresh = column.name not in existing or column.name in replaced
+            changes.append(f"ADD COLUMN IF NOT EXISTS {spec}" if fresh else f"MODIFY COLUMN {spec}")
+        self.engine.command("install_derived_columns", f"ALTER TABLE {table} " + ", ".join(changes))
+        version = (state.version if state else 0) + 1
+        self.engine.command("drop_link_view", f"DROP VIEW IF EXISTS {self.db}.{LINK_VIEW} {self.on_cluster}")
+        self.engine.command(
+            "create_link_view",
+            f"CREATE MATERIALIZED VIEW {self.db}.{LINK_VIEW} {self.on_cluster} TO {self.db}.object_links "
+            f"(ObjectType String, ObjectId String, TraceId String, SpanId String, Timestamp DateTime64(9), "
+            f"Tenant String, Agent String, Source String, RulesVersion UInt64) AS {links_select(self.db, version)}",
+        )
+        self._record("install", wanted, version, rules)
+        if state is None and not self._span_count():
+            self._record("history", wanted, version, rules)  # nothing stored: nothing to re-derive
+        return self.state()  # type: ignore[return-value]
+
+    def _view_exists(self) -> bool:
+        return bool(self.engine.query(
+            "link_view_exists", "SELECT 1 FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+            {"db": self.db, "name": LINK_VIEW},
+        ))
+
+    def _span_count(self) -> int:
+        return self.engine.query("span_count", f"SELECT count() FROM {self.db}.otel_traces")[0][0]
+
+    # -- history -----------------------------------------------------------------
+
+    def partitions(self) -> list[str]:
+        return [row[0] for row in self.engine.query(
+            "span_partitions",
+            "SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = 'otel_traces' "
+            "AND active ORDER BY partition_id DESC",
+            {"db": self.db},
+        )]
+
+    def rederive(self, rules: RuleSet, default_tenant: str, progress: Progress | None = None) -> int:
+        """Re-derive every stored span and its links with the rules in force, newest partition first.
+
+        Per partition: one ``ALTER UPDATE`` of the derived columns (waited for), then its links
+        re-inserted at the new version and the older derived ones deleted. Manual links stay.
+        Returns the number of spans re-derived.
+        """
+        state = self.install(rules, default_tenant)
+        columns = [c for c in self.columns(rules, default_tenant) if c.kind == "DEFAULT"]
+        assignments = ", ".join(f"{c.name} = {c.expression}" for c in columns)
+        partitions = self.partitions()
+        done = 0
+        for index, partition in enumerate(partitions):
+            params = {"partition": partition}
+            spans = self.engine.query(
+                "partition_spans",
+                f"SELECT count() FROM {self.db}.otel_traces WHERE _partition_id = {{partition:String}}", params,
+            )[0][0]
+            self.engine.command(
+                "rederive_partition",
+                f"ALTER TABLE {self.db}.otel_traces {self.on_cluster} UPDATE {assignments} "
+                f"IN PARTITION ID {{partition:String}} WHERE 1",
+                params, settings=MUTATION_SETTINGS,
+            )
+            self.engine.command(
+                "relink_partition",
+                f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
+                f"Source, RulesVersion) "
+                + links_select(self.db, state.version, " WHERE _partition_id = {partition:String}"),
+                params,
+            )
+            done += spans
+            if progress:
+                progress(index + 1, len(partitions))
+        self.engine.command(
+            "drop_old_links",
+            f"ALTER TABLE {self.db}.object_links {self.on_cluster} DELETE "
+            "WHERE Source = 'span' AND RulesVersion < {version:UInt64}",
+            {"version": state.version}, settings=MUTATION_SETTINGS,
+        )
+        self._record("history", state.installed, state.version, rules, done)
+        return done
+
+    # -- preview -----------------------------------------------------------------
+
+    def preview(self, rules: RuleSet, sample: int = 1_000_000) -> list[RulePreview]:
+        """How many stored spans (of the newest ``sample``) each rule would link or classify."""
+        out: list[RulePreview] = []
+        source = f"(SELECT SpanAttributes, ResourceAttributes FROM {self.db}.otel_traces " \
+                 f"ORDER BY Timestamp DESC LIMIT {int(sample)})"
+        for rule in rules.links:
+            expr = link_rule_preview(rule)
+            spans, objects, examples = self.engine.query(
+                "preview_link_rule",
+                f"SELECT countIf(notEmpty(found)), uniqExact(arrayJoin(if(empty(found), [''], found))) - 1, "
+                f"groupUniqArray(5)(arrayJoin(if(empty(found), [''], found))) FROM "
+                f"(SELECT {expr} AS found FROM {source})",
+            )[0]
+            out.append(_preview("link", rule, spans, objects, [e for e in examples if e][:5]))
+        for rule in rules.fields:
+            spans = self.engine.query(
+                "preview_field_rule", f"SELECT countIf({field_rule_preview(rule)}) FROM {source}",
+            )[0][0]
+            out.append(_preview("field", rule, spans))
+        return out
+
+    def check_patterns(self, rules: RuleSet) -> list[tuple[int | None, str]]:
+        """Patterns the engine's regex library (RE2) refuses, with their lines."""
+        problems = []
+        for rule in rules.links:
+            if rule.pattern is None:
+                continue
+            try:
+                self.engine.query("check_pattern", "SELECT match('', {pattern:String})", {"pattern": rule.pattern})
+            except Exception as exc:  # the engine's message says why
+                problems.append((rule.line, f"pattern {rule.pattern!r} is not valid for ClickHouse (RE2): "
+                                            f"{str(exc).splitlines()[0][:300]}"))
+        return problems
+
+    # -- rates -------------------------------------------------------------------
+
+    def unresolved_rates(self, limit: int = 1000) -> list[tuple[str, str, date]]:
+        """(provider, model, day) of stored calls with tokens and no rates row yet."""
+        return [tuple(row) for row in self.engine.query(  # type: ignore[misc]
+            "unresolved_rates",
+            f"SELECT DISTINCT toString(Provider), toString(Model), toDate(Timestamp) FROM {self.db}.otel_traces "
+            "WHERE (InputTokens + OutputTokens) > 0 AND isNull(ReportedCostUsd) AND "
+            f"isNull(joinGetOrNull('{self.db}.model_rates', 'Known', toString(Provider), toString(Model), "
+            "toDate(Timestamp))) LIMIT {limit:UInt32}",
+            {"limit": limit},
+        )]
+
+    def insert_rates(self, rows: list[RateRow]) -> None:
+        if not rows:
+            return
+        names = ["Provider", "Model", "Day", "Known", "InputRate", "OutputRate", "CacheReadRate", "CacheWriteRate",
+                 "PerCall", "Source"]
+        data = [[r.provider, r.model, r.day, int(r.known), r.input, r.output, r.cache_read, r.cache_write,
+                 r.per_call, r.source] for r in rows]
+        self.engine.insert("insert_rates", f"{self.db}.model_rates", [list(c) for c in zip(*data)], names)
+
+    def clear_rates(self) -> None:
+        self.engine.command("clear_rates", f"TRUNCATE TABLE {self.db}.model_rates {self.on_cluster}")
+
+
+def _preview(kind: str, rule: LinkRule | FieldRule, spans: int, objects: int = 0,
+             examples: list[str] | None = None) -> RulePreview:
+    body = json.loads(rule.model_dump_json(exclude={"origin", "line"}, exclude_defaults=True))
+    return RulePreview(kind=kind, origin=rule.origin, line=rule.line, rule=body, spans=spans, objects=objects,
+                       examples=examples or [])

@@ -1,0 +1,260 @@
+"""Rules as data (issue 15, deliverables 1 and 2): every kind of rule on stored spans, history
+re-derived after a change, bad files refused with the line and the reason, rule text that tries
+to break out of the SQL it is compiled into, and the server's rules routes and CLI end to end."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flightrec.cli import app
+from flightrec.collector.rows import RowBuilder
+from flightrec.store import ObjectRef, Store, StoreConfig, open_store
+from flightrec.store.rules import FieldRule, LinkRule, RuleSet, RulesError, parse_rules
+from tests.conftest import wait_for
+from tests.otlp_helpers import make_request, make_span
+
+ISSUE_EXAMPLE = textwrap.dedent('''
+    [[links]]
+    attribute = "business.object.id"
+    type_from = "business.object.type"
+    rename = { support_ticket = "ticket" }
+
+    [[links]]
+    attribute = "session.id"
+    pattern = '^(?P<type>ticket|order|invoice):(?P<id>.+)$'
+
+    [[links]]
+    attribute = "traceloop.association.properties.ticket_id"
+    type = "ticket"
+
+    [[links]]
+    attribute = "gen_ai.conversation.id"
+    pattern = '^conv-(?P<id>.+)$'
+    type = "ticket"
+
+    [[links]]
+    attribute = "metadata"
+    json_path = "case.id"
+    type = "case"
+
+    [[links]]
+    attribute = "crm.refs"
+    split = true
+    pattern = '^(?P<type>[a-z]+)/(?P<id>.+)$'
+
+    [[links]]
+    attribute = "deployment.account"
+    source = "resource"
+    type = "account"
+
+    [[fields]]
+    field = "guardrail_verdict"
+    attribute = "guardrail.decision"
+    values = { allow = "pass", deny = "block" }
+
+    [[fields]]
+    field = "action_name"
+    attribute = "agent.action.name"
+
+    [[fields]]
+    field = "operation"
+    attribute = "agent.action.name"
+    value = "action"
+
+    [[fields]]
+    field = "action_amount"
+    attribute = "agent.action.amount"
+''')
+
+
+@pytest.fixture
+def rule_store(chdb_dir: Path) -> Iterator[Store]:
+    store = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
+    yield store
+    store.engine.command("drop_test_database", f"DROP DATABASE IF EXISTS {store.db}")
+    store.close()
+
+
+def put(store: Store, attrs: dict, resource: dict | None = None) -> str:
+    span = make_span("step", attrs)
+    store.insert_batch(RowBuilder().request_rows(make_request([span], resource or {"service.name": "svc"})),
+                       os.urandom(8).hex())
+    return span.span_id.hex()
+
+
+def linked(store: Store, ref: str) -> set[str]:
+    return {span.span_id for span in store.object_spans(obj=ObjectRef.parse(ref))}
+
+
+def test_the_issue_example_parses_user_rules_first_with_lines() -> None:
+    rules = parse_rules(ISSUE_EXAMPLE, "rules.toml")
+    assert [rule.attribute for rule in rules.links][:2] == ["business.object.id", "session.id"]
+    assert rules.links[0].line == 2 and rules.links[0].rename == {"support_ticket": "ticket"}
+    assert all(rule.origin == "user" for rule in (*rules.links, *rules.fields))
+    assert rules.links[1].groups == {"type": 1, "id": 2}
+
+
+def test_every_kind_of_link_and_field_rule_on_stored_spans(rule_store: Store) -> None:
+    store = rule_store
+    store.meaning.install(parse_rules(ISSUE_EXAMPLE), "default")
+    typed = put(store, {"business.object.type": "Support_Ticket", "business.object.id": " T-1 "})
+    pattern = put(store, {"session.id": "order:O-9"})
+    no_match = put(store, {"session.id": "ticket-without-colon"})
+    association = put(store, {"traceloop.association.properties.ticket_id": "T-2"})
+    conversation = put(store, {"gen_ai.conversation.id": "conv-T-3"})
+    meta = put(store, {"metadata": '{"case": {"id": 77}, "tier": 2}'})
+    listed = put(store, {"crm.refs": '["invoice/INV-1", "junk", "order/O-2"]'})
+    commas = put(store, {"crm.refs": "invoice/INV-3, order/O-4"})
+    from_resource = put(store, {}, {"service.name": "svc", "deployment.account": "ACC-5"})
+    assert linked(store, "ticket:T-1") == {typed}
+    assert linked(store, "order:O-9") == {pattern}
+    assert no_match not in linked(store, "ticket:ticket-without-colon")
+    assert linked(store, "ticket:T-2") == {association} and linked(store, "ticket:T-3") == {conversation}
+    assert linked(store, "case:77") == {meta}
+    assert linked(store, "invoice:INV-1") == {listed} and linked(store, "order:O-2") == {listed}
+    assert linked(store, "invoice:INV-3") == {commas} and linked(store, "order:O-4") == {commas}
+    assert linked(store, "account:ACC-5") == {from_resource}
+
+    guard = put(store, {"guardrail.decision": "DENY"})
+    allowed = put(store, {"guardrail.decision": "allow"})
+    unknown = put(store, {"guardrail.decision": "maybe"})
+    action = put(store, {"agent.action.name": "refund.issue", "agent.action.amount": "12.5"})
+    rows = {s: store.engine.query("t", f"SELECT GuardrailVerdict, Operation, ActionName, ActionAmount FROM "
+                                       f"{store.db}.otel_traces WHERE SpanId = {{s:String}}", {"s": s})[0]
+            for s in (guard, allowed, unknown, action)}
+    assert rows[guard][0] == "block" and rows[allowed][0] == "pass" and rows[unknown][0] == ""
+    assert rows[action][1:] == ("action", "refund.issue", 12.5)
+
+
+def test_changing_the_rules_re_derives_history_and_keeps_manual_links(rule_store: Store) -> None:
+    store = rule_store
+    before = put(store, {"crm.case": "C-1", "gen_ai.agent.name": "triage"})
+    also = put(store, {"crm.case": "C-2"})
+    assert linked(store, "case:C-1") == set()
+    span_id, start_ns, tenant, agent = store.runs.span_of(trace_id=_trace_of(store, also))
+    store.runs.add_manual_link(object_type="case", object_id="C-9", trace_id=_trace_of(store, also),
+                               span_id=span_id, start_ns=start_ns, tenant=tenant, agent=agent)
+    state = store.meaning.state()
+    assert state is not None and not state.stale
+
+    rules = RuleSet(links=[LinkRule(attribute="crm.case", type="case")],
+                    fields=[FieldRule(field="agent", attribute="crm.owner")])
+    store.meaning.install(rules, "default")
+    assert store.meaning.state().stale  # the stored rows were derived with other rules
+    seen: list[tuple[int, int]] = []
+    assert store.meaning.rederive(rules, "default", lambda done, total: seen.append((done, total))) == 2
+    assert seen and seen[-1][0] == seen[-1][1] and not store.meaning.state().stale
+    assert linked(store, "case:C-1") == {before} and linked(store, "case:C-2") == {also}
+    after = put(store, {"crm.case": "C-3", "crm.owner": "case_bot"})  # new rows: the new rules at insert
+    assert linked(store, "case:C-3") == {after}
+    assert store.trace_spans(trace_id=_trace_of(store, after))[0].agent == "case_bot"
+
+    store.meaning.rederive(RuleSet(), "default")  # the rule removed: its links go, the manual one stays
+    assert linked(store, "case:C-1") == set() and linked(store, "case:C-3") == set()
+    assert linked(store, "case:C-9") == {also}
+
+
+def _trace_of(store: Store, span_id: str) -> str:
+    return store.engine.query("t", f"SELECT TraceId FROM {store.db}.otel_traces WHERE SpanId = {{s:String}}",
+                              {"s": span_id})[0][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("[[links]]\nattribute = \"a\"\ntype = \"ticket\"\n[[links]\n", 4, "not valid TOML"),
+        ("[[links]]\nattribute = \"a\"\n", 1, "exactly one of 'type', 'type_from'"),
+        ("\n[[links]]\nattribute = \"a\"\ntype = \"ticket\"\npattern = '^x$'\n", 5, "named group (?P<id>"),
+        ("[[links]]\nattribute = \"a\"\npattern = '^(?P<id>(x$'\ntype = \"t\"\n", 3, "does not compile"),
+        ("[[links]]\nattribute = \"a\"\ntype = \"Ticket Type\"\n", 3, "must be lowercase"),
+        ("[[links]]\nattribute = \"a\"\ntype = \"t\"\ncolour = \"red\"\n", 4, "Extra inputs are not permitted"),
+        ("[[fields]]\nfield = \"mood\"\nattribute = \"a\"\n", 2, "unknown field 'mood'"),
+        ("[[fields]]\nfield = \"guardrail_verdict\"\nattribute = \"g\"\nvalues = { ok = \"fine\" }\n", 1,
+         "guardrail_verdict takes block, pass, warn; not fine"),
+        ("[links]\nattribute = \"a\"\n", None, "must be an array of tables"),
+        ("[[rules]]\nx = 1\n", None, "unknown table(s) rules"),
+    ],
+)
+def test_a_bad_rules_file_is_refused_with_the_line_and_the_reason(tmp_path: Path, text: str, line: int | None,
+                                                                  reason: str) -> None:
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, "bad.toml")
+    assert (line, True) in [(found, reason in message) for found, message in caught.value.problems], \
+        caught.value.problems
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["rules", "check", str(path), "--api", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert f"bad.toml:{line or '?'}:" in result.output and reason.split("(")[0][:20] in result.output.replace("\n", "")
+
+
+def test_a_pattern_python_accepts_but_the_engine_refuses_names_its_line(rule_store: Store) -> None:
+    rules = parse_rules("[[links]]\nattribute = \"s\"\ntype = \"t\"\npattern = '^(?P<id>x)(?=y)'\n")
+    [(line, reason)] = rule_store.meaning.check_patterns(rules)
+    assert line == 1 and "RE2" in reason
+
+
+def test_rule_text_cannot_break_out_of_the_compiled_sql(rule_store: Store) -> None:
+    store = rule_store
+    hostile = "x') , 1) ; DROP TABLE otel_traces; --\\'"
+    rules = RuleSet(
+        links=[LinkRule(attribute=hostile, type="ticket"),
+               LinkRule(attribute="q", pattern="^(?P<id>[^']+)'\\\\$", type="quote")],
+        fields=[FieldRule(field="agent", attribute="who", values={"a'b": "it's \\ me\n"})],
+    )
+    store.meaning.install(rules, "o'hare\\")
+    span = put(store, {hostile: "T-'1", "q": "Q9'\\", "who": "A'B"})
+    [row] = store.trace_spans(trace_id=_trace_of(store, span))
+    assert linked(store, "ticket:T-'1") == {span} and linked(store, "quote:Q9") == {span}
+    assert row.agent == "it's \\ me\n" and row.tenant == "o'hare\\"
+    assert store.stats().spans == 1  # the table is still there
+
+
+def test_rules_check_previews_counts_on_the_stored_spans(rule_store: Store, tmp_path: Path) -> None:
+    store = rule_store
+    for index in range(3):
+        put(store, {"crm.case": f"C-{index % 2}"})
+    put(store, {"guardrail.decision": "deny"})
+    previews = store.meaning.preview(parse_rules(
+        "[[links]]\nattribute = \"crm.case\"\ntype = \"case\"\n"
+        "[[fields]]\nfield = \"guardrail_verdict\"\nattribute = \"guardrail.decision\"\nvalues = { deny = \"block\" }\n"))
+    assert [(p.kind, p.line, p.spans, p.objects) for p in previews] == [("link", 1, 3, 2), ("field", 4, 1, 0)]
+    assert sorted(previews[0].examples) == ["case:C-0", "case:C-1"]
+
+
+def test_serve_with_a_rules_file_links_rule_only_spans_and_re_derives_after_a_change(make_server, tmp_path: Path
+                                                                                     ) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[links]]\nattribute = "crm.case"\ntype = "case"\n')
+    server = make_server(args=["--rules", str(rules)]).start()
+    spans = [make_span("run", {"crm.case": "C-1", "crm.ticket": "T-1", "gen_ai.agent.name": "triage"})]
+    with server.client() as client:
+        body = make_request(spans, {"service.name": "svc"}).SerializeToString()
+        assert client.post("/v1/traces", content=body,
+                           headers={"content-type": "application/x-protobuf"}).status_code == 200
+        wait_for(lambda: client.get("/api/objects/case/C-1/story").status_code == 200, 30, "rule-linked story")
+        in_force = client.get("/api/rules").json()
+        assert in_force["links"][0] == {**in_force["links"][0], "attribute": "crm.case", "origin": "user"}
+        assert in_force["user_rules"] == 1 and in_force["links"][-1]["origin"] == "builtin"
+        assert client.get("/api/objects/ticket/T-1/story").status_code == 404
+
+        rules.write_text('[[links]]\nattribute = "crm.ticket"\ntype = "ticket"\n')
+        result = CliRunner().invoke(app, ["rules", "apply", "--api", server.url])
+        assert result.exit_code == 0, result.output
+        assert "re-derived 1 stored spans" in result.output
+        assert client.get("/api/objects/ticket/T-1/story").status_code == 200
+        assert client.get("/api/objects/case/C-1/story").status_code == 404
+
+        rules.write_text('[[links]]\nattribute = "x"\n')
+        refused = client.post("/api/rules/apply")
+        assert refused.status_code == 422 and "rules.toml:1" in refused.json()["detail"]
+        checked = client.post("/api/rules/check", content=b'[[links]]\nattribute = "crm.ticket"\ntype = "ticket"\n',
+                              headers={"content-type": "text/plain"}).json()
+        assert checked["valid"] and checked["previews"][0]["spans"] == 1
