@@ -23,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from flightrec.collector.prices import Pricer
+from flightrec.collector.rates import resolve_rates
 from flightrec.collector.rows import RowBuilder
 from flightrec.fleet import FleetConfig, FleetSimulation, build_workflow_spans
 from flightrec.store import SpanBatch, StoreConfig, open_store
@@ -191,13 +193,15 @@ def load_fleet_store(root: Path, config: FleetConfig, per_batch: int, max_spans:
                 spans, batches = spans + batch.span_count, batches + 1
                 progress.update(task, completed=min(spans, total))
         producer.join(timeout=60)
+        resolve_rates(store, Pricer())  # what the server's rate resolver does: price the stored models
         inserted_s = time.perf_counter() - started
         t0 = time.perf_counter()
         store.optimize()
         optimize_s = time.perf_counter() - t0
+        objects = store.stats().objects
     finally:
         store.close()
     return FleetLoad(
-        spans=spans, links=store.stats().objects, batches=batches, insert_seconds=round(inserted_s, 1),
+        spans=spans, links=objects, batches=batches, insert_seconds=round(inserted_s, 1),
         optimize_seconds=round(optimize_s, 1), stage_seconds={k: round(v, 1) for k, v in times.items()}, report=report,
     )

@@ -191,7 +191,8 @@ def compile_columns(rules: RuleSet, *, default_tenant: str, database: str) -> li
     for field, (kind, _) in FIELDS.items():
         default = defaults.get(field, {"count": "0", "number": "0"}.get(kind, "''"))
         expressions[field] = _field(by_field[field], kind, default)
-    counts = _counts_usage(expressions["operation"], AGGREGATE_KINDS)
+    # Usage reads the derived Operation column (not its expression again: it is the longest one).
+    counts = _counts_usage("Operation", AGGREGATE_KINDS)
     for field in USAGE_FIELDS:
         value = expressions[field]
         if field == "cost_usd":

@@ -172,7 +172,9 @@ class MeaningRepository:
         """
         state = self.install(rules, default_tenant)
         columns = [c for c in self.columns(rules, default_tenant) if c.kind == "DEFAULT"]
-        assignments = ", ".join(f"{c.name} = {c.expression}" for c in columns)
+        # Usage columns read Operation: it is re-derived first, the others after, from the new value.
+        passes = [", ".join(f"{c.name} = {c.expression}" for c in columns if (c.name == "Operation") == first)
+                  for first in (True, False)]
         partitions = self.partitions()
         done = 0
         for index, partition in enumerate(partitions):
@@ -181,12 +183,13 @@ class MeaningRepository:
                 "partition_spans",
                 f"SELECT count() FROM {self.db}.otel_traces WHERE _partition_id = {{partition:String}}", params,
             )[0][0]
-            self.engine.command(
-                "rederive_partition",
-                f"ALTER TABLE {self.db}.otel_traces {self.on_cluster} UPDATE {assignments} "
-                f"IN PARTITION ID {{partition:String}} WHERE 1",
-                params, settings=MUTATION_SETTINGS,
-            )
+            for assignments in passes:
+                self.engine.command(
+                    "rederive_partition",
+                    f"ALTER TABLE {self.db}.otel_traces {self.on_cluster} UPDATE {assignments} "
+                    f"IN PARTITION ID {{partition:String}} WHERE 1",
+                    params, settings=MUTATION_SETTINGS,
+                )
             self.engine.command(
                 "relink_partition",
                 f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
