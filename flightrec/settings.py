@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     writer_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
         ge=0,
-        description="processes that decode and normalize WAL segments (0: in the writer thread)",
+        description="processes that decode WAL segments into rows (0: in the writer thread)",
     )
     detect_interval_s: float = Field(default=60.0, ge=0, description="seconds between detector passes in serve (0: off)")
     detect_window_hours: float = Field(default=24.0, gt=0, description="how far back a detector pass looks")

@@ -103,7 +103,7 @@ class SpanEvent(BaseModel):
 
 
 class SpanRecord(BaseModel):
-    """A stored span as read back: normalized fields plus the raw attributes."""
+    """A stored span as read back: the fields the engine derived plus the attributes as received."""
 
     trace_id: str
     span_id: str
