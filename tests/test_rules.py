@@ -233,7 +233,7 @@ def test_serve_with_a_rules_file_links_rule_only_spans_and_re_derives_after_a_ch
                                                                                      ) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[[links]]\nattribute = "crm.case"\ntype = "case"\n')
-    server = make_server(args=["--rules", str(rules)]).start()
+    server = make_server(args=["--rules", str(rules)])
     spans = [make_span("run", {"crm.case": "C-1", "crm.ticket": "T-1", "gen_ai.agent.name": "triage"})]
     with server.client() as client:
         body = make_request(spans, {"service.name": "svc"}).SerializeToString()
