@@ -120,8 +120,8 @@ class MeaningRepository:
         table = f"{self.db}.otel_traces {self.on_cluster}"
         # A stored column that becomes an ALIAS (CostUsd, CostKnown) is dropped first,
         # CostKnown first: its old DEFAULT reads CostUsd.
-        replaced = [c.name for c in columns
-                    if c.name in existing and (existing[c.name] == "ALIAS") != (c.kind == "ALIAS")]
+        replaced = [c.name for c in columns if c.name in existing and (existing[c.name] in ("ALIAS", "EPHEMERAL"))
+                    != (c.kind in ("ALIAS", "EPHEMERAL"))]
         for name in reversed(replaced):
             self.engine.command("replace_derived_column", f"ALTER TABLE {table} DROP COLUMN {name}")
         # One statement for every column: each ALTER re-analyses the table's expressions.
@@ -173,7 +173,7 @@ class MeaningRepository:
         state = self.install(rules, default_tenant)
         columns = [c for c in self.columns(rules, default_tenant) if c.kind == "DEFAULT"]
         # Usage columns read Operation: it is re-derived first, the others after, from the new value.
-        passes = [", ".join(f"{c.name} = {c.expression}" for c in columns if (c.name == "Operation") == first)
+        passes = [", ".join(f"{c.name} = {c.inline}" for c in columns if (c.name == "Operation") == first)
                   for first in (True, False)]
         partitions = self.partitions()
         done = 0
