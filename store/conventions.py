@@ -50,7 +50,7 @@ _TABLES = (
     "OI_TOOL_CALLS", "OI_TOOL_CALL_ID", "OI_NAME", "OI_CALL_ID", "OI_CALL_NAME", "OI_CALL_ARGUMENTS",
     "TRACELOOP_SPAN_KIND", "TRACELOOP_ENTITY_NAME", "TRACELOOP_ENTITY_INPUT", "TRACELOOP_ENTITY_OUTPUT",
     "TRACELOOP_WORKFLOW_NAME", "TRACELOOP_PROMPT_VERSION", "TRACELOOP_ASSOCIATION", "LLM_REQUEST_TYPE",
-    "LLM_USAGE_CACHE_READ", "LLM_USAGE_CACHE_CREATION", "LLM_USAGE_REASONING", "ENDUSER_ID",
+    "LLM_USAGE_CACHE_READ", "LLM_USAGE_CACHE_CREATION", "LLM_USAGE_REASONING", "ENDUSER_ID", "OI_INVOCATION_PARAMETERS",
 )
 
 
@@ -132,6 +132,7 @@ def _build_tables() -> dict[str, Any]:
     TEXT_PREFIXES: dict[str, str] = {"input_text": GA.GEN_AI_PROMPT + ".", "output_text": GA.GEN_AI_COMPLETION + "."}
 
     METADATA_ATTR = OI.METADATA  # a JSON object as a string
+    OI_INVOCATION_PARAMETERS = OI.LLM_INVOCATION_PARAMETERS  # the request's parameters as JSON (its "model")
     TAGS_ATTR = OI.TAG_TAGS  # a string array
 
     # traceloop.entity.name names the agent only on agent spans (workflow spans are flows),
@@ -248,5 +249,8 @@ def builtin_rules() -> "RuleSet":
                                         source="span", origin="builtin"))
             elif key != entity:
                 fields.append(FieldRule(field=field, attribute=key, origin="builtin"))
+    # The model a call asked for, when the response named none (a failed OpenInference call).
+    fields.append(FieldRule(field="model", attribute=t["OI_INVOCATION_PARAMETERS"], json_path="model", source="span",
+                            origin="builtin"))
     fields.append(FieldRule(field="inputs", attribute=INPUTS_ATTR, source="span", origin="builtin"))
     return RuleSet(links=links, fields=fields)

@@ -92,7 +92,7 @@ def _candidate(rule: FieldRule, source: str) -> tuple[str, str]:
     """One rule's (condition, value) for its field on one attribute map: the value counts when
     the condition holds. Plain (not Nullable) values: the engine's Nullable paths cost twice."""
     kind, vocabulary = FIELDS[rule.field]
-    raw = _lookup(source, rule.attribute)
+    raw = _json_value(_lookup(source, rule.attribute), rule.json_keys)
     if rule.value is not None:
         condition, value = f"{raw} != ''", sql_string(rule.value)
     else:
@@ -135,15 +135,19 @@ def _field(rules: list[FieldRule], kind: str, default: str) -> str:
     return f"multiIf({''.join(f'{condition}, {value}, ' for condition, value in candidates)}{default})"
 
 
+def _json_value(value: str, keys: list[str]) -> str:
+    """The string or number at a path inside a JSON-string attribute ('' when absent); the value when no path."""
+    if not keys:
+        return value
+    path = ", ".join(sql_string(key) for key in keys)
+    return (f"if(JSONType({value}, {path}) = 'String', JSONExtractString({value}, {path}), "
+            f"if(JSONType({value}, {path}) IN ('Int64', 'UInt64', 'Double', 'Bool'), "
+            f"JSONExtractRaw({value}, {path}), ''))")
+
+
 def _link(rule: LinkRule) -> str:
     """The ``type:id`` strings one link rule finds on a row."""
-    value = _lookup(rule.source, rule.attribute)
-    keys = rule.json_keys
-    if keys:
-        path = ", ".join(sql_string(key) for key in keys)
-        value = (f"if(JSONType({value}, {path}) = 'String', JSONExtractString({value}, {path}), "
-                 f"if(JSONType({value}, {path}) IN ('Int64', 'UInt64', 'Double', 'Bool'), "
-                 f"JSONExtractRaw({value}, {path}), ''))")
+    value = _json_value(_lookup(rule.source, rule.attribute), rule.json_keys)
     if rule.split:
         items = (f"if(startsWith(trimBoth({value}), '['), JSONExtract({value}, 'Array(String)'), "
                  f"splitByChar(',', {value}))")

@@ -79,8 +79,15 @@ class _Rule(BaseModel):
 
     attribute: str = Field(min_length=1, max_length=256, description="the attribute that holds the value")
     source: Source = Field(default="any", description="span attributes, resource attributes, or span then resource")
+    json_path: str | None = Field(default=None, max_length=256,
+                                  description="the value is JSON: the dotted path of the value inside it")
     origin: Origin = Field(default="user", description="where the rule comes from")
     line: int | None = Field(default=None, description="the rules file line that declared it")
+
+    @property
+    def json_keys(self) -> list[str]:
+        path = (self.json_path or "").removeprefix("$").lstrip(".")
+        return [part for part in path.split(".") if part]
 
 
 class LinkRule(_Rule):
@@ -92,8 +99,6 @@ class LinkRule(_Rule):
     pattern: str | None = Field(default=None, max_length=512,
                                 description="a regex over the value; group 'id' is the id, group 'type' the type")
     rename: dict[str, str] = Field(default_factory=dict, description="object type -> the type it is stored as")
-    json_path: str | None = Field(default=None, max_length=256,
-                                  description="the value is JSON: the dotted path of the id inside it")
     split: bool = Field(default=False, description="the value is a list (JSON array or comma-separated)")
 
     @field_validator("type")
@@ -141,12 +146,6 @@ class LinkRule(_Rule):
     def groups(self) -> dict[str, int]:
         """Named groups of ``pattern`` by their 1-based index."""
         return dict(re.compile(self.pattern).groupindex) if self.pattern else {}
-
-    @property
-    def json_keys(self) -> list[str]:
-        path = (self.json_path or "").removeprefix("$").lstrip(".")
-        return [part for part in path.split(".") if part]
-
 
 class FieldRule(_Rule):
     """Another attribute (and its values) feeding a canonical field."""

@@ -102,7 +102,7 @@ def llm_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
 def tool_step(span: SpanRecord, attempts: list[SpanRecord]) -> StoryStep:
     last = attempts[-1]
     tool = span.tool or span.name
-    arguments = tx.describe_fields(span.attributes.get("gen_ai.tool.call.arguments", ""))
+    arguments = tx.describe_fields(tx.call_payload(span.input_text))
     sentence = f"{_actor(span)} called {tool}" + (f" with {arguments}" if arguments else "")
     read = sorted({ref for attempt in attempts for ref in attempt.inputs})
     if read:
@@ -118,14 +118,14 @@ def tool_step(span: SpanRecord, attempts: list[SpanRecord]) -> StoryStep:
         )
         severity = "critical" if retried else "warning"
     else:
-        result = tx.describe_fields(last.attributes.get("gen_ai.tool.call.result", ""))
+        result = tx.describe_fields(tx.call_payload(last.output_text))
         if failures:
             sentence += f"; it failed {tx.count(failures, 'time')} ({_error_message(attempts[0])}) and succeeded on retry"
             severity = "notice"
         sentence += f", and got {result}." if result else "."
     return _step(
         span, "tool", sentence, severity, tool=tool, arguments=arguments, attempts=str(len(attempts)),
-        based_on=tx.records(read), result=tx.describe_fields(last.attributes.get("gen_ai.tool.call.result", "")),
+        based_on=tx.records(read), result="" if _failed(last) else tx.describe_fields(tx.call_payload(last.output_text)),
     )
 
 
@@ -229,6 +229,12 @@ def inherit_agents(spans: list[SpanRecord]) -> list[SpanRecord]:
     service's agent span) and keeps it.
     """
     by_key = {(span.trace_id, span.span_id): span for span in spans}
+    # A span with no agent above it (a workflow root: traceloop's @workflow, invoke_workflow) is
+    # a flow, not an agent: it is credited to the first agent that ran inside its trace.
+    inner: dict[str, str] = {}
+    for span in spans:
+        if span.operation == "agent" and span.agent and span.trace_id not in inner:
+            inner[span.trace_id] = span.agent
     resolved: list[SpanRecord] = []
     for span in spans:
         if span.agent and span.agent != span.service:  # the span names its own agent: that one wins
@@ -240,7 +246,7 @@ def inherit_agents(spans: list[SpanRecord]) -> list[SpanRecord]:
             if parent is None:
                 break
             node, seen = parent, seen + 1
-        agent = node.agent if node.operation == "agent" and node.agent else span.agent
+        agent = node.agent if node.operation == "agent" and node.agent else inner.get(span.trace_id, span.agent)
         resolved.append(span if agent == span.agent else span.model_copy(update={"agent": agent}))
     return resolved
 

@@ -86,6 +86,26 @@ def _plain(value: Any) -> str:
     return ""
 
 
+def call_payload(text: str) -> str:
+    """A tool call's arguments or result as the tool saw them.
+
+    traceloop-sdk wraps a call's arguments as ``{"args": [...], "kwargs": {...}}`` and may send a
+    result as a JSON-encoded string; both are unwrapped. Anything else is returned as it is.
+    """
+    if text.startswith('"'):
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return text
+        return decoded if isinstance(decoded, str) else text
+    data = parse_json(text)
+    if isinstance(data, dict) and set(data) == {"args", "kwargs"}:
+        args, kwargs = data["args"], data["kwargs"]
+        payload = kwargs if kwargs else (args[0] if isinstance(args, list) and len(args) == 1 else args)
+        return payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return text
+
+
 def describe_fields(text: str, limit: int = 4) -> str:
     """``{"order_id": "ORD-1", "amount": 42}`` -> ``order ORD-1, amount 42``; plain text is quoted short."""
     data = parse_json(text)
