@@ -220,11 +220,10 @@ class MeaningRepository:
             expr = link_rule_preview(rule)
             spans, objects, examples = self.engine.query(
                 "preview_link_rule",
-                f"SELECT countIf(notEmpty(found)), uniqExact(arrayJoin(if(empty(found), [''], found))) - 1, "
-                f"groupUniqArray(5)(arrayJoin(if(empty(found), [''], found))) FROM "
+                f"SELECT countIf(notEmpty(found)), uniqExactArray(found), groupUniqArrayArray(5)(found) FROM "
                 f"(SELECT {expr} AS found FROM {source})",
             )[0]
-            out.append(_preview("link", rule, spans, objects, [e for e in examples if e][:5]))
+            out.append(_preview("link", rule, spans, objects, sorted(examples)))
         for rule in rules.fields:
             spans = self.engine.query(
                 "preview_field_rule", f"SELECT countIf({field_rule_preview(rule)}) FROM {source}",

@@ -63,6 +63,7 @@ FIELDS: dict[str, tuple[str, frozenset[str] | None]] = {
     "inputs": ("list", None),
 }
 OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_RULES = 500  # per table: every rule is part of the DDL the engine analyses, and of each check's queries
 
 
 class RulesError(ValueError):
@@ -239,6 +240,11 @@ def parse_rules(text: str, name: str = "rules", origin: Origin = "user") -> Rule
         lines = _entry_lines(text, table)
         if not isinstance(entries, list):
             problems.append((None, f"{table} must be an array of tables: write [[{table}]]"))
+            continue
+        if len(entries) > MAX_RULES:
+            problems.append((lines[MAX_RULES] if len(lines) > MAX_RULES else None,
+                             f"more than {MAX_RULES} [[{table}]] rules ({len(entries)}): merge them (one rule may "
+                             "split a list, match a pattern or rename many types)"))
             continue
         for index, entry in enumerate(entries):
             line = lines[index] if index < len(lines) else None

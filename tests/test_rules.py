@@ -258,3 +258,18 @@ def test_serve_with_a_rules_file_links_rule_only_spans_and_re_derives_after_a_ch
         checked = client.post("/api/rules/check", content=b'[[links]]\nattribute = "crm.ticket"\ntype = "ticket"\n',
                               headers={"content-type": "text/plain"}).json()
         assert checked["valid"] and checked["previews"][0]["spans"] == 1
+
+
+def test_a_rules_file_with_too_many_rules_is_refused_at_the_first_extra_one() -> None:
+    text = "".join(f'[[links]]\nattribute = "a{index}"\ntype = "t"\n' for index in range(501))
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, "big.toml")
+    [(line, reason)] = caught.value.problems
+    assert line == 501 * 3 - 2 and "more than 500 [[links]] rules (501)" in reason
+
+
+def test_preview_counts_objects_when_every_span_links(rule_store: Store) -> None:
+    put(rule_store, {"crm.case": "C-1"})
+    put(rule_store, {"crm.case": "C-2"})
+    [preview] = rule_store.meaning.preview(parse_rules('[[links]]\nattribute = "crm.case"\ntype = "case"\n'))
+    assert (preview.spans, preview.objects, preview.examples) == (2, 2, ["case:C-1", "case:C-2"])
