@@ -41,12 +41,13 @@ def rate_row(pricer: Pricer, provider: str, model: str, day: date) -> RateRow:
 
 def resolve_rates(store: Store, pricer: Pricer) -> int:
     """Price every stored (provider, model, day) without rates; answer how many were added."""
-    added = 0
+    added, tried = 0, set()
     while True:
-        keys = store.meaning.unresolved_rates()
-        if not keys:
+        keys = [key for key in store.meaning.unresolved_rates() if key not in tried]
+        if not keys:  # none left, or only ones a row did not settle (a model name that is not UTF-8)
             return added
         store.meaning.insert_rates([rate_row(pricer, *key) for key in keys])
+        tried.update(keys)
         added += len(keys)
 
 

@@ -214,6 +214,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# What a span did (its action, mode, verdict, a person's decision, its reported cost) is the span's
+# own: a resource attribute must not stamp it on every span of the service.
+SPAN_ONLY_FIELDS = frozenset({"action_name", "action_system", "action_risk", "action_amount", "action_currency", "mode",
+                              "guardrail_verdict", "human_decision", "cost_usd"})
+
+
 def builtin_rules() -> "RuleSet":
     """The conventions above as rules (origin ``builtin``): what every deployment derives.
 
@@ -225,7 +231,7 @@ def builtin_rules() -> "RuleSet":
     t = globals() if "FIELD_SOURCES" in globals() else {**globals(), **_build_tables()}
     links = [
         LinkRule(attribute=OBJECT_ID_ATTR, type_from=OBJECT_TYPE_ATTR, source="span", origin="builtin"),
-        LinkRule(attribute=OBJECTS_ATTR, split=True, pattern=r"^(?P<type>[^:]+):(?P<id>.+)$", source="span",
+        LinkRule(attribute=OBJECTS_ATTR, split=True, pattern=r"(?s)^(?P<type>[^:]+):(?P<id>.+)$", source="span",
                  origin="builtin"),
         *(LinkRule(attribute=key, type=kind, source="span", origin="builtin")
           for key, kind in DEFAULT_LINK_ALIASES.items()),
@@ -248,7 +254,8 @@ def builtin_rules() -> "RuleSet":
                 fields.append(FieldRule(field=field, attribute=entity, when={kind: conditional[field]},
                                         source="span", origin="builtin"))
             elif key != entity:
-                fields.append(FieldRule(field=field, attribute=key, origin="builtin"))
+                fields.append(FieldRule(field=field, attribute=key, origin="builtin",
+                                        source="span" if field in SPAN_ONLY_FIELDS else "any"))
     # The model a call asked for, when the response named none (a failed OpenInference call).
     fields.append(FieldRule(field="model", attribute=t["OI_INVOCATION_PARAMETERS"], json_path="model", source="span",
                             origin="builtin"))

@@ -21,12 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextvars import ContextVar
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from flightrec.store.rules import FIELDS, FieldRule, LinkRule, RuleSet
 
 SPAN, RESOURCE = "SpanAttributes", "ResourceAttributes"
+FILTERED = {SPAN: "_DeriveSpan", RESOURCE: "_DeriveResource"}
+# The attribute maps expressions read: the stored ones (re-derive, preview) or the filtered EPHEMERAL
+# ones (the columns' DEFAULTs); set while compiling, never by rewriting compiled text.
+_MAPS: ContextVar[tuple[str, str]] = ContextVar("maps", default=(SPAN, RESOURCE))
+# Whitespace trimmed from values (ClickHouse's trimBoth alone trims spaces only).
+BLANKS = "' \\t\\n\\r\\x0b\\x0c'"
 
 # field -> (column, type)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -79,13 +86,18 @@ def _array(values: list[str]) -> str:
     return "[" + ", ".join(sql_string(value) for value in values) + "]"
 
 
+def _trim(value: str) -> str:
+    return f"trimBoth({value}, {BLANKS})"
+
+
 def _lookup(source: str, attribute: str) -> str:
     key = sql_string(attribute)
+    span, resource = _MAPS.get()
     if source == "span":
-        return f"{SPAN}[{key}]"
+        return f"{span}[{key}]"
     if source == "resource":
-        return f"{RESOURCE}[{key}]"
-    return f"if({SPAN}[{key}] != '', {SPAN}[{key}], {RESOURCE}[{key}])"
+        return f"{resource}[{key}]"
+    return f"if({span}[{key}] != '', {span}[{key}], {resource}[{key}])"
 
 
 def _candidate(rule: FieldRule, source: str) -> tuple[str, str]:
@@ -96,18 +108,22 @@ def _candidate(rule: FieldRule, source: str) -> tuple[str, str]:
     if rule.value is not None:
         condition, value = f"{raw} != ''", sql_string(rule.value)
     else:
-        folded = f"lower(trimBoth({raw}))" if kind == "lower" or rule.values else raw
+        folded = f"lowerUTF8({_trim(raw)})" if kind == "lower" or rule.values else raw
         if rule.values:
             keys = list(rule.values)
-            folded = f"transform({folded}, {_array(keys)}, {_array([rule.values[k] for k in keys])}, {folded})"
+            # Unmapped values pass through, except into a closed vocabulary (only what the rule maps counts).
+            otherwise = "''" if vocabulary is not None else folded
+            folded = f"transform({folded}, {_array(keys)}, {_array([rule.values[k] for k in keys])}, {otherwise})"
         value = {
             "text": folded,
-            "lower": f"lower({folded})",
-            "upper": f"upper(trimBoth({folded}))",
-            "count": f"ifNull(toInt64OrNull({folded}), toInt64(toFloat64OrNull({folded})))",
+            "lower": f"lowerUTF8({folded})",
+            "upper": f"upperUTF8({_trim(folded)})",
+            # parsed as a float, so 'nan', 'inf', '1e30' and '12.0' all land somewhere sane
+            "count": (f"if(isFinite(ifNull(toFloat64OrNull({_trim(folded)}), nan)), "
+                      f"toInt64(least(greatest(toFloat64OrNull({_trim(folded)}), 0), 4294967295)), NULL)"),
             "number": f"toFloat64OrNull({folded})",
             "list": (f"if(startsWith({folded}, '['), arrayFilter(x -> x != '', JSONExtract({folded}, 'Array(String)')), "
-                     f"arrayFilter(x -> x != '', arrayMap(x -> trimBoth(x), splitByChar(',', {folded}))))"),
+                     f"arrayFilter(x -> x != '', arrayMap(x -> {_trim('x')}, splitByChar(',', {folded}))))"),
         }[kind]
         condition = {
             "count": f"isNotNull({value})",
@@ -119,7 +135,7 @@ def _candidate(rule: FieldRule, source: str) -> tuple[str, str]:
     if vocabulary is not None and rule.value is None:
         condition = f"{value} IN {_array(sorted(vocabulary))}"
     if rule.when:
-        condition = " AND ".join([*(f"{SPAN}[{sql_string(k)}] = {sql_string(v)}" for k, v in rule.when.items()),
+        condition = " AND ".join([*(f"{_MAPS.get()[0]}[{sql_string(k)}] = {sql_string(v)}" for k, v in rule.when.items()),
                                   f"({condition})"])
     return condition, value
 
@@ -149,23 +165,23 @@ def _link(rule: LinkRule) -> str:
     """The ``type:id`` strings one link rule finds on a row."""
     value = _json_value(_lookup(rule.source, rule.attribute), rule.json_keys)
     if rule.split:
-        items = (f"if(startsWith(trimBoth({value}), '['), JSONExtract({value}, 'Array(String)'), "
+        items = (f"if(startsWith({_trim(value)}, '['), JSONExtract({_trim(value)}, 'Array(String)'), "
                  f"splitByChar(',', {value}))")
     else:
         items = f"[{value}]"
-    items = f"arrayFilter(x -> x != '', arrayMap(x -> trimBoth(x), {items}))"
+    items = f"arrayFilter(x -> x != '', arrayMap(x -> {_trim('x')}, {items}))"
     groups = rule.groups
     if rule.pattern is not None:
         pattern = sql_string(rule.pattern)
         matches = f"arrayMap(x -> extractGroups(x, {pattern}), arrayFilter(x -> match(x, {pattern}), {items}))"
-        ident = f"trimBoth(g[{groups['id']}])"
+        ident = _trim(f"g[{groups['id']}]")
         kind = f"g[{groups['type']}]" if "type" in groups else None
         element, source = "g", matches
     else:
         ident, kind, element, source = "x", None, "x", items
     if kind is None:
         kind = sql_string(rule.type) if rule.type is not None else _lookup(rule.source, rule.type_from or "")
-    kind = f"lower(trimBoth({kind}))"
+    kind = f"lowerUTF8({_trim(kind)})"
     if rule.rename:
         names = list(rule.rename)
         kind = f"transform({kind}, {_array(names)}, {_array([rule.rename[n] for n in names])}, {kind})"
@@ -188,19 +204,43 @@ class DerivedColumn:
 
 def _counts_usage(operation: str, aggregate_kinds: dict[str, frozenset[str]]) -> str:
     """Whether a span's tokens and cost are its own (LLM calls), not totals over its children."""
-    aggregate = " OR ".join(f"{SPAN}[{sql_string(key)}] IN {_array(sorted(kinds))}"
+    aggregate = " OR ".join(f"{_MAPS.get()[0]}[{sql_string(key)}] IN {_array(sorted(kinds))}"
                             for key, kinds in aggregate_kinds.items()) or "0"
     return f"(({operation}) = 'llm' OR (({operation}) != 'agent' AND NOT ({aggregate})))"
 
 
 def compile_columns(rules: RuleSet, *, default_tenant: str, database: str) -> list[DerivedColumn]:
-    """Every derived column of otel_traces, its type and its expression, from the rules."""
+    """Every derived column of otel_traces, its type and its expression, from the rules.
+
+    A DEFAULT reads two EPHEMERAL maps of only the attributes some rule names, filtered once per
+    row at insert (a map lookup scans the row's keys: over the full maps, ~120 lookups a span were
+    most of the derivation's cost, 15.6 µs a span against ~6 filtered); ``inline`` is the same value
+    over the stored maps, for ``ALTER UPDATE`` (which cannot read EPHEMERAL columns) and previews.
+    """
+    inline = _compile(rules, default_tenant)
+    token = _MAPS.set((FILTERED[SPAN], FILTERED[RESOURCE]))
+    try:
+        filtered = _compile(rules, default_tenant)
+    finally:
+        _MAPS.reset(token)
+    keys = sorted({key for _, expression in inline for key in _KEY.findall(expression)})
+    wanted = "(" + ", ".join(keys or ["''"]) + ")"
+    columns = [DerivedColumn(alias, "Map(LowCardinality(String), String)",
+                             f"mapFilter((k, v) -> k IN {wanted}, {source})", "EPHEMERAL")
+               for source, alias in FILTERED.items()]
+    columns += [DerivedColumn(name, kind, table, "DEFAULT", stored)
+                for ((name, kind), table), (_, stored) in zip(filtered, inline)]
+    return [*columns, *cost_columns(database)]
+
+
+def _compile(rules: RuleSet, default_tenant: str) -> list[tuple[tuple[str, str], str]]:
+    """(column, type) and expression of every derived column, over the maps in ``_MAPS``."""
     from flightrec.store.conventions import AGGREGATE_KINDS, COST_PARTS
 
     by_field: dict[str, list[FieldRule]] = {field: [] for field in FIELDS}
     for rule in rules.fields:
         by_field[rule.field].append(rule)
-    parts = [f"{SPAN}[{sql_string(key)}]" for key in COST_PARTS]
+    parts = [f"{_MAPS.get()[0]}[{sql_string(key)}]" for key in COST_PARTS]
     summed = " + ".join(f"ifNull(toFloat64OrNull({part}), 0)" for part in parts)
     reported_parts = f"if({' OR '.join(f'{part} != {chr(39) * 2}' for part in parts)}, {summed}, NULL)" if parts else "NULL"
     defaults = {"tenant": sql_string(default_tenant), "operation": "'other'", "cost_usd": reported_parts}
@@ -218,34 +258,10 @@ def compile_columns(rules: RuleSet, *, default_tenant: str, database: str) -> li
             expressions[field] = f"if({counts}, least(greatest({value}, 0), 4294967295), 0)"
     links = [_link(rule) for rule in rules.links]
     objects = f"arrayDistinct(arrayConcat({', '.join(links)}))" if links else "CAST([], 'Array(String)')"
-    derived = [(COLUMNS[field], expressions[field]) for field in FIELDS] + [(OBJECTS_COLUMN, objects)]
-    return [*_filtered(derived), *cost_columns(database)]
+    return [(COLUMNS[field], expressions[field]) for field in FIELDS] + [(OBJECTS_COLUMN, objects)]
 
 
 _KEY = re.compile(r"(?:Span|Resource)Attributes\[('(?:[^'\\]|\\.)*')\]")
-FILTERED = {SPAN: "_DeriveSpan", RESOURCE: "_DeriveResource"}
-
-
-def _filtered(derived: list[tuple[tuple[str, str], str]]) -> list[DerivedColumn]:
-    """The derived columns reading two EPHEMERAL maps of only the attributes some rule names.
-
-    A map lookup scans the row's keys; with ~120 lookups a span over its full maps that was
-    most of the derivation's cost (15 µs a span measured, ~6 µs filtered once per row). The
-    filtered maps are computed at insert and never stored.
-    """
-    keys = sorted({key for _, expression in derived for key in _KEY.findall(expression)})
-    wanted = "(" + ", ".join(keys or ["''"]) + ")"
-    columns = [DerivedColumn(alias, "Map(LowCardinality(String), String)",
-                             f"mapFilter((k, v) -> k IN {wanted}, {source})", "EPHEMERAL")
-               for source, alias in FILTERED.items()]
-    for (name, kind), expression in derived:
-        table = expression
-        for source, alias in FILTERED.items():
-            table = table.replace(f"{source}[", f"{alias}[")
-        columns.append(DerivedColumn(name, kind, table, "DEFAULT", expression))
-    return columns
-
-
 def cost_columns(database: str) -> list[DerivedColumn]:
     """CostUsd and CostKnown, read-time: a reported cost, else tokens at the rates of the call's day."""
     table = sql_string(f"{database}.model_rates")

@@ -127,9 +127,10 @@ class Engine:
                 transient, code = classify(str(exc))
                 raise StoreError(f"{name}: {exc}", transient=transient, code=code) from exc
 
-    def query(self, name: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    def query(self, name: str, sql: str, params: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> list[tuple]:
         """Run a SELECT with bound ``{name:Type}`` parameters; return rows as tuples."""
-        settings = {"log_comment": name}
+        settings = {**(settings or {}), "log_comment": name}
         return self._run(
             name, lambda: self._client.query(sql, parameters=params or {}, settings=settings).result_rows
         )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from flightrec.store.conventions import builtin_rules
 from flightrec.store.derive import (
+    _KEY,
     LINK_VIEW,
     DerivedColumn,
     Progress,
@@ -21,10 +22,11 @@ from flightrec.store.derive import (
     link_rule_preview,
     links_select,
 )
-from flightrec.store.engine import Engine
-from flightrec.store.rules import FieldRule, LinkRule, RuleSet
+from flightrec.store.engine import Engine, StoreError
+from flightrec.store.rules import FieldRule, LinkRule, RuleSet, RulesError
 
-MUTATION_SETTINGS = {"mutations_sync": 2}
+MUTATION_SETTINGS = {"mutations_sync": 2, "max_query_size": 16 * 2**20}
+DDL_SETTINGS = {"max_query_size": 16 * 2**20}  # compiled rules make long statements (the default is 256 KiB)
 
 
 class DerivationState(BaseModel):
@@ -110,6 +112,7 @@ class MeaningRepository:
         state = self.state()
         if state is not None and state.installed == wanted and self._view_exists():
             return state
+        self.validate(rules, columns)
         existing = {
             name: kind for name, kind in self.engine.query(
                 "derived_columns",
@@ -130,7 +133,8 @@ class MeaningRepository:
             spec = f"{column.name} {column.type} {column.kind} {column.expression}"
             fresh = column.name not in existing or column.name in replaced
             changes.append(f"ADD COLUMN IF NOT EXISTS {spec}" if fresh else f"MODIFY COLUMN {spec}")
-        self.engine.command("install_derived_columns", f"ALTER TABLE {table} " + ", ".join(changes))
+        self.engine.command("install_derived_columns", f"ALTER TABLE {table} " + ", ".join(changes),
+                            settings=DDL_SETTINGS)
         version = (state.version if state else 0) + 1
         self.engine.command("drop_link_view", f"DROP VIEW IF EXISTS {self.db}.{LINK_VIEW} {self.on_cluster}")
         self.engine.command(
@@ -138,11 +142,33 @@ class MeaningRepository:
             f"CREATE MATERIALIZED VIEW {self.db}.{LINK_VIEW} {self.on_cluster} TO {self.db}.object_links "
             f"(ObjectType String, ObjectId String, TraceId String, SpanId String, Timestamp DateTime64(9), "
             f"Tenant String, Agent String, Source String, RulesVersion UInt64) AS {links_select(self.db, version)}",
+            settings=DDL_SETTINGS,
         )
         self._record("install", wanted, version, rules)
         if state is None and not self._span_count():
             self._record("history", wanted, version, rules)  # nothing stored: nothing to re-derive
         return self.state()  # type: ignore[return-value]
+
+    def validate(self, rules: RuleSet, columns: list[DerivedColumn]) -> None:
+        """Refuse rules the engine would fail on, before any DDL: patterns RE2 refuses, and every
+        expression evaluated once over a row that carries every attribute a rule names.
+
+        Raises :class:`RulesError` naming the lines (patterns) or the engine's reason.
+        """
+        problems = self.check_patterns(rules)
+        if problems:
+            raise RulesError(problems, "rules")
+        keys = sorted({key for column in columns for key in _KEY.findall(column.inline)})
+        sample = "map(" + ", ".join(f"{key}, '1'" for key in keys) + ")" if keys else "map()"
+        row = (f"SELECT {sample} AS SpanAttributes, {sample} AS ResourceAttributes, now64(9) AS Timestamp, "
+               "'llm' AS Operation")
+        derived = [c for c in columns if c.kind == "DEFAULT"]
+        try:
+            self.engine.query("dry_run_rules", "SELECT " + ", ".join(f"{c.inline} AS {c.name}" for c in derived)
+                              + f" FROM ({row})", settings=DDL_SETTINGS)
+        except StoreError as exc:
+            raise RulesError([(None, f"the engine cannot evaluate these rules: {str(exc).splitlines()[0][:400]}")],
+                             "rules") from None
 
     def _view_exists(self) -> bool:
         return bool(self.engine.query(
@@ -176,6 +202,18 @@ class MeaningRepository:
         passes = [", ".join(f"{c.name} = {c.inline}" for c in columns if (c.name == "Operation") == first)
                   for first in (True, False)]
         partitions = self.partitions()
+        try:
+            done = self._rederive_partitions(state, passes, partitions, progress)
+        except StoreError:
+            # A mutation that cannot finish blocks every later one (TTL, the next re-derive): stop it.
+            self.engine.command("kill_rederive", "KILL MUTATION WHERE database = {db:String} AND table = 'otel_traces' "
+                                "AND NOT is_done", {"db": self.db})
+            raise
+        self._record("history", state.installed, state.version, rules, done)
+        return done
+
+    def _rederive_partitions(self, state: DerivationState, passes: list[str], partitions: list[str],
+                             progress: Progress | None) -> int:
         done = 0
         for index, partition in enumerate(partitions):
             params = {"partition": partition}
@@ -206,7 +244,12 @@ class MeaningRepository:
             "WHERE Source = 'span' AND RulesVersion < {version:UInt64}",
             {"version": state.version}, settings=MUTATION_SETTINGS,
         )
-        self._record("history", state.installed, state.version, rules, done)
+        self.engine.command(
+            "restore_manual_links",
+            f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
+            f"Source, RulesVersion) SELECT ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, 'manual', "
+            f"{int(state.version)} FROM {self.db}.manual_links",
+        )
         return done
 
     # -- preview -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from flightrec.store.links import covered_spans
 from flightrec.store.runs import RunsRepository
 from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.meaning import MeaningRepository
+from flightrec.store.principals import PrincipalsRepository
 from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
@@ -88,6 +89,7 @@ class Store:
         self.alerts = AlertsRepository(engine, self.db)
         self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
+        self.principals = PrincipalsRepository(engine, self.db)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None
 

@@ -80,10 +80,12 @@ class RunsRepository:
 
     def add_manual_link(self, *, object_type: str, object_id: str, trace_id: str, span_id: str, start_ns: int,
                         tenant: str, agent: str) -> None:
-        """A link a person attached: it covers the span and its descendants, like a derived one."""
-        self.engine.insert(
-            "add_manual_link", f"{self.db}.object_links",
-            [[object_type], [object_id], [trace_id], [span_id],
-             [datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc)], [tenant], [agent], ["manual"]],
-            [*LINK_COLUMN_NAMES, "Source"],
-        )
+        """A link a person attached: it covers the span and its descendants, like a derived one.
+
+        Kept in manual_links too, where no re-derivation reaches it (``MeaningRepository.rederive``).
+        """
+        row = [[object_type], [object_id], [trace_id], [span_id],
+               [datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc)], [tenant], [agent]]
+        self.engine.insert("keep_manual_link", f"{self.db}.manual_links", row, LINK_COLUMN_NAMES)
+        self.engine.insert("add_manual_link", f"{self.db}.object_links", [*row, ["manual"]],
+                           [*LINK_COLUMN_NAMES, "Source"])

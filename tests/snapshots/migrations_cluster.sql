@@ -259,3 +259,34 @@ CREATE TABLE IF NOT EXISTS flightrec.derivations ON CLUSTER fr
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY AppliedAt;
+
+-- 0011_principals
+CREATE TABLE IF NOT EXISTS flightrec.principals ON CLUSTER fr
+(
+    Name String,
+    Kind LowCardinality(String),
+    Roles Array(LowCardinality(String)),
+    Agents Array(String),
+    TokenHash String,
+    TokenHint String,
+    CreatedAt DateTime64(3),
+    CreatedBy String,
+    Revoked UInt8 DEFAULT 0,
+    Version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY Name;
+
+-- 0012_manual_links
+CREATE TABLE IF NOT EXISTS flightrec.manual_links ON CLUSTER fr
+(
+    ObjectType LowCardinality(String),
+    ObjectId String,
+    TraceId String,
+    SpanId String,
+    Timestamp DateTime64(9),
+    Tenant LowCardinality(String),
+    Agent LowCardinality(String)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY (ObjectType, ObjectId, TraceId, SpanId);

@@ -259,3 +259,34 @@ CREATE TABLE IF NOT EXISTS flightrec.derivations
 )
 ENGINE = MergeTree
 ORDER BY AppliedAt;
+
+-- 0011_principals
+CREATE TABLE IF NOT EXISTS flightrec.principals 
+(
+    Name String,
+    Kind LowCardinality(String),
+    Roles Array(LowCardinality(String)),
+    Agents Array(String),
+    TokenHash String,
+    TokenHint String,
+    CreatedAt DateTime64(3),
+    CreatedBy String,
+    Revoked UInt8 DEFAULT 0,
+    Version UInt64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY Name;
+
+-- 0012_manual_links
+CREATE TABLE IF NOT EXISTS flightrec.manual_links 
+(
+    ObjectType LowCardinality(String),
+    ObjectId String,
+    TraceId String,
+    SpanId String,
+    Timestamp DateTime64(9),
+    Tenant LowCardinality(String),
+    Agent LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (ObjectType, ObjectId, TraceId, SpanId);
