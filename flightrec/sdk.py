@@ -59,6 +59,13 @@ class ControlClient:
             return cached[1]
         try:
             response = self._http.get("/api/controls/check", params={"agent": agent, "flow": flow, "starting": starting})
+            if response.status_code in (401, 403):  # refused, not unreachable: never fail open on that
+                detail = response.text[:200]
+                decision = Decision(allowed=False, state="refused",
+                                    reason=f"the controls check refused this client (HTTP {response.status_code}: "
+                                           f"{detail}); give it an agent token for {agent}")
+                self._cache[key] = (now, decision)
+                return decision
             response.raise_for_status()
             decision = Decision.model_validate(response.json())
         except (httpx.HTTPError, ValueError) as exc:
@@ -86,3 +93,9 @@ class ControlClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> "ControlClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

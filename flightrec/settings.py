@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the parts' configs are built on demand: a client command ne
     from flightrec.store.rules import RuleSet
 
 LOOPBACK_NAMES = {"localhost"}
+MIN_TOKEN_LENGTH = 16
 CONFIG_ENV = "FLIGHTREC_CONFIG"
 
 
@@ -169,6 +170,15 @@ class Settings(BaseSettings):
         "`flightrec rules check FILE` validates one",
     )
     default_tenant: str = Field(default="default", min_length=1, description="the tenant of spans that name none")
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_api_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters (an empty one is no "
+                             "token: unset the variable instead); e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+        return value
 
     @field_validator("ingest_tokens", mode="before")
     @classmethod

@@ -35,7 +35,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
 def test_config_prints_json_and_masks_secrets() -> None:
     # Prices come from the genai-prices package; the setting holds overrides only (none by default).
     override = {"my-model": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}
-    result = run_cli("config", env={"FLIGHTREC_API_TOKEN": "s3cret-token", "FLIGHTREC_INGEST_TOKENS": "a,b",
+    result = run_cli("config", env={"FLIGHTREC_API_TOKEN": "s3cret-token-0123456", "FLIGHTREC_INGEST_TOKENS": "a,b",
                                     "FLIGHTREC_PRICES": json.dumps(override)})
     assert result.returncode == 0, result.stderr
     settings = json.loads(result.stdout)

@@ -188,11 +188,11 @@ def test_every_page_explains_an_api_that_is_down(monkeypatch, params: dict[str, 
 
 
 def test_the_api_token_is_sent_and_a_wrong_one_explained(monkeypatch, tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "srv", env={"FLIGHTREC_API_TOKEN": "dash-token"}).start()
+    server = ServerProcess(tmp_path / "srv", env={"FLIGHTREC_API_TOKEN": "dash-token-0123456789"}).start()
     try:
-        refused = app(monkeypatch, server.url, token="wrong-token")
+        refused = app(monkeypatch, server.url, token="wrong-token-0123456789")
         assert any("refused the token" in text and "FLIGHTREC_API_TOKEN" in text for text in texts(refused.error))
-        allowed = app(monkeypatch, server.url, token="dash-token")
+        allowed = app(monkeypatch, server.url, token="dash-token-0123456789")
         assert not allowed.error
         assert any("No business objects recorded yet" in text for text in texts(allowed.info))
     finally:

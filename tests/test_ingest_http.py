@@ -637,16 +637,16 @@ def test_backlog_full_is_503_with_retry_after(store, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_api_token(make_server) -> None:
-    server = make_server(env={"FLIGHTREC_API_TOKEN": "secret"}, name="apitoken")
+    server = make_server(env={"FLIGHTREC_API_TOKEN": "secret-api-token-0123"}, name="apitoken")
     base = server.url
     response = httpx.get(f"{base}/api/stats", timeout=10)
     assert response.status_code == 401 and "API token" in response.json()["detail"]
     assert response.headers.get("www-authenticate") == "Bearer"
     assert httpx.get(f"{base}/api/stats", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
-    assert httpx.get(f"{base}/api/stats", headers={"Authorization": "Basic secret"}, timeout=10).status_code == 401
+    assert httpx.get(f"{base}/api/stats", headers={"Authorization": "Basic secret-api-token-0123"}, timeout=10).status_code == 401
     assert httpx.get(f"{base}/api/traces/{'a' * 32}", timeout=10).status_code == 401
     assert httpx.get(f"{base}/api/objects/ticket/TCK-1/spans", timeout=10).status_code == 401
-    ok = httpx.get(f"{base}/api/stats", headers={"Authorization": "Bearer secret"}, timeout=10)
+    ok = httpx.get(f"{base}/api/stats", headers={"Authorization": "Bearer secret-api-token-0123"}, timeout=10)
     assert ok.status_code == 200 and ok.json()["spans"] == 0
     assert httpx.get(f"{base}/api/health", timeout=10).status_code == 200
     # ingest is governed by ingest tokens, not the API token

@@ -14,6 +14,7 @@ from flightrec.api import (
     health,
     links,
     objects,
+    principals,
     quarantine,
     rollback,
     rules,
@@ -22,15 +23,15 @@ from flightrec.api import (
     systems,
     traces,
 )
-from flightrec.api.deps import require_api_token
+from flightrec.auth import authorize
 
 
 def build_api_router() -> APIRouter:
     router = APIRouter(prefix="/api")
     router.include_router(health.router)
-    protected = APIRouter(dependencies=[Depends(require_api_token)])
+    protected = APIRouter(dependencies=[Depends(authorize)])
     for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
-                   rules):
+                   rules, principals):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_switches
 from flightrec.api.envelope import Page
+from flightrec.auth import acting_as, principal_of
 from flightrec.rollback import ControlDecision, ControlState, KillSwitches
 
 router = APIRouter(tags=["controls"])
@@ -19,7 +20,7 @@ STATES = {"pause": "paused", "resume": "running", "throttle": "throttled", "drai
 
 
 class ControlRequest(BaseModel):
-    actor: str = Field(description="the person acting")
+    actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
     reason: str = ""
     max_per_minute: int = Field(default=0, ge=0, description="throttle only: actions allowed per minute")
 
@@ -49,10 +50,14 @@ def list_controls(switches: KillSwitches = Depends(get_switches)) -> Page[Contro
 
 @router.get("/controls/check", summary="May this agent act (or start new work) now?", response_model=ControlDecision)
 def check(
+    request: Request,
     agent: str = Query(..., min_length=1), flow: str = Query(""),
     starting: bool = Query(False, description="asking to start new work (refused while draining)"),
     switches: KillSwitches = Depends(get_switches),
 ) -> ControlDecision:
+    principal = principal_of(request)
+    if principal.kind == "agent" and agent not in principal.agents and "*" not in principal.agents:
+        raise HTTPException(403, f"{principal.name} speaks for {', '.join(principal.agents)}, not {agent}")
     return switches.decide(agent=agent, flow=flow, starting=starting)
 
 
@@ -66,12 +71,11 @@ def get_control(scope: Scope, name: str, switches: KillSwitches = Depends(get_sw
              response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"}})
 def set_control(
     scope: Scope, name: str, command: Literal["pause", "resume", "throttle", "drain"], body: ControlRequest,
-    switches: KillSwitches = Depends(get_switches),
+    request: Request, switches: KillSwitches = Depends(get_switches),
 ) -> ControlView:
-    if not body.actor.strip():
-        raise HTTPException(400, "actor is required: who is flipping the switch")
+    actor = acting_as(request, body.actor, "who is flipping the switch")
     try:
-        control = switches.set_state(scope=scope[:-1], name=name, state=STATES[command], actor=body.actor,  # type: ignore[arg-type]
+        control = switches.set_state(scope=scope[:-1], name=name, state=STATES[command], actor=actor,  # type: ignore[arg-type]
                                      reason=body.reason, max_per_minute=body.max_per_minute)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc

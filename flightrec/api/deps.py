@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import HTTPException, Request, status
 
 from flightrec.collector import BatchWriter, IngestPipeline
@@ -54,17 +52,3 @@ def get_switches(request: Request) -> KillSwitches:
 
 def get_detectors(request: Request) -> DetectorRunner:
     return _running_part(request, "detectors", "the detectors")
-
-
-def require_api_token(request: Request) -> None:
-    """When an API token is configured, every /api route needs ``Authorization: Bearer <token>``."""
-    token = request.app.state.settings.api_token
-    if token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token.get_secret_value()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong API token: send Authorization: Bearer <FLIGHTREC_API_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from flightrec.auth import acting_as
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
 from flightrec.store import ObjectRef, Store
@@ -19,7 +20,7 @@ class LinkRequest(BaseModel):
     object: str = Field(description="the business object as type:id, e.g. ticket:TCK-1042")
     trace_id: str = Field(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")
     span_id: str = Field(default="", pattern="^([0-9a-f]{16})?$", description="the span to link (default: the run's root)")
-    actor: str = Field(description="the person attaching it (recorded in the audit log)")
+    actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
     reason: str = Field(default="", max_length=1000, description="why this run belongs to the object")
 
 
@@ -52,9 +53,8 @@ def runs_by_session(
 @router.post("/links", summary="Attach a run (or one of its spans) to a business object by hand; audited",
              response_model=Link, responses={400: {"description": "bad object or missing actor"},
                                              404: {"description": "no such trace or span"}})
-def add_link(body: LinkRequest, store: Store = Depends(get_store)) -> Link:
-    if not body.actor.strip():
-        raise HTTPException(400, "actor is required: who is attaching the run")
+def add_link(body: LinkRequest, request: Request, store: Store = Depends(get_store)) -> Link:
+    actor = acting_as(request, body.actor, "who is attaching the run")
     try:
         ref = ObjectRef.parse(body.object)
     except ValueError as exc:
@@ -66,6 +66,6 @@ def add_link(body: LinkRequest, store: Store = Depends(get_store)) -> Link:
     span_id, start_ns, tenant, agent = found
     store.runs.add_manual_link(object_type=ref.type, object_id=ref.id, trace_id=body.trace_id, span_id=span_id,
                                start_ns=start_ns, tenant=tenant, agent=agent)
-    store.audit.append(actor=body.actor.strip(), act="link.add", subject=f"object:{ref}",
+    store.audit.append(actor=actor, act="link.add", subject=f"object:{ref}",
                        details={"trace": body.trace_id, "span": span_id, "reason": body.reason})
     return Link(object=str(ref), trace_id=body.trace_id, span_id=span_id)

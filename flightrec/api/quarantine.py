@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from flightrec.collector import BatchWriter
 from flightrec.collector.quarantine import QuarantinedSegment, UnknownSegment
 from flightrec.api.deps import get_store, get_writer
 from flightrec.api.envelope import Page
+from flightrec.auth import acting_as
 from flightrec.store import Store
 
 router = APIRouter(tags=["quarantine"])
 
 
 class ReplayRequest(BaseModel):
-    actor: str = Field(description="the person replaying")
+    actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
 
 
 class Replayed(BaseModel):
@@ -36,10 +37,8 @@ def _replay(writer: BatchWriter, store: Store, name: str, actor: str) -> Replaye
     return Replayed(segment=name, spans=queued.spans)
 
 
-def _actor(body: ReplayRequest) -> str:
-    if not body.actor.strip():
-        raise HTTPException(400, "actor is required: who is replaying the segment")
-    return body.actor.strip()
+def _actor(body: ReplayRequest, request: Request) -> str:
+    return acting_as(request, body.actor, "who is replaying the segment")
 
 
 @router.get("/quarantine", summary="Segments set aside because the store refused their data", response_model=Page[QuarantinedSegment])
@@ -49,14 +48,14 @@ def list_quarantine(writer: BatchWriter = Depends(get_writer)) -> Page[Quarantin
 
 @router.post("/quarantine/replay", summary="Queue every quarantined segment again", response_model=Page[Replayed],
              responses={400: {"description": "missing actor"}})
-def replay_all(body: ReplayRequest, writer: BatchWriter = Depends(get_writer),
+def replay_all(body: ReplayRequest, request: Request, writer: BatchWriter = Depends(get_writer),
                store: Store = Depends(get_store)) -> Page[Replayed]:
-    actor = _actor(body)
+    actor = _actor(body, request)
     return Page.of([_replay(writer, store, entry.segment, actor) for entry in writer.quarantine.entries()])
 
 
 @router.post("/quarantine/{segment}/replay", summary="Queue one quarantined segment again", response_model=Replayed,
              responses={400: {"description": "missing actor"}, 404: {"description": "no such segment"}})
-def replay_one(segment: str, body: ReplayRequest, writer: BatchWriter = Depends(get_writer),
+def replay_one(segment: str, body: ReplayRequest, request: Request, writer: BatchWriter = Depends(get_writer),
                store: Store = Depends(get_store)) -> Replayed:
-    return _replay(writer, store, segment, _actor(body))
+    return _replay(writer, store, segment, _actor(body, request))

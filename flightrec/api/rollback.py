@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
+from flightrec.auth import acting_as
 from flightrec.api.deps import get_rollback, get_store
 # The rollback service with its registry of systems of record attached (see flightrec.api.systems).
 from flightrec.api.envelope import Page
@@ -23,11 +24,11 @@ PLAN_ERRORS = {
 
 
 class PlanRequest(Selector):
-    actor: str = Field(description="who asks for the rollback")
+    actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
 
 
 class ActorRequest(BaseModel):
-    actor: str = Field(description="the person acting")
+    actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
     wait: bool = Field(default=False, description="execute: answer only once the plan has finished")
 
 
@@ -52,9 +53,9 @@ def list_actions(
 
 @router.post("/rollback/plans", summary="Plan the undo of actions (a dry run: nothing is executed)",
              response_model=UndoPlan, status_code=status.HTTP_201_CREATED, responses=PLAN_ERRORS)
-def create_plan(body: PlanRequest, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
+def create_plan(body: PlanRequest, request: Request, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
     selector = Selector(**body.model_dump(exclude={"actor"}))
-    return _plan_call(rollback.create, selector, body.actor)
+    return _plan_call(rollback.create, selector, acting_as(request, body.actor, "who asks for the rollback"))
 
 
 @router.get("/rollback/plans", summary="Recent undo plans", response_model=Page[UndoPlan])
@@ -70,11 +71,13 @@ def get_plan(plan_id: str, rollback: RollbackService = Depends(get_rollback)) ->
 
 @router.post("/rollback/plans/{plan_id:text}/approve", summary="Approve a plan (not its author)", response_model=UndoPlan,
              responses=PLAN_ERRORS)
-def approve_plan(plan_id: str, body: ActorRequest, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
-    return _plan_call(rollback.approve, plan_id, body.actor)
+def approve_plan(plan_id: str, body: ActorRequest, request: Request,
+                 rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
+    return _plan_call(rollback.approve, plan_id, acting_as(request, body.actor, "who approves"))
 
 
 @router.post("/rollback/plans/{plan_id:text}/execute", summary="Execute or resume a plan", response_model=UndoPlan,
              responses=PLAN_ERRORS)
-def execute_plan(plan_id: str, body: ActorRequest, rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
-    return _plan_call(rollback.execute, plan_id, body.actor, body.wait)
+def execute_plan(plan_id: str, body: ActorRequest, request: Request,
+                 rollback: RollbackService = Depends(get_rollback)) -> UndoPlan:
+    return _plan_call(rollback.execute, plan_id, acting_as(request, body.actor, "who executes"), body.wait)

@@ -76,6 +76,9 @@ def apply_rules(runtime: Runtime = Depends(get_runtime)) -> RederiveStatus:
     job = _job(runtime)
     try:
         rules = runtime.settings.user_rules()
+        store = runtime.store
+        if store is not None:  # what the engine would refuse, refused here, before anything changes
+            store.meaning.validate(rules, store.meaning.columns(rules, runtime.settings.default_tenant))
     except (RulesError, SettingsFileError) as exc:
         raise HTTPException(422, str(exc)) from None
     if not job.start(rules):

@@ -1,0 +1,73 @@
+"""Principals and their tokens: created (the token shown once), listed, revoked; each act audited."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, field_validator
+
+from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
+from flightrec.api.deps import get_store
+from flightrec.api.envelope import Page
+from flightrec.auth import Role, acting_as
+from flightrec.store import Store
+from flightrec.store.principals import Principal
+
+router = APIRouter(tags=["principals"])
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+class PrincipalRequest(BaseModel):
+    name: str = Field(description="unique: a person's login or an agent's name")
+    kind: str = Field(default="person", pattern="^(person|agent)$")
+    roles: list[Role] = Field(min_length=1)
+    agents: list[str] = Field(default_factory=list, description="agent principals: the agent names it speaks for")
+    actor: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value) or value in ("local", "admin"):
+            raise ValueError("a name is letters, digits, '_', '.', '@', '-' (not 'local' or 'admin')")
+        return value
+
+
+class CreatedPrincipal(BaseModel):
+    principal: Principal
+    token: str = Field(description="shown this once; only its hash is kept")
+
+
+@router.get("/principals", summary="Every principal, revoked ones too (no tokens)", response_model=Page[Principal])
+def list_principals(store: Store = Depends(get_store)) -> Page[Principal]:
+    return Page.of(store.principals.all())
+
+
+@router.post("/principals", summary="Create a principal (or a new token for a revoked one); audited",
+             response_model=CreatedPrincipal, status_code=201, responses={409: {"description": "the name is taken"}})
+def create_principal(body: PrincipalRequest, request: Request, store: Store = Depends(get_store)) -> CreatedPrincipal:
+    actor = acting_as(request, body.actor)
+    roles = sorted({role.value for role in body.roles})
+    if body.kind == "agent" and (roles != [Role.agent.value] or not body.agents):
+        raise HTTPException(422, "an agent principal has the role agent only and names the agents it speaks for")
+    if body.kind == "person" and Role.agent.value in roles:
+        raise HTTPException(422, "the agent role is for agent principals (kind agent)")
+    current = store.principals.get(name=body.name)
+    if current is not None and not current.revoked:
+        raise HTTPException(409, f"principal {body.name!r} exists: revoke it first to issue a new token")
+    principal, token = store.principals.create(name=body.name, kind=body.kind, roles=roles, agents=body.agents,
+                                               created_by=actor)
+    store.audit.append(actor=actor, act="principal.create", subject=f"principal:{body.name}",
+                       details={"kind": body.kind, "roles": ",".join(roles), "agents": ",".join(body.agents)})
+    return CreatedPrincipal(principal=principal, token=token)
+
+
+@router.delete("/principals/{name:text}", summary="Revoke a principal's token; audited", response_model=Principal,
+               responses={404: {"description": "no such principal"}})
+def revoke_principal(name: str, request: Request, store: Store = Depends(get_store)) -> Principal:
+    actor = acting_as(request, request.query_params.get("actor", ""))
+    revoked = store.principals.revoke(name=name)
+    if revoked is None:
+        raise HTTPException(404, f"no principal named {name!r}: GET /api/principals lists them")
+    store.audit.append(actor=actor, act="principal.revoke", subject=f"principal:{name}", details={})
+    return revoked

@@ -1,0 +1,178 @@
+"""People and agents sign in; roles decide (issue 10, first part). Every claim here is tried as
+an attacker would: every route with every role, a spoofed actor, revoked and unknown tokens, an
+agent asking about another agent, a control client without a token, and the stored tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flightrec.auth import ROUTE_ROLES, Role
+from flightrec.sdk import ControlClient
+from flightrec.store import Store, StoreConfig, open_store
+from flightrec.store.principals import token_hash
+from tests.conftest import ServerProcess
+
+ADMIN_TOKEN = "bootstrap-admin-token-for-tests-0123"
+OPEN = {("GET", "/api/health"), ("GET", "/api/health/live")}
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("auth") / "srv", env={"FLIGHTREC_API_TOKEN": ADMIN_TOKEN}).start()
+    yield server
+    server.stop()
+
+
+def call(server: ServerProcess, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, server.url + path, headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tokens(auth_server: ServerProcess) -> dict[str, str]:
+    """One principal per role (an agent principal for the agent role), created by the bootstrap admin."""
+    out = {"admin": ADMIN_TOKEN}
+    for role in Role:
+        if role is Role.admin:
+            continue
+        body = {"name": f"{role.value}-1", "roles": [role.value]}
+        if role is Role.agent:
+            body |= {"kind": "agent", "agents": ["refund_agent"]}
+        created = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN, json=body)
+        assert created.status_code == 201, created.text
+        out[role.value] = created.json()["token"]
+    return out
+
+
+def api_routes(server: ServerProcess) -> list[tuple[str, str]]:
+    paths = call(server, "GET", "/openapi.json").json()["paths"]
+    return sorted((method.upper(), path) for path, ops in paths.items() for method in ops if path.startswith("/api/"))
+
+
+def test_the_route_table_covers_every_api_route(auth_server: ServerProcess) -> None:
+    routes = set(api_routes(auth_server)) - OPEN
+    assert routes == set(ROUTE_ROLES), (sorted(routes - set(ROUTE_ROLES)), sorted(set(ROUTE_ROLES) - routes))
+
+
+def test_every_route_with_every_role(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
+    """Allowed: anything but 401/403 (a 404 or 422 for the placeholder ids is fine). Refused: 403, naming the roles."""
+    wrong: list[str] = []
+    for method, path in api_routes(auth_server):
+        if (method, path) in OPEN:
+            continue
+        url = path.replace("{", "").replace("}", "")  # placeholder ids: type, id, plan_id, ... as literal words
+        if path == "/api/controls/check":
+            url += "?agent=refund_agent"
+        kwargs = {"json": {}} if method in ("POST", "PUT") else {}
+        assert call(auth_server, method, url, **kwargs).status_code == 401, f"{method} {path} open without a token"
+        for role, token in tokens.items():
+            status = call(auth_server, method, url, token, **kwargs).status_code
+            may = role == "admin" or Role(role) in ROUTE_ROLES[(method, path)]
+            if may and status in (401, 403) or not may and status != 403:
+                wrong.append(f"{role} {method} {path}: {status}")
+    assert not wrong, wrong
+
+
+def test_the_actor_is_the_principal_not_the_request(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
+    paused = call(auth_server, "POST", "/api/controls/agents/spoof_agent/pause", tokens["sre"],
+                  json={"actor": "cfo", "reason": "test"})
+    assert paused.status_code == 200 and paused.json()["actor"] == "sre-1", paused.text
+    entries = call(auth_server, "GET", "/api/audit", tokens["auditor"]).json()["items"]
+    assert [e["actor"] for e in entries if e["subject"] == "agent:spoof_agent"] == ["sre-1"]
+
+
+def test_revoked_unknown_and_missing_tokens_are_refused(auth_server: ServerProcess) -> None:
+    created = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN, json={"name": "temp-1", "roles": ["viewer"]})
+    token = created.json()["token"]
+    assert call(auth_server, "GET", "/api/stats", token).status_code == 200
+    assert call(auth_server, "DELETE", "/api/principals/temp-1", ADMIN_TOKEN).json()["revoked"] is True
+    assert call(auth_server, "GET", "/api/stats", token).status_code == 401
+    assert call(auth_server, "GET", "/api/stats", token + "x").status_code == 401
+    assert call(auth_server, "GET", "/api/stats", "").status_code == 401
+    assert call(auth_server, "POST", "/api/principals", ADMIN_TOKEN,
+                json={"name": "temp-1", "roles": ["viewer"]}).status_code == 201  # a new token after revoking
+    assert call(auth_server, "GET", "/api/stats", token).status_code == 401  # the old one stays dead
+    listed = call(auth_server, "GET", "/api/principals", ADMIN_TOKEN).text
+    assert token not in listed and "token_hint" in listed
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"name": "bad name", "roles": ["viewer"]}, "a name is letters"),
+    ({"name": "admin", "roles": ["viewer"]}, "not 'local' or 'admin'"),
+    ({"name": "x-bot", "kind": "agent", "roles": ["agent"]}, "names the agents"),
+    ({"name": "x-bot", "kind": "agent", "roles": ["sre"], "agents": ["a"]}, "the role agent only"),
+    ({"name": "x-person", "roles": ["agent"]}, "for agent principals"),
+    ({"name": "x-person", "roles": ["root"]}, "Input should be"),
+    ({"name": "x-person", "roles": []}, "at least 1"),
+])
+def test_a_bad_principal_is_refused_with_the_reason(auth_server: ServerProcess, body: dict, reason: str) -> None:
+    refused = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN, json=body)
+    assert refused.status_code == 422 and reason in refused.text, refused.text
+
+
+def test_an_existing_principal_is_not_overwritten(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
+    again = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN, json={"name": "sre-1", "roles": ["admin"]})
+    assert again.status_code == 409
+    assert call(auth_server, "GET", "/api/stats", tokens["sre"]).status_code == 200
+
+
+def test_an_agent_token_checks_only_its_own_agents(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
+    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={})
+    own = call(auth_server, "GET", "/api/controls/check?agent=refund_agent", tokens["agent"])
+    assert own.status_code == 200 and own.json()["allowed"] is False
+    other = call(auth_server, "GET", "/api/controls/check?agent=billing_agent", tokens["agent"])
+    assert other.status_code == 403 and "speaks for refund_agent" in other.text
+    assert call(auth_server, "POST", "/api/controls/agents/refund_agent/resume", tokens["agent"], json={}).status_code == 403
+    with ControlClient(auth_server.url, token=tokens["agent"], cache_s=0) as client:
+        assert client.check("refund_agent").allowed is False
+
+
+def test_a_control_client_without_a_token_fails_closed(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
+    """The README's ControlClient(..., fail_open=True) with no token used to read 401 as 'allowed'."""
+    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={})
+    with ControlClient(auth_server.url, fail_open=True, cache_s=0) as client:
+        decision = client.check("refund_agent")
+    assert decision.allowed is False and "HTTP 401" in decision.reason
+
+
+def test_tokens_are_stored_as_hashes_only(chdb_dir: Path) -> None:
+    store: Store = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
+    try:
+        principal, token = store.principals.create(name="pat", kind="person", roles=["viewer"], agents=[],
+                                                   created_by="test")
+        rows = store.engine.query("t", f"SELECT * FROM {store.db}.principals")
+        assert rows and all(token not in str(value) for row in rows for value in row)
+        assert token_hash(token) in [value for row in rows for value in row]
+        assert store.principals.by_token(token=token).name == "pat"
+        assert store.principals.by_token(token=token[:-1]) is None
+        store.principals.revoke(name="pat")
+        assert store.principals.by_token(token=token) is None and store.principals.get(name="pat").revoked
+    finally:
+        store.engine.command("t", f"DROP DATABASE IF EXISTS {store.db}")
+        store.close()
+
+
+def test_without_auth_the_local_principal_is_named_by_the_request(server: ServerProcess) -> None:
+    assert call(server, "POST", "/api/controls/agents/a1/pause", json={}).status_code == 400
+    named = call(server, "POST", "/api/controls/agents/a1/pause", json={"actor": "maria"})
+    assert named.status_code == 200 and named.json()["actor"] == "maria"
+    assert call(server, "GET", "/api/stats", "not-a-token").status_code == 401  # a token sent is always checked
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short-token"])
+def test_an_empty_or_short_api_token_is_refused_at_start_up(tmp_path: Path, token: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLIGHTREC_API_TOKEN": token, "FLIGHTREC_DATA": str(tmp_path)}
+    started = subprocess.run([sys.executable, "-m", "flightrec", "serve", "--http-port", "1", "--grpc-port", "2"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2, started.stdout + started.stderr
+    assert "at least 16 characters" in started.stdout + started.stderr
