@@ -1,13 +1,18 @@
 """Shared fixtures: an embedded store per test (one chDB directory per test process,
-one database per test) and real ``flightrec serve`` processes on free loopback ports."""
+one database per test) and real ``flightrec serve`` processes on free loopback ports.
+
+The suite runs on pytest-xdist workers (``-n 2``): every worker is its own process, with its own
+temp dirs (so its own chDB directory) and its own block of ports (``free_port``)."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,10 +37,55 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 60, what: str =
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def free_port() -> int:
+PORT_BLOCK_SIZE = 1000
+PORT_BLOCKS_START = 10_000
+
+
+def _port_block() -> range:
+    """The loopback ports this test process hands out: below the kernel's ephemeral range (so no
+    client connection's source port and no other process's ``bind(0)`` can take one between
+    ``free_port`` and the server's bind), one disjoint block per xdist worker (so two workers
+    never hand out the same port)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; unset without xdist
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    low = PORT_BLOCKS_START + index * PORT_BLOCK_SIZE
+    if low + PORT_BLOCK_SIZE > ephemeral_low:
+        raise RuntimeError(f"no port block for worker {worker!r} below the ephemeral range ({ephemeral_low})")
+    return range(low, low + PORT_BLOCK_SIZE)
+
+
+_PORTS = _port_block()
+_port_lock = threading.Lock()
+_next_port = random.randrange(len(_PORTS))  # a random start: another suite on this machine likely starts elsewhere
+
+
+def _bindable(port: int) -> bool:
+    """Nothing listens on it and nothing lingers on it (no SO_REUSEADDR: TIME_WAIT refuses too)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port nothing uses, from this process's block, each handed out once per lap of the block."""
+    global _next_port
+    with _port_lock:
+        for _ in range(len(_PORTS)):
+            port = _PORTS[_next_port % len(_PORTS)]
+            _next_port += 1
+            if _bindable(port):
+                return port
+    raise RuntimeError(f"no free port in {_PORTS}")
+
+
+BIND_FAILED = ("address already in use", "failed to bind to address", "could not bind")  # uvicorn, grpc, the receiver
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +102,10 @@ def store(chdb_dir: Path) -> Iterator[Store]:
     opened.close()
 
 
+class PortTaken(RuntimeError):
+    """The server exited at start because one of its ports was taken."""
+
+
 class ServerProcess:
     """A ``flightrec serve`` subprocess; restartable on the same data directory."""
 
@@ -63,6 +117,7 @@ class ServerProcess:
         self.args = args or []
         self.proc: subprocess.Popen | None = None
         self.log = data / "server.log"
+        self._started_once = False
 
     @property
     def url(self) -> str:
@@ -74,19 +129,38 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 60) -> "ServerProcess":
         self.data.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                return self._start(timeout_s)
+            except PortTaken:
+                # Another process took a port between free_port and the bind: new ports, before any
+                # caller saw this server's URL (a restart keeps its ports, as a restart must).
+                if self._started_once or attempt == 2:
+                    raise
+                self.http_port, self.grpc_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> "ServerProcess":
         command = [
             sys.executable, "-m", "flightrec", "serve", "--data", str(self.data),
             "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), "--log-level", "warning",
             *self.args,
         ]
+        log_from = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(command, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         headers = self.api_headers()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                with open(self.log, "rb") as log:
+                    log.seek(log_from)
+                    said = log.read().decode(errors="replace")
+                if any(words in said.lower() for words in BIND_FAILED):
+                    raise PortTaken(said[-3000:])
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/api/health/live", headers=headers, timeout=1).status_code == 200:
+                    self._started_once = True
                     return self
             except httpx.HTTPError:
                 pass
