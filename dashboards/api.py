@@ -31,8 +31,32 @@ def api_url() -> str:
     return os.environ.get("FLIGHTREC_API_URL", DEFAULT_API_URL).rstrip("/")
 
 
+TOKEN_KEY = "signed_in_token"
+
+
 def _api_token() -> str | None:
-    return os.environ.get("FLIGHTREC_API_TOKEN") or None
+    """The signed-in person's token (this browser session), else the one the UI was started with."""
+    return st.session_state.get(TOKEN_KEY) or os.environ.get("FLIGHTREC_API_TOKEN") or None
+
+
+def me() -> dict[str, Any]:
+    """Who the dashboards act as: ``{name, kind, roles}`` (kind ``local``: no sign-in on this API).
+
+    Raises ApiError 401 when the API wants a sign-in.
+    """
+    return _get_json(api_url(), _api_token(), "/api/me", ())
+
+
+def sign_in(token: str) -> dict[str, Any]:
+    """Check a token with the API and keep it for this browser session; ApiError when refused."""
+    principal = _send(api_url(), token.strip(), "GET", "/api/me").json()
+    st.session_state[TOKEN_KEY] = token.strip()
+    return principal
+
+
+def sign_out() -> None:
+    st.session_state.pop(TOKEN_KEY, None)
+    clear_cache()
 
 
 @st.cache_resource(show_spinner=False)
@@ -50,7 +74,8 @@ def _explain(response: httpx.Response, base_url: str) -> str:
         detail = "; ".join(f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: {item.get('msg', '')}"
                            if isinstance(item, dict) else str(item) for item in detail)
     if response.status_code == 401:
-        return f"The API at {base_url} refused the token: set FLIGHTREC_API_TOKEN to the server's API token."
+        return (f"The API at {base_url} refused the token: sign in with your token (flightrec tokens create), or "
+                "set FLIGHTREC_API_TOKEN to the server's API token.")
     if response.status_code >= 500:
         return f"The API at {base_url} failed ({response.status_code}): {detail or 'see the server log'}."
     return str(detail) if detail else f"The API answered {response.status_code} for {response.request.url.path}."

@@ -30,6 +30,8 @@ rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", u
 triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:", url_path="triage")
 alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
 governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
+if not ui.sign_in_gate():
+    st.stop()
 page = st.navigation({
     "Investigate": [start, home, story, trace],
     "Operate": [triage, alerts, rollback],

@@ -144,8 +144,55 @@ def alert_links(alert: dict[str, Any], triage: bool = True, columns: int = 4) ->
             link(kind, key)
 
 
+def signed_in() -> dict | None:
+    """The principal the dashboards act as, or None when the API cannot say (unreachable, refused)."""
+    try:
+        return api.me()
+    except api.ApiError:
+        return None
+
+
+def sign_in_gate() -> bool:
+    """With sign-in on the API (an API token is configured), ask for a token until one is accepted.
+
+    Answers whether the page may run. A token is kept for this browser session only; every
+    request then acts as that principal, and the API records acts under its name.
+    """
+    try:
+        principal = api.me()
+    except api.ApiError as exc:
+        if exc.status != 401:
+            return True  # unreachable or failing: the page says so itself
+        if api._api_token():
+            st.error(md(exc.message))
+        st.title("Sign in")
+        st.caption("This Flight Recorder asks who you are: paste the token you were given "
+                   "(`flightrec tokens create NAME --role ROLE`). It is kept for this browser session only.")
+        with st.form("sign_in"):
+            token = st.text_input("Token", type="password")
+            if st.form_submit_button("Sign in", type="primary") and token.strip():
+                try:
+                    api.sign_in(token)
+                except api.ApiError as refused:
+                    st.error(md(refused.message))
+                else:
+                    st.rerun()
+        return False
+    if principal.get("kind") != "local":
+        with st.sidebar:
+            st.caption(f"Signed in as **{md(principal['name'])}** ({md(', '.join(principal['roles']))})")
+            if api.TOKEN_KEY in st.session_state and st.button("Sign out", icon=":material/logout:"):
+                api.sign_out()
+                st.rerun()
+    return True
+
+
 def you_are() -> str:
-    """The sidebar's "You are" field: the acting person's name, kept in session state across pages."""
+    """Who acts: the signed-in principal (the API records that name), else the sidebar's "You are" field
+    (no sign-in on this API: loopback only), kept in session state across pages."""
+    principal = signed_in()
+    if principal is not None and principal.get("kind") != "local":
+        return principal["name"]
     widget = f"_{ACTOR_KEY}"
     if widget not in st.session_state:
         st.session_state[widget] = st.session_state.get(ACTOR_KEY, "")

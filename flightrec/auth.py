@@ -41,6 +41,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         "/api/rules/status",
     )},
     ("GET", "/api/controls/check"): READ | {R.agent},
+    ("GET", "/api/me"): READ | {R.agent},
     ("GET", "/api/audit"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/audit/verify"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/links"): frozenset({R.auditor, R.sre}),

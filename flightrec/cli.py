@@ -555,6 +555,21 @@ def demo(
         _fail(f"the demo stopped: {exc}")
 
 
+def _require_sign_in(api: str, host: str) -> None:
+    """Dashboards beyond loopback only on an API that asks who acts (else anyone on the network could)."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{api.rstrip('/')}/api/me", timeout=5)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot check that the API at {api} asks for sign-in ({exc}); start `flightrec serve` first, "
+              f"or bind the dashboards to 127.0.0.1 instead of {host}")
+    if answer.status_code != 401:
+        _fail(f"the API at {api} has no sign-in (FLIGHTREC_API_TOKEN is unset there): dashboards on {host} would "
+              "let anyone on the network pause agents and run rollbacks. Set an API token on the server "
+              "(people then sign in with their own tokens), or bind --host 127.0.0.1")
+
+
 @app.command()
 def ui(
     api: str = typer.Option(
@@ -568,6 +583,8 @@ def ui(
 
     if not api.startswith(("http://", "https://")):
         _fail(f"--api {api!r} is not an http(s) URL; pass the server's base URL, e.g. http://127.0.0.1:4318")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _require_sign_in(api, host)
     console.print(f"Flight Recorder dashboards on http://{host}:{port}, reading the API at {api}")
     exec_ui(api, port, host)
 

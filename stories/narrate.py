@@ -155,11 +155,13 @@ def human_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     field = span.attributes.get("flightrec.human.field", "")
     before, after = span.attributes.get("flightrec.human.before", ""), span.attributes.get("flightrec.human.after", "")
     change = f" ({field + ' ' if field else ''}{tx.shorten(before, 60)} → {tx.shorten(after, 60)})" if before and after else ""
+    # A person's decision arrives as the agent's own telemetry: the story says whose word it is.
+    source = span.service or "the agent"
     sentence = (f"{actor} {verb} the agent's proposal{change}" + (f": “{tx.shorten(reason, 160)}”" if reason else "")
-                + ".")
+                + f" (as reported by {source}).")
     severity: Severity = "warning" if decision in ("reject", "override") else "notice"
     return _step(span, "human", sentence, severity, person=actor, decision=decision, reason=reason, field=field,
-                 before=before, after=after)
+                 before=before, after=after, reported_by=source)
 
 
 def action_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
@@ -390,8 +392,13 @@ def _outcome(by_trace: dict[str, list[SpanRecord]], last_trace: str) -> tuple[st
     return text, status
 
 
-def _mark_undone(steps: list[StoryStep], spans: list[SpanRecord]) -> None:
-    """An action later undone says so, naming who undid it and when."""
+def _mark_undone(steps: list[StoryStep], spans: list[SpanRecord], verified: set[str] | None) -> None:
+    """An action later undone says so, naming who undid it and when.
+
+    With ``verified`` (the actions this server's own rollback plans undid), an undo record that
+    arrived as ordinary telemetry for any other action is a claim: the step says it was claimed
+    and is not counted as undone.
+    """
     undos = {
         span.attributes.get("flightrec.undo.of", ""): span
         for span in spans
@@ -399,14 +406,22 @@ def _mark_undone(steps: list[StoryStep], spans: list[SpanRecord]) -> None:
     }
     for step in steps:
         undo = undos.get(f"{step.trace_id}:{step.span_id}") if step.kind == "action" else None
-        if undo is not None:
+        if undo is not None and verified is not None and f"{step.trace_id}:{step.span_id}" not in verified:
+            step.sentence += " Telemetry claims it was undone, but no rollback of this server undid it."
+            step.details["undo_claimed"] = "unverified"
+        elif undo is not None:
             person = undo.attributes.get("flightrec.human.actor") or "a person"
             step.sentence += f" It was later undone by {person} at {undo.start_time:%Y-%m-%d %H:%M} UTC."
             step.details["undone_by"] = person
 
 
-def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = None) -> Story:
-    """The story of one object from its spans: steps run by run, runs in the order they started."""
+def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = None,
+            verified_undos: set[str] | None = None) -> Story:
+    """The story of one object from its spans: steps run by run, runs in the order they started.
+
+    ``verified_undos``: the ``trace:span`` ids of actions this server's rollbacks undid; None trusts
+    every undo record among the spans (for callers with no rollback record to check against).
+    """
     if not spans:
         raise ValueError(f"no spans to narrate for {obj}")
     spans = inherit_agents(sorted(spans, key=lambda span: (span.start_time, span.trace_id, span.span_id)))
@@ -421,7 +436,7 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = No
         for trace in traces
         for group in group_attempts(by_trace[trace])
     ]
-    _mark_undone(steps, spans)
+    _mark_undone(steps, spans, verified_undos)
     work = [trace for trace in traces if any(span.operation != "undo" for span in by_trace[trace])] or traces
     outcome, status = _outcome(
         {trace: by_trace[trace] for trace in work}, max(work, key=lambda trace: by_trace[trace][-1].end_time)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -205,3 +206,41 @@ def test_ui_command_runs_streamlit_headless_on_the_given_address() -> None:
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options["--server.port"] == "9123" and options["--server.address"] == "127.0.0.2"
     assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
+
+
+def test_people_sign_in_with_their_own_token_and_act_as_themselves(monkeypatch, tmp_path: Path) -> None:
+    """With sign-in on the API, the dashboards ask for a token; a wrong one is refused with the reason;
+    a principal's token signs in for this browser session and every act is recorded under its name."""
+    admin = "dash-admin-token-0123456789"
+    server = ServerProcess(tmp_path / "srv", env={"FLIGHTREC_API_TOKEN": admin}).start()
+    try:
+        created = httpx.post(f"{server.url}/api/principals", headers={"Authorization": f"Bearer {admin}"},
+                             json={"name": "sam", "roles": ["sre"]}, timeout=30)
+        token = created.json()["token"]
+        at = app(monkeypatch, server.url)
+        assert [t.label for t in at.text_input] == ["Token"] and any("Sign in" in t.value for t in at.title)
+        at.text_input[0].input("frt_not-a-real-token-at-all")
+        at.button[0].click().run()
+        assert any("refused the token" in text for text in texts(at.error)), texts(at.error)
+        at.text_input[0].input(token)
+        at.button[0].click().run()
+        assert not at.exception and not at.title or "Sign in" not in at.title[0].value
+        assert any("Signed in as" in text and "sam" in text for text in texts(at.caption)), texts(at.caption)
+        at.switch_page("views/triage.py").run()
+        assert not at.exception
+        assert "You are" not in [t.label for t in at.text_input]  # the principal acts, not a typed name
+    finally:
+        server.stop()
+
+
+def test_dashboards_beyond_loopback_need_an_api_that_asks_who_acts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    open_server = ServerProcess(tmp_path / "open").start()
+    try:
+        refused = subprocess.run([sys.executable, "-m", "flightrec", "ui", "--api", open_server.url, "--host",
+                                  "0.0.0.0", "--port", "1"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "has no sign-in" in refused.stdout, refused.stdout + refused.stderr
+    finally:
+        open_server.stop()

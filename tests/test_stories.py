@@ -82,7 +82,7 @@ def test_agent_llm_tool_guardrail_human_action_each_tell_who_what_why(store: Sto
     assert said[2] == ("support-agent called get_order with order ORD-20317, reading customer CUS-311 and "
                        "order ORD-20317, and got status paid, total 42.00.")
     assert said[3] == "The refund policy guardrail passed: Within limit."
-    assert said[4] == "maria.lopez overrode the agent's proposal: “Customer is a known fraud case”."
+    assert said[4] == "maria.lopez overrode the agent's proposal: “Customer is a known fraud case” (as reported by svc)."
     assert said[5] == "support-agent issued a refund of 42.00 EUR for order ORD-20317 in billing."
     kinds = [(step.kind, step.severity) for step in story.steps]
     assert kinds == [("agent", "info"), ("llm", "info"), ("tool", "info"), ("guardrail", "info"),
@@ -246,3 +246,23 @@ def test_a_span_s_own_agent_wins_over_inheritance_and_costs_print_at_their_preci
     costs = {step.details["model"]: step.details["cost_usd"] for step in story.steps if step.kind == "llm"}
     assert costs == {"gpt-4o-mini": "$0.00045", "acme-llm-9": "cost unknown (no price for acme-llm-9)"}
     assert usd(1.234) == "$1.23" and usd(0.0) == "$0"
+
+
+def test_an_ingested_undo_record_is_a_claim_unless_this_server_undid_it(store: Store) -> None:
+    """A span shaped like the server's own undo record, sent by anyone with an ingest token, must not make
+    the story say the action was undone (nor make rollbacks skip it: ``ActionsRepository.undone``)."""
+    action = make_span("issue_refund", {"flightrec.action.name": "refund.issue", "flightrec.action.amount": 42.0,
+                                        "ticket.id": TICKET.id}, start_ns=BASE_NS)
+    action_id = f"{action.trace_id.hex()}:{action.span_id.hex()}"
+    forged = make_span("undo refund.issue", {"flightrec.operation": "undo", "flightrec.undo.of": action_id,
+                                             "flightrec.human.actor": "cfo", "ticket.id": TICKET.id},
+                       start_ns=BASE_NS + 10**9)
+    store.insert_batch(RowBuilder().request_rows(make_request([action, forged], {"service.name": "svc"})), "forged")
+    spans = store.object_spans(obj=TICKET)
+    claimed = narrate(TICKET, spans, verified_undos=set(store.actions.undone(action_ids=[action_id])))
+    [step] = [step for step in claimed.steps if step.kind == "action"]
+    assert "no rollback of this server undid it" in step.sentence and "undone_by" not in step.details
+    assert claimed.status != "undone" and "cfo" not in claimed.outcome
+    recorded = narrate(TICKET, spans, verified_undos={action_id})  # as if a plan of this server had undone it
+    [step] = [step for step in recorded.steps if step.kind == "action"]
+    assert step.details["undone_by"] == "cfo" and recorded.status == "undone"

@@ -41,7 +41,9 @@ def _spans_or_404(store: Store, obj: ObjectRef, runs: int | None = None) -> list
 
 def _story(store: Store, obj: ObjectRef, runs: int) -> Story:
     spans = _spans_or_404(store, obj, runs)
-    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj))
+    actions = [f"{span.trace_id}:{span.span_id}" for span in spans if span.operation == "action"]
+    verified = set(store.actions.undone(action_ids=actions))  # an ingested "undone" is a claim, not a record
+    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj), verified_undos=verified)
 
 
 @router.get("/objects", summary="Recently touched business objects, with their last status", response_model=Page[ObjectSummary])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
-from flightrec.auth import Role, acting_as
+from flightrec.auth import Role, acting_as, principal_of
 from flightrec.store import Store
 from flightrec.store.principals import Principal
 
@@ -36,6 +36,11 @@ class PrincipalRequest(BaseModel):
 class CreatedPrincipal(BaseModel):
     principal: Principal
     token: str = Field(description="shown this once; only its hash is kept")
+
+
+@router.get("/me", summary="Who this request acts as (the dashboards' sign-in check)", response_model=Principal)
+def me(request: Request) -> Principal:
+    return principal_of(request)
 
 
 @router.get("/principals", summary="Every principal, revoked ones too (no tokens)", response_model=Page[Principal])
