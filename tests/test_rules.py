@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from typer.testing import CliRunner
 
 from flightrec.cli import app
 from flightrec.collector.rows import RowBuilder
-from flightrec.store import ObjectRef, Store, StoreConfig, open_store
+from flightrec.store import ObjectRef, Store
 from flightrec.store.rules import FieldRule, LinkRule, RuleSet, RulesError, parse_rules
 from tests.conftest import wait_for
 from tests.otlp_helpers import make_request, make_span
@@ -75,11 +73,9 @@ ISSUE_EXAMPLE = textwrap.dedent('''
 
 
 @pytest.fixture
-def rule_store(chdb_dir: Path) -> Iterator[Store]:
-    store = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
-    yield store
-    store.engine.command("drop_test_database", f"DROP DATABASE IF EXISTS {store.db}")
-    store.close()
+def rule_store(store: Store) -> Store:
+    """conftest's store: a fresh database with the built-in rules installed."""
+    return store
 
 
 def put(store: Store, attrs: dict, resource: dict | None = None) -> str:
