@@ -284,6 +284,8 @@ def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, 
     limit = f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""
     why = f": {control['reason']}" if control.get("reason") else ""
     console.print(Text(f"{control['agent']}: {control['state']}{limit}{why}"))
+    if control.get("note"):
+        console.print(Text(f"warning: {control['note']}", style="yellow"))
 
 
 @app.command()

@@ -332,6 +332,18 @@ class Store:
         )
         return [row[0] for row in rows]
 
+    def agents_like(self, *, name: str, limit: int = 3) -> tuple[bool, list[str]]:
+        """Whether an agent of this exact name has sent spans, and the names closest to it (typos)."""
+        rows = self.engine.query(
+            "agents_like",
+            f"SELECT Agent, editDistance(lowerUTF8(Agent), lowerUTF8({{name:String}})) AS distance FROM "
+            f"(SELECT DISTINCT Agent FROM {self.db}.otel_traces WHERE Agent != '') "
+            "WHERE distance <= 3 ORDER BY distance, Agent LIMIT {limit:UInt32}",
+            {"name": name, "limit": limit + 1},
+        )
+        names = [row[0] for row in rows]
+        return name in names, [other for other in names if other != name][:limit]
+
     def find_traces(self, *, id_prefix: str, limit: int = 10) -> list[str]:
         """Trace ids starting with a hex prefix (a primary-key range read)."""
         rows = self.engine.query(

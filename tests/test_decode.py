@@ -137,7 +137,7 @@ def test_decompression_limits_stop_gzip_bombs() -> None:
     ("body", "encoding", "kind", "match"),
     [
         (b"not gzip at all", "gzip", ErrorKind.BAD_REQUEST, "not valid gzip"),
-        (gzip.compress(b"x" * 1000)[:20], "gzip", ErrorKind.BAD_REQUEST, "truncated"),
+        (gzip.compress(b"x" * 1000, mtime=0)[:20], "gzip", ErrorKind.BAD_REQUEST, "truncated"),
         (b"x", "br", ErrorKind.UNSUPPORTED_MEDIA, "'br' is not supported"),
     ],
 )

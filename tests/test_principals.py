@@ -176,3 +176,23 @@ def test_an_empty_or_short_api_token_is_refused_at_start_up(tmp_path: Path, toke
                              env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2, started.stdout + started.stderr
     assert "at least 16 characters" in started.stdout + started.stderr
+
+
+def test_pausing_an_agent_that_never_sent_spans_says_so_and_names_close_ones(server: ServerProcess) -> None:
+    from tests.otlp_helpers import make_request, make_span
+
+    body = make_request([make_span("run", {"gen_ai.agent.name": "support-agent"})], {"service.name": "svc"})
+    assert httpx.post(server.url + "/v1/traces", content=body.SerializeToString(), timeout=30,
+                      headers={"content-type": "application/x-protobuf"}).status_code == 200
+    server.wait_drained()
+    typo = call(server, "POST", "/api/controls/agents/suport-agent/pause", json={"actor": "maria"}).json()
+    assert typo["state"] == "paused"
+    assert "no agent named 'suport-agent' has sent spans" in typo["note"] and "'support-agent'" in typo["note"]
+    known = call(server, "POST", "/api/controls/agents/support-agent/pause", json={"actor": "maria"}).json()
+    assert known["note"] == ""
+    from typer.testing import CliRunner
+
+    from flightrec.cli import app
+
+    said = CliRunner().invoke(app, ["pause", "suport-agent", "--actor", "maria", "--api", server.url])
+    assert said.exit_code == 0 and "warning: no agent named 'suport-agent'" in " ".join(said.output.split())

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
-from flightrec.api.deps import get_switches
+from flightrec.api.deps import get_store, get_switches
 from flightrec.api.envelope import Page
 from flightrec.auth import acting_as, principal_of
 from flightrec.rollback import ControlDecision, ControlState, KillSwitches
+from flightrec.store import Store
 
 router = APIRouter(tags=["controls"])
 Scope = Literal["agents", "flows"]
@@ -35,6 +36,7 @@ class ControlView(BaseModel):
     actor: str
     reason: str
     updated_at: datetime | None
+    note: str = Field(default="", description="e.g. the agent named has never sent spans (a typo?), with close names")
 
 
 def _view(control: ControlState) -> ControlView:
@@ -71,12 +73,18 @@ def get_control(scope: Scope, name: str, switches: KillSwitches = Depends(get_sw
              response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"}})
 def set_control(
     scope: Scope, name: str, command: Literal["pause", "resume", "throttle", "drain"], body: ControlRequest,
-    request: Request, switches: KillSwitches = Depends(get_switches),
+    request: Request, switches: KillSwitches = Depends(get_switches), store: Store = Depends(get_store),
 ) -> ControlView:
     actor = acting_as(request, body.actor, "who is flipping the switch")
+    note = ""
+    if scope == "agents":
+        known, close = store.agents_like(name=name)
+        if not known:
+            note = (f"no agent named {name!r} has sent spans; the switch is set and applies when it does"
+                    + (f" (did you mean {', '.join(repr(other) for other in close)}?)" if close else ""))
     try:
         control = switches.set_state(scope=scope[:-1], name=name, state=STATES[command], actor=actor,  # type: ignore[arg-type]
                                      reason=body.reason, max_per_minute=body.max_per_minute)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
-    return _view(control)
+    return _view(control).model_copy(update={"note": note})
