@@ -540,6 +540,19 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[Check]:
     return RecordingControls.log
 
 
+def ingest_latency(server: ServerProcess) -> float:
+    """Seconds from acknowledging one span to reading it back through the API, on this machine, now."""
+    span = make_span("probe", {"gen_ai.agent.name": "latency-probe"})
+    started = time.monotonic()
+    response = httpx.post(f"{server.url}/v1/traces", content=make_request([span]).SerializeToString(),
+                          headers={"content-type": "application/x-protobuf"}, timeout=30)
+    assert response.status_code == 200
+    while httpx.get(f"{server.url}/api/traces/{span.trace_id.hex()}", timeout=30).status_code != 200:
+        assert time.monotonic() - started < 60, "a probe span never became readable"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def test_pause_stops_every_fleet_process_within_the_cache_time_and_resume_restarts_it(
         rig: Rig, checks: list[Check], tmp_path: Path) -> None:
     agent, cache_s = "support-agent", 2.0  # the fleet's ControlClient keeps answers 2 s
@@ -577,7 +590,10 @@ def test_pause_stops_every_fleet_process_within_the_cache_time_and_resume_restar
             settled = [n for t, n in counts if t >= paused + 5]
             assert settled and len(set(settled)) == 1, counts
             last_growth = max((t for (t, n), (_, m) in zip(counts, counts[1:]) if m > n), default=paused)
-            assert last_growth - paused_at <= 5, counts
+            # An action process 2 took just before its cached answer expired is seen through the API after
+            # its export (0.5 s) and the server's ingest, which a loaded machine stretches: the bound is the
+            # cache time plus the export delay plus the ingest latency measured now, not a fixed wall clock.
+            assert last_growth - paused_at <= cache_s + 0.5 + ingest_latency(rig.server) + 1.0, counts
             assert thread.is_alive() and process.poll() is None, "the fleets ended too early to prove anything"
             assert ok(rig.api.get(f"/api/controls/agents/{agent}"))["state"] == "paused"
             resumed = time.monotonic()
