@@ -42,9 +42,10 @@ def _api_token() -> str | None:
 def me() -> dict[str, Any]:
     """Who the dashboards act as: ``{name, kind, roles}`` (kind ``local``: no sign-in on this API).
 
-    Raises ApiError 401 when the API wants a sign-in.
+    Raises ApiError 401 when the API wants a sign-in. Never cached: a token revoked a moment ago sends the
+    page back to sign-in on its next run, not a cache lifetime later.
     """
-    return _get_json(api_url(), _api_token(), "/api/me", ())
+    return _send(api_url(), _api_token(), "GET", "/api/me").json()
 
 
 def sign_in(token: str) -> dict[str, Any]:

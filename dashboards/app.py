@@ -30,13 +30,16 @@ rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", u
 triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:", url_path="triage")
 alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
 governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
-if not ui.sign_in_gate():
-    st.stop()
+signed_in = ui.sign_in_gate()
+# Navigation is declared on the sign-in page too (hidden there): without it the run knows no page, and after
+# signing in a link opened before (/rollback?agent=...) would land on the default page instead.
 page = st.navigation({
     "Investigate": [start, home, story, trace],
     "Operate": [triage, alerts, rollback],
     "Oversee": [governance],
-})
+}, position="sidebar" if signed_in else "hidden")
+if not signed_in:
+    st.stop()
 if page.url_path == start.url_path:
     target = (story if "object" in st.query_params else trace if "trace" in st.query_params
               else rollback if "plan" in st.query_params else home)

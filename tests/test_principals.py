@@ -141,6 +141,23 @@ def test_a_control_client_without_a_token_fails_closed(auth_server: ServerProces
     assert decision.allowed is False and "HTTP 401" in decision.reason
 
 
+def test_a_control_client_with_a_wrong_token_fails_closed_and_says_why(auth_server: ServerProcess,
+                                                                       tokens: dict[str, str]) -> None:
+    """A mistyped agent token holds the agent even while it runs (fail_open covers an unreachable server, not a
+    refusal); the same client with the right token is allowed, then refused once the agent is paused."""
+    call(auth_server, "POST", "/api/controls/agents/refund_agent/resume", tokens["sre"], json={"force": True})
+    for fail_open in (True, False):
+        with ControlClient(auth_server.url, token=tokens["agent"] + "x", fail_open=fail_open, cache_s=0) as client:
+            decision = client.check("refund_agent")
+        assert decision.allowed is False and decision.state == "refused", decision
+        assert "HTTP 401" in decision.reason and "agent token for refund_agent" in decision.reason, decision.reason
+    with ControlClient(auth_server.url, token=tokens["agent"], cache_s=0) as client:
+        assert client.check("refund_agent").allowed is True
+        call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={"force": True})
+        paused = client.check("refund_agent")
+    assert paused.allowed is False and paused.state == "paused", paused
+
+
 def test_tokens_are_stored_as_hashes_only(chdb_dir: Path) -> None:
     store: Store = open_store(StoreConfig(dsn=f"chdb://{chdb_dir}", database=f"t_{uuid.uuid4().hex[:10]}"))
     try:

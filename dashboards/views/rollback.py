@@ -478,9 +478,12 @@ def show_plan(plan_id: str, actor: str) -> None:
     status = plan["status"]
     approved = ", ".join(f"{md(item['actor'])} ({ui.when(item['at'], '%H:%M:%S')})" for item in plan["approvals"])
     if plan["requires_approval"] and status == "awaiting_approval":
+        signed_in = (ui.signed_in() or {}).get("kind") not in (None, "local")
+        how = ("they sign in with their own token and press Approve" if signed_in
+               else "they enter their name under “You are” and press Approve")
         st.warning(f"**Needs a second person.** This plan undoes high-risk actions: someone other than "
                    f"{md(plan['author'])} must approve it before it can run. Send them {share_link(plan_id)}: "
-                   "they enter their name under “You are” and press Approve.", icon=":material/group:")
+                   f"{how}.", icon=":material/group:")
     elif plan["requires_approval"]:
         st.caption(f"High-risk plan, approved by {approved}.")
     elif approved:
