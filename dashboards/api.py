@@ -294,3 +294,20 @@ def replay_segment(segment_name: str, actor: str) -> dict[str, Any]:
                      body={"actor": actor})
     clear_cache()
     return response.json() if response.content else {}
+
+
+# --- the audit log: entries, its signed head and its check ---------------------------------------
+
+def audit_entries(actor: str = "", act: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """Audit entries newest first (``AuditEntry``: seq, time, actor, act, subject, details, hashes)."""
+    return get_json("/api/audit", actor=actor, act=act, order="desc", limit=limit)["items"]
+
+
+def audit_verify() -> dict[str, Any]:
+    """The API's check of the whole log (never cached): ``{ok, entries, signed_through, problems, notes, ...}``."""
+    return get_fresh("/api/audit/verify")
+
+
+def audit_head() -> dict[str, Any]:
+    """``{head: {seq, hash, time, key_id, signature} | None, key: {pem, raw_base64, fingerprint}}`` (never cached)."""
+    return get_fresh("/api/audit/head")

@@ -30,13 +30,14 @@ rollback = st.Page(ui.ROLLBACK_PAGE, title="Rollback", icon=":material/undo:", u
 triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:", url_path="triage")
 alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
 governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
+audit = st.Page(ui.AUDIT_PAGE, title="Audit log", icon=":material/fact_check:", url_path="audit")
 signed_in = ui.sign_in_gate()
 # Navigation is declared on the sign-in page too (hidden there): without it the run knows no page, and after
 # signing in a link opened before (/rollback?agent=...) would land on the default page instead.
 page = st.navigation({
     "Investigate": [start, home, story, trace],
     "Operate": [triage, alerts, rollback],
-    "Oversee": [governance],
+    "Oversee": [governance, audit],
 }, position="sidebar" if signed_in else "hidden")
 if not signed_in:
     st.stop()

@@ -21,6 +21,7 @@ ROLLBACK_PAGE = "views/rollback.py"
 TRIAGE_PAGE = "views/triage.py"
 ALERTS_PAGE = "views/alerts.py"
 GOVERNANCE_PAGE = "views/governance.py"
+AUDIT_PAGE = "views/audit.py"
 ACTOR_KEY = "you_are"
 
 STATUS_COLORS = {

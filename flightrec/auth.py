@@ -60,6 +60,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/principals"): frozenset(),
     ("POST", "/api/principals"): frozenset(),
     ("DELETE", "/api/principals/{name}"): frozenset(),
+    # The audit log's signed head and checks, and the key that signs (issue 10).
+    ("GET", "/api/audit/head"): frozenset({R.auditor, R.compliance}),
+    ("POST", "/api/audit/verify"): frozenset({R.auditor, R.compliance}),
+    ("GET", "/api/evidence/key"): frozenset({R.auditor, R.compliance}),
 }
 
 API_PREFIX = "/api"

@@ -23,6 +23,7 @@ from flightrec.cli_output import (
     print_replayed,
     print_systems,
 )
+from flightrec.cli_audit import audit_app
 from flightrec.cli_rules import rules_app
 from flightrec.cli_tokens import tokens_app
 from flightrec.paths import api_path
@@ -104,7 +105,10 @@ def serve(
     try:
         settings.check_exposure()
         settings.store_config().target()
-    except ValueError as exc:  # a bad rules file too: RulesError names the lines
+        from flightrec.evidence.keys import load_or_create
+
+        load_or_create(settings.audit_key_path())  # the audit signing key: a key others may read stops the start
+    except ValueError as exc:  # a bad rules file or key file too: the error says how to fix it
         _fail(str(exc))
     console.print(
         f"Flight Recorder: OTLP/HTTP + API on http://{settings.host}:{settings.http_port}, "
@@ -389,6 +393,7 @@ def wal_replay(
 
 app.add_typer(rules_app, name="rules")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")
 app.add_typer(systems, name="systems")

@@ -12,6 +12,8 @@ from flightrec.collector.grpc_server import GrpcReceiver
 from flightrec.collector.rates import RateResolver
 from flightrec.detectors.pager import PagerRoutes
 from flightrec.detectors.runner import DetectorRunner
+from flightrec.evidence import keys
+from flightrec.evidence.audit_heads import HeadKeeper
 from flightrec.rederive import RederiveJob
 from flightrec.settings import Settings
 from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry, UndoExecutor
@@ -37,12 +39,17 @@ class Runtime:
         self.systems: SystemRegistry | None = None
         self.switches: KillSwitches | None = None
         self.detectors: DetectorRunner | None = None
+        self.audit_heads: HeadKeeper | None = None
         self._executor: UndoExecutor | None = None
 
     def start(self) -> None:
         """Open the store, replay the WAL, start the writer and the gRPC receiver; undo on failure."""
         try:
             self.store = open_store(self.settings.store_config())
+            # Each append's head is signed with the key from the data directory (outside the store).
+            self.audit_heads = HeadKeeper(self.store.audit, keys.load_or_create(self.settings.audit_key_path()),
+                                          self.settings.audit_head_path())
+            self.store.audit.after_append = self.audit_heads.record
             self.wal = WriteAheadLog(self.settings.wal_config())
             self.writer = BatchWriter(
                 self.wal,
@@ -107,6 +114,7 @@ class Runtime:
             self._executor = None
         self.rollback = None
         self.systems = None
+        self.audit_heads = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         "`flightrec rules check FILE` validates one",
     )
     default_tenant: str = Field(default="default", min_length=1, description="the tenant of spans that name none")
+    audit_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key file signing the audit log's heads, made on first start (mode 0600; default "
+        "DATA/keys/audit-ed25519.pem); server processes sharing one ClickHouse should share one key file",
+    )
 
     @field_validator("api_token")
     @classmethod
@@ -190,6 +195,17 @@ class Settings(BaseSettings):
     @property
     def store_dsn(self) -> str:
         return self.store or f"chdb://{(self.data / 'data').resolve()}"
+
+    def audit_key_path(self) -> Path:
+        from flightrec.evidence.keys import KEY_FILE
+
+        return self.audit_key or self.data / KEY_FILE
+
+    def audit_head_path(self) -> Path:
+        """The newest signed audit head this server made, kept beside the key, outside the store."""
+        from flightrec.evidence.audit_heads import HEAD_FILE
+
+        return self.data / HEAD_FILE
 
     def store_config(self) -> StoreConfig:
         from flightrec.store.config import StoreConfig

@@ -1,4 +1,6 @@
-"""Statements for acting on agents: the actions registry, kill switches, undo plans, the audit log.
+"""Statements for acting on agents: the actions registry, kill switches, undo plans.
+
+The audit log has its own module, :mod:`store.audit_log`.
 
 Each repository is a named-statement class on the shared engine, like the span
 queries in :mod:`store.repository`.
@@ -7,12 +9,10 @@ queries in :mod:`store.repository`.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 
 from pydantic import BaseModel
 
-from flightrec.store.audit import GENESIS, AuditEntry, entry_hash
 from flightrec.store.engine import Engine
 
 
@@ -284,53 +284,3 @@ class PlansRepository:
         )
         return [row[0] for row in rows]
 
-
-def _audit_entry(row: tuple) -> AuditEntry:
-    seq, time, actor, act, subject, details, prev, digest = row
-    return AuditEntry(seq=seq, time=time.replace(tzinfo=timezone.utc), actor=actor, act=act, subject=subject,
-                      details=json.loads(details), prev_hash=prev, hash=digest)
-
-
-class AuditRepository:
-    """The hash-chained audit log. Appends are serialized in this process (the store owner)."""
-
-    def __init__(self, engine: Engine, db: str) -> None:
-        self.engine, self.db = engine, db
-        self._lock = threading.Lock()
-
-    def append(self, *, actor: str, act: str, subject: str, details: dict[str, str]) -> AuditEntry:
-        with self._lock:
-            rows = self.engine.query(
-                "audit_head", f"SELECT Seq, Hash FROM {self.db}.audit_log ORDER BY Seq DESC LIMIT 1"
-            )
-            seq, prev = (rows[0][0] + 1, rows[0][1]) if rows else (1, GENESIS)
-            time = _now()
-            digest = entry_hash(seq, time, actor, act, subject, details, prev)
-            self.engine.insert(
-                "audit_append", f"{self.db}.audit_log",
-                [[seq], [time], [actor], [act], [subject], [json.dumps(details, sort_keys=True)], [prev], [digest]],
-                ["Seq", "Time", "Actor", "Act", "Subject", "Details", "PrevHash", "Hash"],
-            )
-            return AuditEntry(seq=seq, time=time, actor=actor, act=act, subject=subject, details=details,
-                              prev_hash=prev, hash=digest)
-
-    def latest_by_subject(self, *, acts: list[str], subject_prefix: str) -> list[AuditEntry]:
-        """The newest entry of any of these acts per subject starting with the prefix, by subject."""
-        rows = self.engine.query(
-            "audit_latest_by_subject",
-            "SELECT argMax(Seq, Seq), argMax(Time, Seq), argMax(Actor, Seq), argMax(Act, Seq), Subject, "
-            f"argMax(Details, Seq), argMax(PrevHash, Seq), argMax(Hash, Seq) FROM {self.db}.audit_log "
-            "WHERE Act IN {acts:Array(String)} AND startsWith(Subject, {prefix:String}) "
-            "GROUP BY Subject ORDER BY Subject",
-            {"acts": acts, "prefix": subject_prefix},
-        )
-        return [_audit_entry(row) for row in rows]
-
-    def entries(self, *, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
-        rows = self.engine.query(
-            "audit_entries",
-            f"SELECT Seq, Time, Actor, Act, Subject, Details, PrevHash, Hash FROM {self.db}.audit_log "
-            "WHERE Seq > {since:UInt64} ORDER BY Seq LIMIT {limit:UInt32}",
-            {"since": since_seq, "limit": limit},
-        )
-        return [_audit_entry(row) for row in rows]

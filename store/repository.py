@@ -15,7 +15,8 @@ from flightrec.store.principals import PrincipalsRepository
 from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
-from flightrec.store.operations import ActionsRepository, AuditRepository, ControlsRepository, PlansRepository
+from flightrec.store.audit_log import AuditRepository
+from flightrec.store.operations import ActionsRepository, ControlsRepository, PlansRepository
 from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
 from flightrec.store.models import (

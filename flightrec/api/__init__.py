@@ -11,6 +11,7 @@ from flightrec.api import (
     alerts,
     audit,
     controls,
+    evidence,
     health,
     links,
     objects,
@@ -31,7 +32,7 @@ def build_api_router() -> APIRouter:
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(authorize)])
     for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
-                   rules, principals):
+                   rules, principals, evidence):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

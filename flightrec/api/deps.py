@@ -6,6 +6,7 @@ from fastapi import HTTPException, Request, status
 
 from flightrec.collector import BatchWriter, IngestPipeline
 from flightrec.detectors.runner import DetectorRunner
+from flightrec.evidence.audit_heads import HeadKeeper
 from flightrec.runtime import Runtime
 from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry
 from flightrec.store import Store
@@ -52,3 +53,8 @@ def get_switches(request: Request) -> KillSwitches:
 
 def get_detectors(request: Request) -> DetectorRunner:
     return _running_part(request, "detectors", "the detectors")
+
+
+def get_audit_heads(request: Request) -> HeadKeeper:
+    """The signer of the audit log's heads (its key, the head file)."""
+    return _running_part(request, "audit_heads", "the audit head signer")

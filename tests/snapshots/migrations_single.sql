@@ -290,3 +290,19 @@ CREATE TABLE IF NOT EXISTS flightrec.manual_links
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId);
+
+-- 0013_audit_v2
+ALTER TABLE flightrec.audit_log  MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE flightrec.audit_log  ADD COLUMN IF NOT EXISTS Format UInt8 DEFAULT 1;
+
+CREATE TABLE IF NOT EXISTS flightrec.audit_heads 
+(
+    Seq UInt64,
+    Hash String,
+    Time DateTime64(6),
+    KeyId String,
+    Signature String
+)
+ENGINE = MergeTree
+ORDER BY Seq;
