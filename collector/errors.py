@@ -11,6 +11,7 @@ from pydantic import BaseModel
 class ErrorKind(str, Enum):
     BAD_REQUEST = "bad_request"
     UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     UNSUPPORTED_MEDIA = "unsupported_media"
@@ -31,6 +32,8 @@ ERROR_TABLE: dict[ErrorKind, ErrorStatus] = {
     ErrorKind.UNAUTHENTICATED: ErrorStatus(
         http_status=401, grpc_code=grpc.StatusCode.UNAUTHENTICATED, retryable=False
     ),
+    # A valid token that may not ingest (a person's token).
+    ErrorKind.FORBIDDEN: ErrorStatus(http_status=403, grpc_code=grpc.StatusCode.PERMISSION_DENIED, retryable=False),
     ErrorKind.TOO_LARGE: ErrorStatus(http_status=413, grpc_code=grpc.StatusCode.INVALID_ARGUMENT, retryable=False),
     # The client did not send its body in time (OTLP does not list 408 as retryable).
     ErrorKind.TIMEOUT: ErrorStatus(http_status=408, grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED, retryable=False),

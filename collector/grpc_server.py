@@ -46,9 +46,10 @@ class GrpcReceiver:
     def export(self, body: bytes, context: grpc.ServicerContext, signal: Signal = Signal.TRACES) -> Any:
         metadata = dict(context.invocation_metadata())
         try:
-            self.pipeline.authorize(metadata.get("authorization"))
+            sender = self.pipeline.authorize(metadata.get("authorization"))
             decoded = self.pipeline.ingest(
-                decode_body(body, "application/x-protobuf", self.pipeline.span_limits(), signal), transport="grpc"
+                decode_body(body, "application/x-protobuf", self.pipeline.span_limits(), signal), transport="grpc",
+                sender=sender,
             )
         except IngestError as error:
             self.pipeline.refused()

@@ -65,6 +65,7 @@ async def _read_limited(request: Request, limit: int, timeout_s: float) -> bytes
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "body could not be decoded"},
     401: {"description": "missing or wrong ingest token"},
+    403: {"description": "a person's token: ingest takes an agent's token or a shared ingest token"},
     408: {"description": "body not received within the body timeout"},
     413: {"description": "body over the size limit, or more items than the backlog can hold"},
     415: {"description": "unsupported Content-Type or Content-Encoding"},
@@ -80,7 +81,7 @@ def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
         kind = media_type(request.headers.get("content-type"))
         as_json = kind not in PROTOBUF_TYPES
         try:
-            pipeline.authorize(request.headers.get("authorization"))
+            sender = await run_in_threadpool(pipeline.authorize, request.headers.get("authorization"))
             if kind not in PROTOBUF_TYPES | JSON_TYPES:
                 raise IngestError(
                     ErrorKind.UNSUPPORTED_MEDIA,
@@ -94,6 +95,7 @@ def build_otlp_router(get_pipeline: Callable[..., IngestPipeline]) -> APIRouter:
                 request.headers.get("content-type"),
                 request.headers.get("content-encoding"),
                 signal,
+                sender,
             )
         except IngestError as error:
             pipeline.refused()

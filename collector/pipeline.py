@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -11,7 +10,11 @@ from flightrec.collector.decode import DecodedRequest, decode_body, decompress
 from flightrec.collector.errors import ErrorKind, IngestError
 from flightrec.collector.limits import DEFAULT_MAX_FUTURE_S, SpanLimits
 from flightrec.collector.signals import SHAPES, Signal
+from flightrec.collector.limits import MAX_REASONS
+from flightrec.collector.rows import attributes_to_dict
+from flightrec.collector.senders import OPEN, ForeignSpans, IngestAuth, Sender, check_claims, drop_spans, stamp
 from flightrec.collector.wal import BacklogFull, WriteAheadLog
+from flightrec.store.engine import StoreError
 from flightrec.store import Store
 from pydantic import BaseModel, Field
 
@@ -21,7 +24,12 @@ log = logging.getLogger(__name__)
 class IntakeConfig(BaseModel):
     """Limits and credentials of the receivers."""
 
-    ingest_tokens: list[str] = Field(default_factory=list, description="accepted Bearer tokens; empty = open")
+    ingest_tokens: list[str] = Field(default_factory=list,
+                                     description="shared Bearer tokens that speak for any agent; set: a token is required")
+    require_token: bool = Field(default=False, description="refuse batches without a token even with no shared tokens")
+    foreign_spans: ForeignSpans = Field(
+        default="reject", description="spans an agent token does not speak for: reject them (partial success) or "
+        "keep them, marked by the token's name for the story to show")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest body after decompression")
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent when the backlog is full")
     retention_days: int = Field(default=0, ge=0, description="reject spans older than this (0: no limit)")
@@ -39,6 +47,7 @@ class IntakeMetrics(BaseModel):
     rejected_log_records: int = 0
     metric_points: int = Field(default=0, description="metric data points received (counted, not kept)")
     refused_requests: int = 0
+    foreign_spans: int = Field(default=0, description="spans claiming an agent their token does not speak for")
     wal_errors: int = 0
     last_wal_error: str = ""
     wal_failing_since: float = Field(default=0.0, description="unix time since which WAL appends fail (0: they work)")
@@ -52,6 +61,7 @@ class IngestPipeline:
         self.wal = wal
         self.store = store
         self.metrics = IntakeMetrics()
+        self.auth = IngestAuth(config.ingest_tokens, config.require_token, lambda token: store.principals.by_token(token=token))
         self._metrics_lock = threading.Lock()
         self._open = True
 
@@ -59,38 +69,33 @@ class IngestPipeline:
         """Refuse new batches (shutdown); what is in the WAL still gets inserted."""
         self._open = False
 
-    def authorize(self, authorization: str | None) -> None:
-        """Check ``Authorization: Bearer <token>`` when ingest tokens are configured."""
-        if not self.config.ingest_tokens:
-            return
-        if not authorization:
-            raise IngestError(ErrorKind.UNAUTHENTICATED, "missing ingest token: send Authorization: Bearer <token>")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise IngestError(ErrorKind.UNAUTHENTICATED, "Authorization must be 'Bearer <token>'")
-        if not any(hmac.compare_digest(token.strip(), known) for known in self.config.ingest_tokens):
-            raise IngestError(ErrorKind.UNAUTHENTICATED, "ingest token not recognised")
+    def authorize(self, authorization: str | None) -> Sender:
+        """Who sends the batch (``Authorization: Bearer <token>``); IngestError when refused."""
+        return self.auth.sender(authorization)
 
     def refused(self) -> None:
         with self._metrics_lock:
             self.metrics.refused_requests += 1
 
     def ingest_body(
-        self, body: bytes, content_type: str | None, content_encoding: str | None, signal: Signal = Signal.TRACES
+        self, body: bytes, content_type: str | None, content_encoding: str | None, signal: Signal = Signal.TRACES,
+        sender: Sender = OPEN,
     ) -> DecodedRequest:
         """OTLP/HTTP: decompress within limits, decode, then :meth:`ingest`."""
         raw = decompress(body, content_encoding, self.config.max_body_bytes)
-        return self.ingest(decode_body(raw, content_type, self.span_limits(), signal), transport="http")
+        return self.ingest(decode_body(raw, content_type, self.span_limits(), signal), transport="http", sender=sender)
 
     def span_limits(self) -> SpanLimits:
         """The times a span arriving now may carry: inside retention (older ones would be deleted at
         once, so rejecting them beats acknowledging a loss) and not past the allowed clock skew."""
         return SpanLimits.now(retention_days=self.config.retention_days, max_future_s=self.config.max_future_s)
 
-    def ingest(self, decoded: DecodedRequest, transport: str) -> DecodedRequest:
+    def ingest(self, decoded: DecodedRequest, transport: str, sender: Sender = OPEN) -> DecodedRequest:
         """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
         if not self._open:
             raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
+        if decoded.signal is Signal.TRACES:
+            self._attribute(decoded, sender)
         if decoded.signal is Signal.METRICS:  # counted so default exporters stay quiet; not kept
             with self._metrics_lock:
                 self.metrics.requests += 1
@@ -134,6 +139,30 @@ class IngestPipeline:
                 self.metrics.accepted_spans += decoded.accepted
                 self.metrics.rejected_spans += decoded.rejected
         return decoded
+
+    def _attribute(self, decoded: DecodedRequest, sender: Sender) -> None:
+        """Check what a restricted sender's spans claim; stamp the sender on every resource."""
+        request, changed = decoded.request, False
+        if sender.restricted and decoded.accepted:
+            rules, tenant = self.store.config.rules, self.store.config.default_tenant
+            try:
+                check = check_claims(request, sender, lambda maps: self.store.meaning.claims(rules, tenant, maps),
+                                     attributes_to_dict)
+            except StoreError as exc:
+                raise IngestError(ErrorKind.UNAVAILABLE, f"cannot check what the spans claim now ({exc}); retry",
+                                  retry_after_s=5) from exc
+            if check.foreign:
+                with self._metrics_lock:
+                    self.metrics.foreign_spans += len(check.foreign)
+            if check.foreign and self.config.foreign_spans == "reject":
+                drop_spans(request, set(check.foreign))
+                decoded.reasons = [*decoded.reasons, *check.foreign.values()][:MAX_REASONS]
+                decoded.rejected += len(check.foreign)
+                decoded.accepted -= len(check.foreign)
+                changed = True
+        changed |= stamp(request, sender)
+        if changed:
+            decoded.payload = request.SerializeToString()
 
     def _record_rejections(self, transport: str, decoded: DecodedRequest) -> None:
         try:

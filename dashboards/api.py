@@ -45,12 +45,12 @@ def me() -> dict[str, Any]:
     Raises ApiError 401 when the API wants a sign-in. Never cached: a token revoked a moment ago sends the
     page back to sign-in on its next run, not a cache lifetime later.
     """
-    return _send(api_url(), _api_token(), "GET", "/api/me").json()
+    return _send(api_url(), _api_token(), "GET", "/api/whoami").json()
 
 
 def sign_in(token: str) -> dict[str, Any]:
     """Check a token with the API and keep it for this browser session; ApiError when refused."""
-    principal = _send(api_url(), token.strip(), "GET", "/api/me").json()
+    principal = _send(api_url(), token.strip(), "GET", "/api/whoami").json()
     st.session_state[TOKEN_KEY] = token.strip()
     return principal
 

@@ -168,7 +168,7 @@ def sign_in_gate() -> bool:
             st.error(md(exc.message))
         st.title("Sign in")
         st.caption("This Flight Recorder asks who you are: paste the token you were given "
-                   "(`flightrec tokens create NAME --role ROLE`). It is kept for this browser session only.")
+                   "(`flightrec tokens create --name NAME --role ROLE`). It is kept for this browser session only.")
         with st.form("sign_in"):
             token = st.text_input("Token", type="password")
             if st.form_submit_button("Sign in", type="primary") and token.strip():

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
+from typing import Any, NoReturn
 
 from fastapi import HTTPException, Request, status
 
+from flightrec.oidc import IssuerUnreachable, OidcConfig, TokenRefused, looks_like_jwt, verifier
 from flightrec.store.principals import Principal
 
 
@@ -41,7 +43,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         "/api/rules/status",
     )},
     ("GET", "/api/controls/check"): READ | {R.agent},
-    ("GET", "/api/me"): READ | {R.agent},
+    ("GET", "/api/whoami"): READ | {R.agent},
     ("GET", "/api/audit"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/audit/verify"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/links"): frozenset({R.auditor, R.sre}),
@@ -97,7 +99,8 @@ def allowed(principal: Principal, method: str, path: str) -> bool:
 
 
 def identify(request: Request) -> Principal:
-    """The principal of a request: the bootstrap admin token, a principal's token, or local (no auth configured)."""
+    """The principal of a request: the bootstrap admin token, an ID token of the configured OIDC issuer
+    (naming a principal), a principal's token, or local (no auth configured)."""
     settings = request.app.state.settings
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     token = given.strip() if scheme.lower() == "bearer" else ""
@@ -111,10 +114,35 @@ def identify(request: Request) -> Principal:
         return ADMIN
     runtime = getattr(request.app.state, "runtime", None)
     store = getattr(runtime, "store", None)
+    oidc = settings.oidc_config()
+    if oidc is not None and looks_like_jwt(token):
+        return _oidc_principal(oidc, token, store)
     principal = store.principals.by_token(token=token) if store is not None else None
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+def _oidc_principal(config: OidcConfig, token: str, store: Any) -> Principal:
+    """The principal an ID token names (kind person, created beforehand, not revoked), or 401 saying why."""
+    def refuse(reason: str) -> NoReturn:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"})
+
+    try:
+        name = verifier(config).name(token)
+    except TokenRefused as exc:
+        refuse(exc.reason)
+    except IssuerUnreachable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot check the ID token now: {exc}") from exc
+    found = store.principals.get(name=name) if store is not None else None
+    create = f"an admin creates it with flightrec tokens create --name {name} --role ROLE"
+    if found is None:
+        refuse(f"no principal named {name}: {create}")
+    if found.revoked:
+        refuse(f"the principal {name} is revoked: {create} (again)")
+    if found.kind != "person":
+        refuse(f"the principal {name} is an {found.kind}, not a person: an ID token signs in people only")
+    return found
 
 
 def authorize(request: Request) -> None:

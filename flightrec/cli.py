@@ -282,9 +282,10 @@ def approve(plan_id: str = typer.Argument(..., help="The plan to approve"), acto
     _print_plan(_api_call(api, "POST", api_path("rollback", "plans", plan_id, "approve"), json={"actor": actor}))
 
 
-def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, max_per_minute: int = 0) -> None:
+def _switch(command: str, agent: str, actor: str, reason: str, api: str | None, force: bool,
+            max_per_minute: int = 0) -> None:
     control = _api_call(api, "POST", api_path("controls", "agents", agent, command),
-                        json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute})
+                        json={"actor": actor, "reason": reason, "max_per_minute": max_per_minute, "force": force})
     limit = f" ({control['max_per_minute']}/min)" if control["max_per_minute"] else ""
     why = f": {control['reason']}" if control.get("reason") else ""
     console.print(Text(f"{control['agent']}: {control['state']}{limit}{why}"))
@@ -332,24 +333,28 @@ def alerts(
 
 ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log)")
 AgentArg = typer.Argument(..., help="The agent's name")
+ForceOpt = typer.Option(False, "--force", help="Set the switch of an agent that has never sent spans (else refused as a typo)")
 
 
 @app.command()
-def pause(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+def pause(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, force: bool = ForceOpt,
+          api: str = ApiOpt) -> None:
     """Pause an agent: its next actions are refused (within the SDK's cache time)."""
-    _switch("pause", agent, actor, reason, api)
+    _switch("pause", agent, actor, reason, api, force)
 
 
 @app.command()
-def resume(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+def resume(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, force: bool = ForceOpt,
+          api: str = ApiOpt) -> None:
     """Let a paused, throttled or draining agent run normally again."""
-    _switch("resume", agent, actor, reason, api)
+    _switch("resume", agent, actor, reason, api, force)
 
 
 @app.command()
-def drain(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, api: str = ApiOpt) -> None:
+def drain(agent: str = AgentArg, actor: str = ActorOpt, reason: str = ReasonOpt, force: bool = ForceOpt,
+          api: str = ApiOpt) -> None:
     """Stop an agent taking new work while in-flight work finishes."""
-    _switch("drain", agent, actor, reason, api)
+    _switch("drain", agent, actor, reason, api, force)
 
 
 @app.command()
@@ -358,10 +363,11 @@ def throttle(
     per_minute: int = typer.Option(..., "--per-minute", min=1, help="Actions allowed per minute"),
     actor: str = ActorOpt,
     reason: str = ReasonOpt,
+    force: bool = ForceOpt,
     api: str = ApiOpt,
 ) -> None:
     """Limit an agent to N actions a minute."""
-    _switch("throttle", agent, actor, reason, api, per_minute)
+    _switch("throttle", agent, actor, reason, api, force, per_minute)
 
 
 wal = typer.Typer(help="The write-ahead log: segments the store refused (quarantined), and replaying them.",
@@ -567,7 +573,7 @@ def _require_sign_in(api: str, host: str) -> None:
     import httpx
 
     try:
-        answer = httpx.get(f"{api.rstrip('/')}/api/me", timeout=5)
+        answer = httpx.get(f"{api.rstrip('/')}/api/whoami", timeout=5)
     except httpx.HTTPError as exc:
         _fail(f"cannot check that the API at {api} asks for sign-in ({exc}); start `flightrec serve` first, "
               f"or bind the dashboards to 127.0.0.1 instead of {host}")

@@ -22,22 +22,34 @@ def _call(api: str | None, method: str, path: str, **kwargs):  # noqa: ANN202 - 
     return cli._api_call(api, method, path, **kwargs)
 
 
+def _split(values: list[str]) -> list[str]:
+    """``--agents a,b --agents c`` -> [a, b, c]."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
 @tokens_app.command("create")
 def tokens_create(
-    name: str = typer.Argument(..., help="A person's login or an agent's name"),
+    name: str = typer.Option(..., "--name", help="A person's login or an agent's name"),
     role: list[str] = typer.Option(..., "--role", help=f"A role (repeat for more): {ROLES}"),
-    agent: list[str] = typer.Option([], "--agent", help="Agent principals: an agent name it speaks for (repeat)"),
-    kind: str = typer.Option("person", "--kind", help="person or agent"),
+    agents: list[str] = typer.Option([], "--agents", help="Agent principals: the agent names it speaks for, A,B"),
+    services: list[str] = typer.Option([], "--services", help="Agent principals: the service names its spans may "
+                                       "carry, S,T (default: any)"),
+    tenant: str = typer.Option("", "--tenant", help="Agent principals: the tenant its spans belong to (default: any)"),
+    kind: str = typer.Option("", "--kind", help="person or agent [default: agent with --role agent, else person]"),
     actor: str = typer.Option("", "--actor", envvar="FLIGHTREC_ACTOR",
                               help="Who creates it, without sign-in only (signed in: you)"),
     api: str = ApiOpt,
 ) -> None:
-    """Create a principal and print its token once (only its hash is kept)."""
+    """Create a principal and print its token once, on the last line (only its hash is kept)."""
+    kind = kind or ("agent" if role == ["agent"] else "person")
     created = _call(api, "POST", api_path("principals"),
-                    json={"name": name, "kind": kind, "roles": role, "agents": agent, "actor": actor})
+                    json={"name": name, "kind": kind, "roles": role, "agents": _split(agents), "services": _split(services),
+                          "tenant": tenant, "actor": actor})
     principal = created["principal"]
     console.print(f"{escape(principal['name'])} ({principal['kind']}; {', '.join(principal['roles'])}"
-                  + (f"; agents {', '.join(principal['agents'])}" if principal["agents"] else "") + ")")
+                  + (f"; agents {', '.join(principal['agents'])}" if principal["agents"] else "")
+                  + (f"; services {', '.join(principal['services'])}" if principal["services"] else "")
+                  + (f"; tenant {principal['tenant']}" if principal["tenant"] else "") + ")")
     console.print("token (shown once, keep it now):")
     typer.echo(created["token"])
 
@@ -45,9 +57,11 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(api: str = ApiOpt) -> None:
     """Every principal, revoked ones too; never a token."""
-    grid = Table("name", "kind", "roles", "agents", "token starts", "created", "by", "state")
+    grid = Table("name", "kind", "roles", "speaks for", "token starts", "created", "by", "state")
     for item in _call(api, "GET", api_path("principals"))["items"]:
-        grid.add_row(item["name"], item["kind"], ", ".join(item["roles"]), ", ".join(item["agents"]),
+        scope = ", ".join(item["agents"]) + (f" (services {', '.join(item['services'])})" if item["services"] else "") + (
+            f" (tenant {item['tenant']})" if item["tenant"] else "")
+        grid.add_row(item["name"], item["kind"], ", ".join(item["roles"]), scope,
                      item["token_hint"], (item["created_at"] or "")[:19], item["created_by"],
                      "revoked" if item["revoked"] else "active")
     console.print(grid)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the parts' configs are built on demand: a client command ne
     from flightrec.detectors.runner import DetectorsConfig
     from flightrec.store import StoreConfig
     from flightrec.store.rules import RuleSet
+    from flightrec.oidc import OidcConfig
 
 LOOPBACK_NAMES = {"localhost"}
 MIN_TOKEN_LENGTH = 16
@@ -89,10 +90,25 @@ class Settings(BaseSettings):
     cluster: str | None = Field(default=None, description="ClickHouse cluster for ON CLUSTER / Replicated tables")
     retention_days: int = Field(default=30, ge=0, description="span retention TTL in days; 0 keeps forever")
     ingest_tokens: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated Bearer tokens agents must send; empty = open"
+        default_factory=list, description="comma-separated shared Bearer tokens that speak for any agent (a gateway's); "
+        "set: every batch needs a token (one of these, or an agent's from `flightrec tokens create --role agent`)"
     )
+    require_ingest_token: bool = Field(
+        default=False, description="refuse batches without a token even when no shared ingest token is set "
+        "(agents then send their own agent tokens)")
+    foreign_spans: Literal["reject", "mark"] = Field(
+        default="reject", description="spans an agent's token does not speak for (another agent, service or tenant): "
+        "reject them with partial_success, or keep them and let stories show they were claimed by that token")
     api_token: SecretStr | None = Field(default=None, description="Bearer token required on /api/*")
     api_url: str = Field(default="http://127.0.0.1:4318", description="API base URL for client commands")
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect issuer URL whose ID tokens the API accepts as Bearer credentials "
+        "(keys from ISSUER/.well-known/openid-configuration); unset: tokens only")
+    oidc_audience: str | None = Field(
+        default=None, description="the client id an ID token must be issued to (its aud); required with oidc_issuer")
+    oidc_name_claim: str = Field(
+        default="email", min_length=1, description="the ID token claim naming the principal (created beforehand by "
+        "an admin: flightrec tokens create --name NAME --role ROLE)")
     records_url: str | None = Field(
         default=None,
         description="the demo system of record (flightrec records); when set, registered for undo as system 'records'",
@@ -185,6 +201,24 @@ class Settings(BaseSettings):
                              "print(secrets.token_urlsafe(32))'")
         return value
 
+    @model_validator(mode="after")
+    def _oidc_needs_audience(self) -> Settings:
+        if self.oidc_issuer and not (self.oidc_audience or "").strip():
+            raise ValueError("FLIGHTREC_OIDC_ISSUER is set without FLIGHTREC_OIDC_AUDIENCE: set it to the client id "
+                             "the dashboards sign in with (an ID token for any other client is refused)")
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError(f"FLIGHTREC_OIDC_ISSUER {self.oidc_issuer!r} is not an http(s) URL")
+        return self
+
+    def oidc_config(self) -> OidcConfig | None:
+        """What ID tokens the API accepts, or None (no issuer configured)."""
+        if not self.oidc_issuer:
+            return None
+        from flightrec.oidc import OidcConfig
+
+        return OidcConfig(issuer=self.oidc_issuer, audience=(self.oidc_audience or "").strip(),
+                          name_claim=self.oidc_name_claim)
+
     @field_validator("ingest_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
@@ -240,7 +274,8 @@ class Settings(BaseSettings):
         from flightrec.collector.pipeline import IntakeConfig
 
         return IntakeConfig(
-            ingest_tokens=self.ingest_tokens, max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
+            ingest_tokens=self.ingest_tokens, require_token=self.require_ingest_token, foreign_spans=self.foreign_spans,
+            max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
             max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s,
         )
 

@@ -262,6 +262,13 @@ def _compile(rules: RuleSet, default_tenant: str) -> list[tuple[tuple[str, str],
 
 
 _KEY = re.compile(r"(?:Span|Resource)Attributes\[('(?:[^'\\]|\\.)*')\]")
+
+
+def attribute_keys(expression: str) -> set[str]:
+    """The attribute names an expression reads (the inverse of :func:`sql_string` on each key)."""
+    unescape = re.compile(r"\\x([0-9a-f]{2})|\\(.)")
+    return {unescape.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], literal[1:-1])
+            for literal in _KEY.findall(expression)}
 def cost_columns(database: str) -> list[DerivedColumn]:
     """CostUsd and CostKnown, read-time: a reported cost, else tokens at the rates of the call's day."""
     table = sql_string(f"{database}.model_rates")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from flightrec.store.conventions import builtin_rules
 from flightrec.store.derive import (
+    attribute_keys,
     _KEY,
     LINK_VIEW,
     DerivedColumn,
@@ -75,9 +76,36 @@ class MeaningRepository:
         self.engine = engine
         self.db = database
         self.on_cluster = on_cluster
+        self._claims: tuple[RuleSet, str, frozenset[str], str] | None = None
 
     def columns(self, rules: RuleSet, default_tenant: str) -> list[DerivedColumn]:
         return compile_columns(builtin_rules().merged(rules), default_tenant=default_tenant, database=self.db)
+
+    def claims(self, rules: RuleSet, default_tenant: str,
+               spans: list[tuple[dict[str, str], dict[str, str]]]) -> list[tuple[str, str]]:
+        """The (agent, tenant) these rules derive for each (span attributes, resource attributes),
+        in order, evaluated by the engine with the stored columns' own expressions: one query over
+        the distinct combinations of the attributes those expressions read."""
+        if self._claims is None or self._claims[0] is not rules or self._claims[1] != default_tenant:
+            inline = {column.name: column.inline for column in self.columns(rules, default_tenant)}
+            keys = frozenset(attribute_keys(inline["Agent"]) | attribute_keys(inline["Tenant"]))
+            self._claims = (rules, default_tenant, keys, (
+                f"SELECT {inline['Agent']}, {inline['Tenant']} FROM (SELECT i, "
+                "mapFromArrays({sk:Array(Array(String))}[i + 1], {sv:Array(Array(String))}[i + 1]) AS SpanAttributes, "
+                "mapFromArrays({rk:Array(Array(String))}[i + 1], {rv:Array(Array(String))}[i + 1]) AS ResourceAttributes "
+                "FROM (SELECT arrayJoin(range({n:UInt32})) AS i)) ORDER BY i"))
+        keys, sql = self._claims[2], self._claims[3]
+        distinct: dict[tuple, int] = {}
+        order = []
+        for span, resource in spans:
+            key = (tuple(sorted((k, v) for k, v in span.items() if k in keys)),
+                   tuple(sorted((k, v) for k, v in resource.items() if k in keys)))
+            order.append(distinct.setdefault(key, len(distinct)))
+        combos = list(distinct)
+        params = {"n": len(combos), "sk": [[k for k, _ in s] for s, _ in combos], "sv": [[v for _, v in s] for s, _ in combos],
+                  "rk": [[k for k, _ in r] for _, r in combos], "rv": [[v for _, v in r] for _, r in combos]}
+        rows = self.engine.query("span_claims", sql, params)
+        return [(rows[index][0], rows[index][1]) for index in order]
 
     # -- state -------------------------------------------------------------------
 

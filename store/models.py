@@ -7,6 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# Set by the collector on every resource it receives from a named token (a sender's own value is
+# overwritten or removed): which principal delivered the span.
+INGEST_PRINCIPAL = "flightrec.ingest.principal"
+
 # Insert shape of otel_traces: the span as received (the ClickHouse exporter's columns and the
 # identity hash), (column name, empty value). The engine derives every other column.
 SPAN_COLUMNS: tuple[tuple[str, Any], ...] = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -25,6 +26,8 @@ class Principal(BaseModel):
     kind: str = Field(description="person, agent, or local (no auth configured, loopback only)")
     roles: list[str]
     agents: list[str] = Field(default_factory=list, description="agent names an agent principal speaks for")
+    services: list[str] = Field(default_factory=list, description="service names its spans may carry (empty: any)")
+    tenant: str = Field(default="", description="the tenant its spans must belong to (empty: any)")
     created_at: datetime | None = None
     created_by: str = ""
     revoked: bool = False
@@ -40,16 +43,23 @@ def new_token() -> str:
 
 
 class PrincipalsRepository:
-    def __init__(self, engine: Engine, db: str) -> None:
+    """Principals as versioned rows; token lookups cached for ``cache_s`` (a revocation made
+    through this process takes effect at once, one made through another within ``cache_s``)."""
+
+    def __init__(self, engine: Engine, db: str, cache_s: float = 5.0) -> None:
         self.engine = engine
         self.db = db
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
 
     def _latest(self, where: str, params: dict) -> list[tuple]:
         return self.engine.query(
             "principals",
-            "SELECT Name, Kind, Roles, Agents, CreatedAt, CreatedBy, Revoked, TokenHint, TokenHash FROM ("
+            "SELECT Name, Kind, Roles, Agents, CreatedAt, CreatedBy, Revoked, TokenHint, TokenHash, Services, Tenant FROM ("
             f"SELECT Name, argMax(Kind, Version) AS Kind, argMax(Roles, Version) AS Roles, "
-            "argMax(Agents, Version) AS Agents, argMax(CreatedAt, Version) AS CreatedAt, "
+            "argMax(Agents, Version) AS Agents, argMax(Services, Version) AS Services, "
+            "argMax(Tenant, Version) AS Tenant, argMax(CreatedAt, Version) AS CreatedAt, "
             "argMax(CreatedBy, Version) AS CreatedBy, argMax(Revoked, Version) AS Revoked, "
             "argMax(TokenHint, Version) AS TokenHint, argMax(TokenHash, Version) AS TokenHash "
             f"FROM {self.db}.principals GROUP BY Name) WHERE {where} ORDER BY Name",
@@ -58,27 +68,32 @@ class PrincipalsRepository:
 
     @staticmethod
     def _principal(row: tuple) -> Principal:
-        name, kind, roles, agents, created_at, created_by, revoked, hint, _ = row
-        return Principal(name=name, kind=kind, roles=list(roles), agents=list(agents), created_at=created_at,
-                         created_by=created_by, revoked=bool(revoked), token_hint=hint)
+        name, kind, roles, agents, created_at, created_by, revoked, hint, _, services, tenant = row
+        return Principal(name=name, kind=kind, roles=list(roles), agents=list(agents), services=list(services),
+                         tenant=tenant, created_at=created_at, created_by=created_by, revoked=bool(revoked),
+                         token_hint=hint)
 
-    def create(self, *, name: str, kind: str, roles: list[str], agents: list[str], created_by: str) -> tuple[Principal, str]:
+    def create(self, *, name: str, kind: str, roles: list[str], agents: list[str], created_by: str,
+               services: list[str] | None = None, tenant: str = "") -> tuple[Principal, str]:
         """A new principal (or a new token for a revoked one); the token, which is not kept."""
         token = new_token()
-        self._write(name=name, kind=kind, roles=roles, agents=agents, created_by=created_by,
-                    digest=token_hash(token), hint=token[:10], revoked=False)
+        self._write(Principal(name=name, kind=kind, roles=roles, agents=agents, services=services or [], tenant=tenant,
+                              created_by=created_by, token_hint=token[:10]), token_hash(token))
         found = self.get(name=name)
         assert found is not None
         return found, token
 
-    def _write(self, *, name: str, kind: str, roles: list[str], agents: list[str], created_by: str, digest: str,
-               hint: str, revoked: bool) -> None:
+    def _write(self, principal: Principal, digest: str) -> None:
+        p = principal
         self.engine.insert(
             "write_principal", f"{self.db}.principals",
-            [[name], [kind], [roles], [agents], [digest], [hint], [datetime.now(tz=timezone.utc)], [created_by],
-             [int(revoked)], [time.time_ns()]],
-            ["Name", "Kind", "Roles", "Agents", "TokenHash", "TokenHint", "CreatedAt", "CreatedBy", "Revoked", "Version"],
+            [[p.name], [p.kind], [p.roles], [p.agents], [p.services], [p.tenant], [digest], [p.token_hint],
+             [datetime.now(tz=timezone.utc)], [p.created_by], [int(p.revoked)], [time.time_ns()]],
+            ["Name", "Kind", "Roles", "Agents", "Services", "Tenant", "TokenHash", "TokenHint", "CreatedAt", "CreatedBy",
+             "Revoked", "Version"],
         )
+        with self._lock:
+            self._cache.clear()
 
     def get(self, *, name: str) -> Principal | None:
         rows = self._latest("Name = {name:String}", {"name": name})
@@ -89,14 +104,23 @@ class PrincipalsRepository:
 
     def by_token(self, *, token: str) -> Principal | None:
         """The live principal holding this token, or None (unknown or revoked)."""
-        rows = self._latest("TokenHash = {digest:String} AND Revoked = 0", {"digest": token_hash(token)})
-        return self._principal(rows[0]) if rows else None
+        digest = token_hash(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        rows = self._latest("TokenHash = {digest:String} AND Revoked = 0", {"digest": digest})
+        found = self._principal(rows[0]) if rows else None
+        with self._lock:
+            if len(self._cache) > 10_000:  # unknown tokens are cached too: bound what a token sprayer can fill
+                self._cache.clear()
+            self._cache[digest] = (now, found)
+        return found
 
     def revoke(self, *, name: str) -> Principal | None:
         rows = self._latest("Name = {name:String}", {"name": name})
         if not rows:
             return None
-        current = self._principal(rows[0])
-        self._write(name=name, kind=current.kind, roles=current.roles, agents=current.agents, created_by=current.created_by,
-                    digest=rows[0][8], hint=current.token_hint, revoked=True)
+        self._write(self._principal(rows[0]).model_copy(update={"revoked": True}), rows[0][8])
         return self.get(name=name)

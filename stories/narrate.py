@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flightrec.stories import text as tx
 from flightrec.stories.models import ObjectSummary, Severity, Story, StoryStep
-from flightrec.store.models import ObjectActivity, ObjectRef, RunFlags, SpanRecord
+from flightrec.store.models import INGEST_PRINCIPAL, ObjectActivity, ObjectRef, RunFlags, SpanRecord
 
 HUMAN_VERBS = {"approve": "approved", "edit": "edited", "reject": "rejected", "override": "overrode"}
 GUARDRAIL_VERBS = {"pass": "passed", "warn": "warned", "block": "blocked"}
@@ -147,6 +147,13 @@ def guardrail_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     return _step(span, "guardrail", sentence, severity, guardrail=name, verdict=verdict, reason=reason)
 
 
+def reporter(span: SpanRecord) -> str:
+    """Who reported a span: its service, and the token it was sent with where the collector knows it."""
+    service = span.service or "the agent"
+    sender = span.resource_attributes.get(INGEST_PRINCIPAL, "")
+    return f"{service}, sent with {sender}'s token" if sender else service
+
+
 def human_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     actor = span.attributes.get("flightrec.human.actor") or "a person"
     decision = span.human_decision
@@ -156,7 +163,7 @@ def human_step(span: SpanRecord, _: list[SpanRecord]) -> StoryStep:
     before, after = span.attributes.get("flightrec.human.before", ""), span.attributes.get("flightrec.human.after", "")
     change = f" ({field + ' ' if field else ''}{tx.shorten(before, 60)} → {tx.shorten(after, 60)})" if before and after else ""
     # A person's decision arrives as the agent's own telemetry: the story says whose word it is.
-    source = span.service or "the agent"
+    source = reporter(span)
     sentence = (f"{actor} {verb} the agent's proposal{change}" + (f": “{tx.shorten(reason, 160)}”" if reason else "")
                 + f" (as reported by {source}).")
     severity: Severity = "warning" if decision in ("reject", "override") else "notice"
@@ -415,16 +422,40 @@ def _mark_undone(steps: list[StoryStep], spans: list[SpanRecord], verified: set[
             step.details["undone_by"] = person
 
 
+def _foreign_claims(spans: list[SpanRecord], speakers: dict[str, set[str]] | None) -> dict[str, str]:
+    """``trace:span`` -> why: spans sent with a token that does not speak for the agent they name."""
+    if speakers is None:
+        return {}
+    out = {}
+    for span in spans:
+        sender = span.resource_attributes.get(INGEST_PRINCIPAL, "")
+        if sender and span.agent not in speakers.get(sender, set()):
+            out[f"{span.trace_id}:{span.span_id}"] = f"sent with {sender}'s token, which does not speak for {span.agent}"
+    return out
+
+
+def _mark_foreign(steps: list[StoryStep], foreign: dict[str, str]) -> None:
+    for step in steps:
+        why = foreign.get(f"{step.trace_id}:{step.span_id}")
+        if why:
+            step.sentence += f" Unverified: {why}."
+            step.details["claim"] = why
+            step.severity = "warning"
+
+
 def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = None,
-            verified_undos: set[str] | None = None) -> Story:
+            verified_undos: set[str] | None = None, speakers: dict[str, set[str]] | None = None) -> Story:
     """The story of one object from its spans: steps run by run, runs in the order they started.
 
     ``verified_undos``: the ``trace:span`` ids of actions this server's rollbacks undid; None trusts
     every undo record among the spans (for callers with no rollback record to check against).
+    ``speakers``: the agent (and service) names each ingest token named on the spans speaks for;
+    a span claiming another agent is shown as unverified (spans kept by ``foreign_spans = mark``).
     """
     if not spans:
         raise ValueError(f"no spans to narrate for {obj}")
     spans = inherit_agents(sorted(spans, key=lambda span: (span.start_time, span.trace_id, span.span_id)))
+    foreign = _foreign_claims(spans, speakers)  # by the agent the story credits (a child of a foreign agent's span too)
     by_trace: dict[str, list[SpanRecord]] = {}
     for span in spans:
         by_trace.setdefault(span.trace_id, []).append(span)
@@ -437,6 +468,7 @@ def narrate(obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None = No
         for group in group_attempts(by_trace[trace])
     ]
     _mark_undone(steps, spans, verified_undos)
+    _mark_foreign(steps, foreign)
     work = [trace for trace in traces if any(span.operation != "undo" for span in by_trace[trace])] or traces
     outcome, status = _outcome(
         {trace: by_trace[trace] for trace in work}, max(work, key=lambda trace: by_trace[trace][-1].end_time)

@@ -307,7 +307,8 @@ def test_empty_answers_say_so(planning_server: ServerProcess) -> None:
 
 def test_pausing_again_without_a_reason_keeps_the_reason(server: ServerProcess) -> None:
     api = ("--api", server.url)
-    first = run_cli("pause", "ops-agent", "--actor", "ana", "--reason", "refunds look wrong", *api, timeout=60)
+    first = run_cli("pause", "ops-agent", "--force", "--actor", "ana", "--reason", "refunds look wrong", *api,
+                    timeout=60)
     assert first.returncode == 0 and "ops-agent: paused: refunds look wrong" in first.stdout, first.stdout
     again = run_cli("pause", "ops-agent", "--actor", "ben", *api, timeout=60)
     assert again.returncode == 0 and "ops-agent: paused: refunds look wrong" in again.stdout, again.stdout

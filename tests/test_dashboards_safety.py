@@ -174,7 +174,7 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Record]:
             fired = client.post("/api/detectors/run").raise_for_status().json()["fired"]
             assert any(alert["detector"] == "loops" and alert["agent"] == AGENT for alert in fired), fired
             client.post(f"/api/controls/agents/{quote(SWITCHED, safe='')}/pause",
-                        json={"actor": ACTOR, "reason": REASON}).raise_for_status()
+                        json={"actor": ACTOR, "reason": REASON, "force": True}).raise_for_status()
         yield Record(server, receiver)
     finally:
         server.stop()

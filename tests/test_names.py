@@ -55,7 +55,8 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 def switch(api: httpx.Client, agent: str, command: str) -> dict:
-    response = api.post(api_path("controls", "agents", agent, command), json={"actor": ACTOR, "reason": "names test"})
+    response = api.post(api_path("controls", "agents", agent, command), json={"actor": ACTOR, "reason": "names test",
+                                                                            "force": True})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -121,7 +122,7 @@ def test_the_cli_pauses_exactly_the_agent_it_names(server: ServerProcess, api: h
 
 def test_a_markup_like_agent_name_prints_as_text(server: ServerProcess) -> None:
     agent = "[bold]a[/b] [/]"
-    done = run_cli("pause", agent, "--actor", ACTOR, "--api", server.url, timeout=60)
+    done = run_cli("pause", agent, "--force", "--actor", ACTOR, "--api", server.url, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{agent}: paused" in done.stdout
 
@@ -149,6 +150,8 @@ def test_story_html_is_utf8_with_a_safe_content_disposition(api: httpx.Client, k
     assert encoded and unquote(encoded.group(1)) == f"story-{kind}-{ident}.html"
     fallback = re.search(r'filename="([^"]*)"', header)
     assert fallback and "/" not in fallback.group(1)
+    exported = [e for e in api.get("/api/audit", params={"limit": 100_000}).json()["items"] if e["act"] == "story.export"]
+    assert exported[-1]["subject"] == f"{kind}:{ident}" and exported[-1]["actor"] == "local"  # an evidence read, audited
     # the connection survived: the next request on it is answered
     assert api.get("/api/stats").status_code == 200
 

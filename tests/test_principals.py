@@ -81,7 +81,7 @@ def test_every_route_with_every_role(auth_server: ServerProcess, tokens: dict[st
 
 def test_the_actor_is_the_principal_not_the_request(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
     paused = call(auth_server, "POST", "/api/controls/agents/spoof_agent/pause", tokens["sre"],
-                  json={"actor": "cfo", "reason": "test"})
+                  json={"actor": "cfo", "reason": "test", "force": True})
     assert paused.status_code == 200 and paused.json()["actor"] == "sre-1", paused.text
     entries = call(auth_server, "GET", "/api/audit", tokens["auditor"]).json()["items"]
     assert [e["actor"] for e in entries if e["subject"] == "agent:spoof_agent"] == ["sre-1"]
@@ -123,7 +123,7 @@ def test_an_existing_principal_is_not_overwritten(auth_server: ServerProcess, to
 
 
 def test_an_agent_token_checks_only_its_own_agents(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
-    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={})
+    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={"force": True})
     own = call(auth_server, "GET", "/api/controls/check?agent=refund_agent", tokens["agent"])
     assert own.status_code == 200 and own.json()["allowed"] is False
     other = call(auth_server, "GET", "/api/controls/check?agent=billing_agent", tokens["agent"])
@@ -135,7 +135,7 @@ def test_an_agent_token_checks_only_its_own_agents(auth_server: ServerProcess, t
 
 def test_a_control_client_without_a_token_fails_closed(auth_server: ServerProcess, tokens: dict[str, str]) -> None:
     """The README's ControlClient(..., fail_open=True) with no token used to read 401 as 'allowed'."""
-    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={})
+    call(auth_server, "POST", "/api/controls/agents/refund_agent/pause", tokens["sre"], json={"force": True})
     with ControlClient(auth_server.url, fail_open=True, cache_s=0) as client:
         decision = client.check("refund_agent")
     assert decision.allowed is False and "HTTP 401" in decision.reason
@@ -177,7 +177,7 @@ def test_tokens_are_stored_as_hashes_only(chdb_dir: Path) -> None:
 
 def test_without_auth_the_local_principal_is_named_by_the_request(server: ServerProcess) -> None:
     assert call(server, "POST", "/api/controls/agents/a1/pause", json={}).status_code == 400
-    named = call(server, "POST", "/api/controls/agents/a1/pause", json={"actor": "maria"})
+    named = call(server, "POST", "/api/controls/agents/a1/pause", json={"actor": "maria", "force": True})
     assert named.status_code == 200 and named.json()["actor"] == "maria"
     assert call(server, "GET", "/api/stats", "not-a-token").status_code == 401  # a token sent is always checked
 
@@ -195,21 +195,50 @@ def test_an_empty_or_short_api_token_is_refused_at_start_up(tmp_path: Path, toke
     assert "at least 16 characters" in started.stdout + started.stderr
 
 
-def test_pausing_an_agent_that_never_sent_spans_says_so_and_names_close_ones(server: ServerProcess) -> None:
+def test_a_switch_for_an_agent_never_seen_is_refused_unless_forced(server: ServerProcess) -> None:
     from tests.otlp_helpers import make_request, make_span
 
     body = make_request([make_span("run", {"gen_ai.agent.name": "support-agent"})], {"service.name": "svc"})
     assert httpx.post(server.url + "/v1/traces", content=body.SerializeToString(), timeout=30,
                       headers={"content-type": "application/x-protobuf"}).status_code == 200
     server.wait_drained()
-    typo = call(server, "POST", "/api/controls/agents/suport-agent/pause", json={"actor": "maria"}).json()
-    assert typo["state"] == "paused"
-    assert "no agent named 'suport-agent' has sent spans" in typo["note"] and "'support-agent'" in typo["note"]
+    typo = call(server, "POST", "/api/controls/agents/suport-agent/pause", json={"actor": "maria"})
+    assert typo.status_code == 404 and "no agent named 'suport-agent' has sent spans" in typo.text
+    assert "'support-agent'" in typo.text and "nothing was changed" in typo.text
+    assert call(server, "GET", "/api/controls/agents/suport-agent").json()["updated_at"] is None
+    forced = call(server, "POST", "/api/controls/agents/suport-agent/pause", json={"actor": "maria", "force": True}).json()
+    assert forced["state"] == "paused" and "applies when it does" in forced["note"]
+    resumed = call(server, "POST", "/api/controls/agents/suport-agent/resume", json={"actor": "maria"})
+    assert resumed.status_code == 200, "a switch once set is known: resuming it needs no force"
     known = call(server, "POST", "/api/controls/agents/support-agent/pause", json={"actor": "maria"}).json()
     assert known["note"] == ""
     from typer.testing import CliRunner
 
     from flightrec.cli import app
 
-    said = CliRunner().invoke(app, ["pause", "suport-agent", "--actor", "maria", "--api", server.url])
-    assert said.exit_code == 0 and "warning: no agent named 'suport-agent'" in " ".join(said.output.split())
+    said = CliRunner().invoke(app, ["pause", "other-typo", "--actor", "maria", "--api", server.url])
+    assert said.exit_code == 1 and "no agent named 'other-typo' has sent spans" in " ".join(said.output.split())
+    said = CliRunner().invoke(app, ["pause", "other-typo", "--force", "--actor", "maria", "--api", server.url])
+    assert said.exit_code == 0 and "warning: no agent named 'other-typo'" in " ".join(said.output.split())
+
+
+def test_tokens_create_prints_the_token_on_its_last_line(auth_server: ServerProcess) -> None:
+    from typer.testing import CliRunner
+
+    from flightrec.cli import app
+
+    env = {"FLIGHTREC_API_TOKEN": ADMIN_TOKEN}
+    made = CliRunner().invoke(app, ["tokens", "create", "--name", "cli-bot", "--role", "agent", "--agents", "a1,a2",
+                                    "--services", "svc-1", "--api", auth_server.url], env=env)
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    assert token.startswith("frt_") and "agents a1, a2; services svc-1" in made.output
+    who = call(auth_server, "GET", "/api/whoami", token).json()
+    assert who == {"name": "cli-bot", "role": "agent", "roles": ["agent"], "kind": "agent", "agents": ["a1", "a2"]}
+    listed = CliRunner().invoke(app, ["tokens", "list", "--api", auth_server.url], env={**env, "COLUMNS": "200"})
+    assert listed.exit_code == 0 and "cli-bot" in listed.output and token not in listed.output
+    person = CliRunner().invoke(app, ["tokens", "create", "--name", "cli-person", "--role", "agent", "--kind", "person",
+                                      "--api", auth_server.url], env=env)
+    assert person.exit_code == 1 and "for agent principals" in " ".join(person.output.split())
+    gone = CliRunner().invoke(app, ["tokens", "revoke", "cli-bot", "--api", auth_server.url], env=env)
+    assert gone.exit_code == 0 and call(auth_server, "GET", "/api/whoami", token).status_code == 401

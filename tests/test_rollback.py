@@ -98,7 +98,7 @@ class Rig:
         return self.api.post(f"/api/rollback/plans/{plan_id}/approve", json={"actor": actor})
 
     def switch(self, agent: str, command: str, actor: str = ONCALL, **body: Any) -> Json:
-        return ok(self.api.post(f"/api/controls/agents/{agent}/{command}", json={"actor": actor, **body}))
+        return ok(self.api.post(f"/api/controls/agents/{agent}/{command}", json={"actor": actor, "force": True, **body}))
 
     def audit(self, since: int = 0) -> list[Json]:
         return ok(self.api.get("/api/audit", params={"since": since}))["items"]
@@ -745,7 +745,7 @@ def test_bad_inputs_are_refused_with_a_reason(shared: Rig) -> None:
         assert unnamed.status_code == 400 and "actor is required" in unnamed.json()["detail"]
         blank = api.post(f"/api/rollback/plans/{plan['id']}/{verb}", json={"actor": ""})
         assert blank.status_code == 400 and "actor is required" in blank.json()["detail"], verb
-    zero = api.post("/api/controls/agents/ops-agent/throttle", json={"actor": ONCALL, "max_per_minute": 0})
+    zero = api.post("/api/controls/agents/ops-agent/throttle", json={"actor": ONCALL, "max_per_minute": 0, "force": True})
     assert zero.status_code == 400 and "max_per_minute" in zero.json()["detail"]
     assert api.post("/api/controls/agents/ops-agent/pause", json={"actor": ""}).status_code == 400
     assert api.post("/api/controls/agents/ops-agent/explode", json={"actor": ONCALL}).status_code == 422

@@ -248,10 +248,13 @@ def test_serve_with_a_rules_file_links_rule_only_spans_and_re_derives_after_a_ch
         assert "re-derived 1 stored spans" in result.output
         assert client.get("/api/objects/ticket/T-1/story").status_code == 200
         assert client.get("/api/objects/case/C-1/story").status_code == 404
+        applied = [e for e in client.get("/api/audit").json()["items"] if e["act"] == "rules.apply"]
+        assert len(applied) == 1 and applied[0]["details"]["user_rules"] == "1", applied
 
         rules.write_text('[[links]]\nattribute = "x"\n')
         refused = client.post("/api/rules/apply")
         assert refused.status_code == 422 and "rules.toml:1" in refused.json()["detail"]
+        assert [e["act"] for e in client.get("/api/audit").json()["items"]].count("rules.apply") == 1
         checked = client.post("/api/rules/check", content=b'[[links]]\nattribute = "crm.ticket"\ntype = "ticket"\n',
                               headers={"content-type": "text/plain"}).json()
         assert checked["valid"] and checked["previews"][0]["spans"] == 1

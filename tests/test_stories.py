@@ -266,3 +266,25 @@ def test_an_ingested_undo_record_is_a_claim_unless_this_server_undid_it(store: S
     recorded = narrate(TICKET, spans, verified_undos={action_id})  # as if a plan of this server had undone it
     [step] = [step for step in recorded.steps if step.kind == "action"]
     assert step.details["undone_by"] == "cfo" and recorded.status == "undone"
+
+
+def test_the_sending_token_is_named_and_a_foreign_claim_is_marked_unverified(store: Store) -> None:
+    """Spans kept by ``foreign_spans = mark``: a decision sent with refund-bot's token in billing_agent's
+    name reads as unverified; the token that delivered it is named where a person's word is reported."""
+    own = Run(agent="refund_agent")
+    own.add("approval", {"flightrec.human.decision": "approve", "flightrec.human.actor": "cfo"})
+    foreign = Run(agent="billing_agent", at_ms=1000)
+    foreign.add("approval", {"flightrec.human.decision": "approve", "flightrec.human.actor": "cfo"})
+    resource = {"service.name": "refund-svc", "flightrec.ingest.principal": "refund-bot"}
+    for index, run in enumerate((own, foreign)):
+        store.insert_batch(RowBuilder().request_rows(make_request(run.spans, resource)), dedup_token=f"claims-{index}")
+    spans = store.object_spans(obj=TICKET)
+    story = narrate(TICKET, spans, speakers={"refund-bot": {"refund_agent", "refund-svc"}})
+    human = [step for step in story.steps if step.kind == "human"]
+    assert [step.agent for step in human] == ["refund_agent", "billing_agent"]
+    assert all("(as reported by refund-svc, sent with refund-bot's token)" in step.sentence for step in human)
+    assert "claim" not in human[0].details and "Unverified" not in human[0].sentence
+    assert human[1].details["claim"] == "sent with refund-bot's token, which does not speak for billing_agent"
+    assert human[1].severity == "warning" and "Unverified: sent with refund-bot's token" in human[1].sentence
+    unchecked = narrate(TICKET, spans)  # no principals to check against: nothing marked
+    assert not any("claim" in step.details for step in unchecked.steps)

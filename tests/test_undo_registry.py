@@ -144,7 +144,7 @@ def test_every_hostile_undo_descriptor_is_irreversible_and_nothing_is_called(wor
     w = world
     agent = f"hostile-{uid()}"
     own = world.server.url
-    ok(w.api.post(f"/api/controls/agents/{agent}/pause", json={"actor": "cfo", "reason": "investigating"}))
+    ok(w.api.post(f"/api/controls/agents/{agent}/pause", json={"actor": "cfo", "reason": "investigating", "force": True}))
     attempts = {
         "own API (absolute URL)": (http_undo(f"{own}/api/controls/agents/{agent}/resume"),
                                    "absolute URL"),
@@ -186,7 +186,7 @@ def test_every_hostile_undo_descriptor_is_irreversible_and_nothing_is_called(wor
 def test_a_system_at_the_servers_own_address_is_never_called(world: World) -> None:
     w = world
     agent = f"self-caller-{uid()}"
-    ok(w.api.post(f"/api/controls/agents/{agent}/pause", json={"actor": "cfo", "reason": "keep paused"}))
+    ok(w.api.post(f"/api/controls/agents/{agent}/pause", json={"actor": "cfo", "reason": "keep paused", "force": True}))
     # Registering the server itself through the API is refused, under any name for its host.
     for host in ("127.0.0.1", "localhost", "0.0.0.0"):
         refused = w.api.post("/api/systems", json={"name": f"me-{uid()}", "actor": ONCALL,

@@ -24,6 +24,7 @@ class ControlRequest(BaseModel):
     actor: str = Field(default="", description="who acts, without sign-in only (loopback, no API token); signed in: the principal")
     reason: str = ""
     max_per_minute: int = Field(default=0, ge=0, description="throttle only: actions allowed per minute")
+    force: bool = Field(default=False, description="set the switch of an agent that has never sent spans (a typo otherwise)")
 
 
 class ControlView(BaseModel):
@@ -70,7 +71,8 @@ def get_control(scope: Scope, name: str, switches: KillSwitches = Depends(get_sw
 
 
 @router.post("/controls/{scope}/{name:text}/{command}", summary="pause, resume, throttle or drain an agent or flow",
-             response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"}})
+             response_model=ControlView, responses={400: {"description": "missing actor or bad throttle"},
+                                                    404: {"description": "an agent never seen (send force to set it)"}})
 def set_control(
     scope: Scope, name: str, command: Literal["pause", "resume", "throttle", "drain"], body: ControlRequest,
     request: Request, switches: KillSwitches = Depends(get_switches), store: Store = Depends(get_store),
@@ -80,8 +82,11 @@ def set_control(
     if scope == "agents":
         known, close = store.agents_like(name=name)
         if not known:
-            note = (f"no agent named {name!r} has sent spans; the switch is set and applies when it does"
-                    + (f" (did you mean {', '.join(repr(other) for other in close)}?)" if close else ""))
+            similar = f" (did you mean {', '.join(repr(other) for other in close)}?)" if close else ""
+            if not body.force and switches.get(scope="agent", name=name).updated_at is None:
+                raise HTTPException(404, f"no agent named {name!r} has sent spans{similar}; nothing was changed. "
+                                    "To set the switch before the agent first runs, send force (CLI: --force)")
+            note = f"no agent named {name!r} has sent spans; the switch is set and applies when it does{similar}"
     try:
         control = switches.set_state(scope=scope[:-1], name=name, state=STATES[command], actor=actor,  # type: ignore[arg-type]
                                      reason=body.reason, max_per_minute=body.max_per_minute)

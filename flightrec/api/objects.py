@@ -11,8 +11,10 @@ from pydantic import BaseModel
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
 from flightrec.api.names import split_as_sent
+from flightrec.auth import principal_of
 from flightrec.stories import ObjectSummary, Story, narrate, object_summary, story_html
 from flightrec.store import ObjectRef, SpanRecord, Store
+from flightrec.store.models import INGEST_PRINCIPAL
 
 router = APIRouter(tags=["objects"])
 NOT_FOUND = {404: {"description": "no span names this object"}}
@@ -43,7 +45,17 @@ def _story(store: Store, obj: ObjectRef, runs: int) -> Story:
     spans = _spans_or_404(store, obj, runs)
     actions = [f"{span.trace_id}:{span.span_id}" for span in spans if span.operation == "action"]
     verified = set(store.actions.undone(action_ids=actions))  # an ingested "undone" is a claim, not a record
-    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj), verified_undos=verified)
+    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj), verified_undos=verified,
+                   speakers=_speakers(store, spans))
+
+
+def _speakers(store: Store, spans: list[SpanRecord]) -> dict[str, set[str]]:
+    """What each ingest token named on these spans speaks for (nothing, once unknown)."""
+    out: dict[str, set[str]] = {}
+    for name in {span.resource_attributes.get(INGEST_PRINCIPAL, "") for span in spans} - {""}:
+        principal = store.principals.get(name=name)
+        out[name] = set(principal.agents) | set(principal.services) if principal is not None else set()
+    return out
 
 
 @router.get("/objects", summary="Recently touched business objects, with their last status", response_model=Page[ObjectSummary])
@@ -86,9 +98,12 @@ def object_story(obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, st
     responses=NOT_FOUND,
 )
 def object_story_html(
-    obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)
+    request: Request, obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)
 ) -> HTMLResponse:
+    """An export of evidence: audited (who took which object's story, and how many runs of it)."""
     story = _story(store, obj, runs)
+    store.audit.append(actor=principal_of(request).name, act="story.export", subject=f"{obj.type}:{obj.id}",
+                       details={"runs": str(len(story.traces)), "runs_total": str(story.runs_total)})
     filename = f"story-{story.object.type}-{story.object.id}.html"
     return HTMLResponse(story_html(story), headers={"Content-Disposition": content_disposition("inline", filename)})
 

@@ -23,7 +23,18 @@ class PrincipalRequest(BaseModel):
     kind: str = Field(default="person", pattern="^(person|agent)$")
     roles: list[Role] = Field(min_length=1)
     agents: list[str] = Field(default_factory=list, description="agent principals: the agent names it speaks for")
+    services: list[str] = Field(default_factory=list,
+                                description="agent principals: the service names its spans may carry (empty: any)")
+    tenant: str = Field(default="", max_length=128, description="agent principals: the tenant of its spans (empty: any)")
     actor: str = ""
+
+    @field_validator("agents", "services")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        cleaned = sorted({item.strip() for item in value if item.strip()})
+        if len(cleaned) > 1000 or any(len(item) > 256 for item in cleaned):
+            raise ValueError("at most 1000 names of at most 256 characters each")
+        return cleaned
 
     @field_validator("name")
     @classmethod
@@ -38,9 +49,21 @@ class CreatedPrincipal(BaseModel):
     token: str = Field(description="shown this once; only its hash is kept")
 
 
-@router.get("/me", summary="Who this request acts as (the dashboards' sign-in check)", response_model=Principal)
-def me(request: Request) -> Principal:
-    return principal_of(request)
+class WhoAmI(BaseModel):
+    """Who a request acts as; ``role`` is the first of its roles (kind ``local``: no sign-in configured)."""
+
+    name: str
+    role: str
+    roles: list[str]
+    kind: str
+    agents: list[str]
+
+
+@router.get("/whoami", summary="Who this request acts as (the dashboards' sign-in check)", response_model=WhoAmI)
+def whoami(request: Request) -> WhoAmI:
+    principal = principal_of(request)
+    return WhoAmI(name=principal.name, role=principal.roles[0] if principal.roles else "", roles=principal.roles,
+                  kind=principal.kind, agents=principal.agents)
 
 
 @router.get("/principals", summary="Every principal, revoked ones too (no tokens)", response_model=Page[Principal])
@@ -57,13 +80,16 @@ def create_principal(body: PrincipalRequest, request: Request, store: Store = De
         raise HTTPException(422, "an agent principal has the role agent only and names the agents it speaks for")
     if body.kind == "person" and Role.agent.value in roles:
         raise HTTPException(422, "the agent role is for agent principals (kind agent)")
+    if body.kind == "person" and (body.services or body.tenant):
+        raise HTTPException(422, "services and tenant scope what an agent principal's spans may claim: kind agent only")
     current = store.principals.get(name=body.name)
     if current is not None and not current.revoked:
         raise HTTPException(409, f"principal {body.name!r} exists: revoke it first to issue a new token")
     principal, token = store.principals.create(name=body.name, kind=body.kind, roles=roles, agents=body.agents,
-                                               created_by=actor)
+                                               services=body.services, tenant=body.tenant, created_by=actor)
     store.audit.append(actor=actor, act="principal.create", subject=f"principal:{body.name}",
-                       details={"kind": body.kind, "roles": ",".join(roles), "agents": ",".join(body.agents)})
+                       details={"kind": body.kind, "roles": ",".join(roles), "agents": ",".join(body.agents),
+                                "services": ",".join(body.services), "tenant": body.tenant})
     return CreatedPrincipal(principal=principal, token=token)
 
 

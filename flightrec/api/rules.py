@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from flightrec.api.deps import get_runtime, get_store
 from flightrec.rederive import RederiveStatus
+from flightrec.auth import principal_of
 from flightrec.runtime import Runtime
 from flightrec.settings import SettingsFileError
 from flightrec.store import Store
@@ -72,7 +73,7 @@ def check_rules(request: Request, text: str = Body(..., media_type="text/plain",
              response_model=RederiveStatus, status_code=202,
              responses={409: {"description": "a re-derivation is already running"},
                         422: {"description": "the rules file is not valid (lines and reasons)"}})
-def apply_rules(runtime: Runtime = Depends(get_runtime)) -> RederiveStatus:
+def apply_rules(request: Request, runtime: Runtime = Depends(get_runtime)) -> RederiveStatus:
     job = _job(runtime)
     try:
         rules = runtime.settings.user_rules()
@@ -83,6 +84,9 @@ def apply_rules(runtime: Runtime = Depends(get_runtime)) -> RederiveStatus:
         raise HTTPException(422, str(exc)) from None
     if not job.start(rules):
         raise HTTPException(409, "a re-derivation is already running: GET /api/rules/status follows it")
+    if runtime.store is not None:
+        runtime.store.audit.append(actor=principal_of(request).name, act="rules.apply", subject="rules",
+                                   details={"user_rules": str(rules.user_count()), "file": str(runtime.settings.rules or "")})
     return job.status()
 
 

@@ -306,3 +306,8 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_heads
 )
 ENGINE = MergeTree
 ORDER BY Seq;
+
+-- 0014_principal_scope
+ALTER TABLE flightrec.principals  ADD COLUMN IF NOT EXISTS Services Array(String) AFTER Agents;
+
+ALTER TABLE flightrec.principals  ADD COLUMN IF NOT EXISTS Tenant String DEFAULT '' AFTER Services;
