@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -17,6 +18,7 @@ from flightrec.metrics import RequestLatency, RuntimeCollector
 from flightrec.runtime import Runtime
 from flightrec.safety import CloseOnErrorMiddleware
 from flightrec.settings import Settings
+from flightrec.store.engine import StoreError
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -52,6 +54,15 @@ def build_app(settings: Settings) -> FastAPI:
              tags=["health"], response_class=Response)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    @app.exception_handler(StoreError)
+    async def store_failed(_: Request, exc: StoreError) -> JSONResponse:
+        """The store refused a statement: say which and why, as 503 when a retry may succeed."""
+        reason = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+        if exc.transient:
+            return JSONResponse({"detail": f"the store cannot answer now, retry: {reason}"}, status_code=503,
+                                headers={"Retry-After": "2"})
+        return JSONResponse({"detail": f"the store refused this request: {reason}"}, status_code=500)
+
     app.include_router(build_otlp_router(get_pipeline))
     app.include_router(build_api_router())
     return app

@@ -84,6 +84,10 @@ class AuditRepository:
         return entry
 
     def _append_cas(self, *, actor: str, act: str, subject: str, details: dict[str, str]) -> AuditEntry:
+        """Compare-and-swap at the next number. ``generation`` counts tokens found used with no entry
+        stored (the end of the log was removed): every writer walks the same suffixes, so racers still
+        collide on one token, and acts keep being recorded (verification reports the removal)."""
+        generation = 0
         for attempt in range(APPEND_ATTEMPTS):
             last, prev = self._head()
             seq, moment = last + 1, _now()
@@ -93,16 +97,17 @@ class AuditRepository:
                 [[seq], [moment], [actor], [act], [subject], [json.dumps(details, sort_keys=True)], [prev], [digest],
                  [CURRENT_FORMAT]],
                 ["Seq", "Time", "Actor", "Act", "Subject", "Details", "PrevHash", "Hash", "Format"],
-                dedup_token=f"audit:{seq}:{prev}",
+                dedup_token=f"audit:{seq}:{prev}" + (f":{generation}" if generation else ""),
             )
             stored = self._hashes_at(seq)
             if digest in stored:
                 return AuditEntry(seq=seq, time=moment, actor=actor, act=act, subject=subject, details=details,
                                   prev_hash=prev, hash=digest, format=CURRENT_FORMAT)
             if not stored:  # the token was seen before, yet no entry N is there: N was removed
-                raise AuditAppendError(
-                    f"audit_append: entry {seq} was refused as a repeat of an earlier insert, yet no entry {seq} is "
-                    f"stored: entries were removed from the end of the audit log; run `flightrec audit verify`")
+                log.error("audit: entry %d was written before but is gone: entries were removed from the end of "
+                          "the audit log (run `flightrec audit verify`); appending after what is left", seq)
+                generation += 1
+                continue
             clock.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer took N: try N + 1
         raise AuditAppendError(
             f"audit_append: other writers took every sequence number tried ({APPEND_ATTEMPTS} attempts); "

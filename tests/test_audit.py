@@ -26,7 +26,7 @@ from flightrec.store import Store
 from flightrec.store.audit import (
     FORMAT_JSON_LIST, FORMAT_RFC8785, GENESIS, AuditEntry, canonical_entry, entry_hash, verify_chain,
 )
-from flightrec.store.audit_log import AuditAppendError, AuditRepository
+from flightrec.store.audit_log import AuditRepository
 from tests.conftest import ServerProcess, free_port
 
 COLUMNS = ["Seq", "Time", "Actor", "Act", "Subject", "Details", "PrevHash", "Hash", "Format"]
@@ -150,11 +150,18 @@ def test_concurrent_writers_in_two_processes_yield_one_unforked_chain(store: Sto
     assert verify_chain(stored) == []
 
 
-def test_appending_after_the_newest_entry_was_removed_says_so(store: Store) -> None:
+def test_acts_are_still_recorded_after_the_newest_entry_was_removed(store: Store, caplog) -> None:
+    """A removed tail must not stop a pause from being recorded; the removal stays visible (signed heads)."""
     append(store, 3)
     sql(store, "ALTER TABLE DB.audit_log DELETE WHERE Seq = 3")
-    with pytest.raises(AuditAppendError, match="entries were removed from the end of the audit log"):
+    with caplog.at_level("ERROR"):
         append(store, 1)
+    assert "entries were removed from the end of the audit log" in caplog.text
+    stored = store.audit.entries()
+    assert [e.seq for e in stored] == [1, 2, 3] and verify_chain(stored) == []
+    sql(store, "ALTER TABLE DB.audit_log DELETE WHERE Seq = 3")  # removed again: the next suffix takes it
+    append(store, 1)
+    assert [e.seq for e in store.audit.entries()] == [1, 2, 3]
 
 
 # -- tampering, each caught -------------------------------------------------------------------------

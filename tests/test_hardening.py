@@ -225,3 +225,36 @@ def test_undecodable_bodies_keep_the_connection_usable(srv: ServerProcess) -> No
             good = make_span("between", start_ns=NOW_NS)
             ok = client.post("/v1/traces", content=make_request([good]).SerializeToString(), headers=PROTOBUF)
             assert ok.status_code == 200
+
+
+STORE_FAILS = """
+import json, sys
+from fastapi.testclient import TestClient
+from flightrec.app import build_app
+from flightrec.settings import Settings
+
+settings = Settings(data=sys.argv[1], http_port=0, grpc_port=0)
+with TestClient(build_app(settings)) as client:
+    store = client.app.state.runtime.store
+    store.engine.command("break_the_store", f"DROP TABLE {store.db}.audit_log")
+    answer = client.post("/api/controls/agents/a1/pause", json={"actor": "maria", "force": True})
+    print(json.dumps({"status": answer.status_code, "body": answer.json(), "retry": answer.headers.get("retry-after"),
+                      "health": client.get("/api/health/live").status_code}))
+"""
+
+
+def test_a_store_error_is_answered_with_the_statement_and_reason(tmp_path: Path) -> None:
+    """In its own process (one chDB directory a process): the app's handler turns a StoreError into a
+    JSON answer naming the statement, not an anonymous 500, and the server keeps serving."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STORE_FAILS, str(tmp_path / "data")], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    # UNKNOWN_TABLE counts as transient (a replica still creating it): 503 with Retry-After
+    assert (said["status"], said["retry"], said["health"]) == (503, "2", 200), said
+    assert said["body"]["detail"].startswith("the store cannot answer now, retry: audit_head"), said
+    assert "UNKNOWN_TABLE" in said["body"]["detail"]
