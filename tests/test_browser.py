@@ -5,27 +5,17 @@ story link, every page's own URL and an alert's triage link in headless Chromium
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from flightrec.fleet import FleetConfig, run_fleet
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_ui  # noqa: F401 - shared with the other browser tests
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-
 
 @pytest.fixture
 def chromium() -> Path:
@@ -37,41 +27,11 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"flightrec ui exited with {process.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"flightrec ui did not start: {log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def ui(server: ServerProcess, tmp_path: Path) -> Iterator[str]:
     """``flightrec ui`` on a free port, reading ``server``; its URL."""
-    port = free_port()
-    log = tmp_path / "ui.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flightrec", "ui", "--api", server.url, "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
+    with running_ui(server.url, tmp_path / "ui.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, server: ServerProcess, ui: str) -> None:

@@ -6,16 +6,14 @@ the trace page tells an errored run's message, a guardrail block, tokens and cos
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flightrec.fleet import FleetConfig, run_fleet
-from tests.conftest import ServerProcess, free_port, wait_for
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_healthy
+from tests.browser_support import ARTIFACTS, CHROMIUM, launched_chromium, running_ui
+from tests.conftest import ServerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 QUIET = {"FLIGHTREC_DETECT_INTERVAL_S": "0"}  # detector passes only when the test asks
@@ -45,40 +43,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     base = tmp_path_factory.mktemp("operate")
     server = ServerProcess(base / "srv", env=QUIET).start()
-    port = free_port()
-    log = base / "ui.log"
-    process = None
     try:
         run_fleet(FleetConfig(endpoint=server.url, workflows=300, seed=7))
         server.wait_drained()
         with server.client() as client:
             client.post("/api/detectors/run").raise_for_status()
-        with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "flightrec", "ui", "--api", server.url,
-                                        "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        yield Site(server, url)
+        with running_ui(server.url, base / "ui.log") as url:
+            yield Site(server, url)
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
         server.stop()
 
 
 @pytest.fixture
 def browser(site: Site) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as launched:
+        yield launched
 
 
 def sign_in(page: Any) -> None:

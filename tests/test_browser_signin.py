@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_healthy
+from tests.browser_support import ARTIFACTS, CHROMIUM, launched_chromium, running_ui
+from tests.conftest import ServerProcess
 from tests.test_records import RecordsServer
 from tests.test_rollback import Rig, record_high_risk_refund
 
@@ -56,7 +54,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     base = tmp_path_factory.mktemp("signin")
     records = RecordsServer(base / "records.db").start()
-    server = process = None
+    server = None
     try:
         server = ServerProcess(base / "srv", env={
             "FLIGHTREC_API_TOKEN": ADMIN_TOKEN, "FLIGHTREC_RECORDS_URL": records.url,
@@ -67,22 +65,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         finally:
             rig.close()
         tokens = {"alice": create_token(server, "alice", "sre"), "bob": create_token(server, "bob", "approver")}
-        port = free_port()
-        log = base / "ui.log"
         ui_env = {key: value for key, value in os.environ.items() if key != "FLIGHTREC_API_TOKEN"}  # people sign in
-        with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "flightrec", "ui", "--api", server.url,
-                                        "--port", str(port)], env=ui_env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        yield Site(server, url, tokens)
+        with running_ui(server.url, base / "ui.log", env=ui_env) as url:
+            yield Site(server, url, tokens)
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
         if server is not None:
             server.stop()
         records.stop()
@@ -90,14 +76,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture
 def browser(site: Site) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as launched:
+        yield launched
 
 
 def sign_in(page: Any, token: str) -> None:
