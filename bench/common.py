@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flightrec.collector.prices import Pricer
 from flightrec.collector.rates import resolve_rates
 from flightrec.collector.rows import RowBuilder
-from flightrec.fleet import FleetConfig, FleetSimulation, build_workflow_spans
+from flightrec.demo.fleet import FleetConfig, FleetSimulation, build_workflow_spans
 from flightrec.store import SpanBatch, StoreConfig, open_store
 
 

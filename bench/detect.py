@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import MonitoredServer, load_fleet_store, machine  # noqa: E402
 from flightrec.detectors.context import PassContext, Runs  # noqa: E402
 from flightrec.detectors.runner import DetectorRunner, DetectorsConfig, PassResult  # noqa: E402
-from flightrec.fleet import FleetConfig  # noqa: E402
+from flightrec.demo.fleet import FleetConfig  # noqa: E402
 from flightrec.store import Store, StoreConfig, open_store  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -40,8 +40,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MonitoredServer, free_port, machine  # noqa: E402
-from flightrec import fleet_catalog as cat  # noqa: E402
-from flightrec.fleet import FleetConfig, run_fleet  # noqa: E402
+from flightrec.demo import fleet_catalog as cat  # noqa: E402
+from flightrec.demo.fleet import FleetConfig, run_fleet  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 AGENT = "ops-agent"

@@ -31,7 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import MonitoredServer, load_fleet_store, machine  # noqa: E402
-from flightrec.fleet import FleetConfig  # noqa: E402
+from flightrec.demo.fleet import FleetConfig  # noqa: E402
 from flightrec.stories import narrate  # noqa: E402
 from flightrec.store import ObjectRef, StoreConfig, open_store  # noqa: E402
 from flightrec.store.links import covered_spans  # noqa: E402

@@ -473,7 +473,7 @@ def systems_register(
 
 
 def _run_fleet_with_progress(fleet_config: Any) -> Any:
-    from flightrec.fleet import run_fleet
+    from flightrec.demo.fleet import run_fleet
 
     with Progress(
         TextColumn("[bold]agent fleet"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -510,7 +510,7 @@ def fleet(
     """Run a simulated agent fleet that exports real OTLP spans."""
     from pydantic import ValidationError
 
-    from flightrec.fleet import FleetConfig
+    from flightrec.demo.fleet import FleetConfig
 
     try:
         fleet_config = FleetConfig(
@@ -554,7 +554,7 @@ def demo(
     """Serve on an embedded store with a demo system of record, run the agent fleet, show what was recorded."""
     import httpx
 
-    from flightrec.demo import DemoConfig, run_demo
+    from flightrec.demo.run import DemoConfig, run_demo
 
     config = DemoConfig(workflows=workflows, seed=seed, data=data, http_port=http_port, grpc_port=grpc_port,
                         records_port=records_port, ui_port=ui_port, ui=not no_ui, serve_on=not exit_after, pace_s=pace,
@@ -610,7 +610,7 @@ def records(
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ) -> None:
     """Serve the demo system of record the fleet acts on (refunds, credits, plans, orders, tickets; undo)."""
-    from flightrec.records import serve_records
+    from flightrec.demo.records import serve_records
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/yellow] the records service has no auth and binds {host}")

@@ -27,7 +27,7 @@ def make_server(settings: Settings, log_level: str = "warning") -> uvicorn.Serve
 
 def make_records_server(port: int, db_path: Path, host: str = "127.0.0.1") -> uvicorn.Server:
     """The demo system of record as a uvicorn server."""
-    from flightrec.records import build_records_app
+    from flightrec.demo.records import build_records_app
 
     config = uvicorn.Config(build_records_app(db_path), host=host, port=port, log_level="warning", access_log=False)
     return uvicorn.Server(config)

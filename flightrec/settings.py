@@ -323,7 +323,7 @@ class Settings(BaseSettings):
         """The demo system of record as a registered system, when ``records_url`` is set."""
         if not self.records_url:
             return {}
-        from flightrec import fleet_catalog as cat
+        from flightrec.demo import fleet_catalog as cat
 
         return {cat.RECORDS_SYSTEM: SystemSpec(base_url=self.records_url, paths=list(cat.RECORDS_UNDO_PATHS),
                                                read_paths=list(cat.RECORDS_READ_PATHS),

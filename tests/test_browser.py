@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flightrec.fleet import FleetConfig, run_fleet
+from flightrec.demo.fleet import FleetConfig, run_fleet
 from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_ui  # noqa: F401 - shared with the other browser tests
 from tests.conftest import ServerProcess
 

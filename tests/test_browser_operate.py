@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flightrec.fleet import FleetConfig, run_fleet
+from flightrec.demo.fleet import FleetConfig, run_fleet
 from tests.browser_support import ARTIFACTS, CHROMIUM, launched_chromium, running_ui
 from tests.conftest import ServerProcess, wait_for
 

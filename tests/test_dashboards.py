@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from flightrec.dashboards.launch import APP, ui_command
 from flightrec.dashboards.safe_text import plain_text
 from flightrec.dashboards.ui import STATUS_COLORS
-from flightrec.fleet import FleetConfig, FleetReport, run_fleet
+from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow

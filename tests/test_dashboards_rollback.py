@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 from flightrec.dashboards.launch import APP
 from flightrec.dashboards.safe_text import plain_text
 from flightrec.dashboards.ui import ROLLBACK_PAGE
-from flightrec.fleet import FleetConfig, FleetReport, run_fleet
-from flightrec.fleet_catalog import RECORDS_SYSTEM
+from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet
+from flightrec.demo.fleet_catalog import RECORDS_SYSTEM
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span
 from tests.test_records import RecordsServer

@@ -15,7 +15,7 @@ from flightrec.dashboards import signals
 from flightrec.dashboards.launch import APP
 from flightrec.dashboards.safe_text import plain_text
 from flightrec.dashboards.ui import ALERT_SEVERITY_COLORS, ALERTS_PAGE, GOVERNANCE_PAGE, TRIAGE_PAGE
-from flightrec.fleet import FleetConfig, FleetReport, run_fleet
+from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet
 from tests.conftest import ServerProcess, free_port
 
 Json = dict[str, Any]

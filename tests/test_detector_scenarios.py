@@ -42,7 +42,7 @@ from flightrec.collector.rows import RowBuilder
 from tests.otlp_helpers import price_stored
 from flightrec.detectors.models import Alert
 from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
-from flightrec.fleet import FleetConfig, FleetReport, FleetSimulation
+from flightrec.demo.fleet import FleetConfig, FleetReport, FleetSimulation
 from flightrec.store import SpanBatch, Store, StoreConfig, open_store
 
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ from flightrec.detectors.models import Finding
 from flightrec.detectors.outliers import UnusualTraceDetector
 from flightrec.detectors.runner import DetectorRunner, DetectorsConfig
 from flightrec.detectors.version import VersionRegressionDetector
-from flightrec.fleet import FleetConfig, run_fleet
+from flightrec.demo.fleet import FleetConfig, run_fleet
 from flightrec.store import SpanBatch, Store
 from tests.http_receiver import Receiver, Reply
 from tests.otlp_helpers import make_request, make_span, price_stored

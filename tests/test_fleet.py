@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
-from flightrec import fleet_catalog as cat
-from flightrec.fleet import (
+from flightrec.demo import fleet_catalog as cat
+from flightrec.demo.fleet import (
     INJECTION_KINDS,
     FleetConfig,
     FleetReport,

@@ -19,8 +19,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from flightrec import fleet_catalog as cat
-from flightrec.fleet import FleetConfig, build_workflow_spans
+from flightrec.demo import fleet_catalog as cat
+from flightrec.demo.fleet import FleetConfig, build_workflow_spans
 from tests.conftest import free_port
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

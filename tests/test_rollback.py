@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from flightrec.fleet import FleetConfig, FleetReport, run_fleet
+from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet
 from flightrec.sdk import ControlClient
 from tests.conftest import ServerProcess, free_port
 from tests.otlp_helpers import make_request, make_span

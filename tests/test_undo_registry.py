@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flightrec.fleet import FleetConfig, run_fleet
+from flightrec.demo.fleet import FleetConfig, run_fleet
 from tests.conftest import ServerProcess
 from tests.http_receiver import Receiver, Recorded, Reply
 from tests.otlp_helpers import make_request, make_span

@@ -6,7 +6,7 @@ LLM calls, tool calls (with transient retries), guardrail checks, human reviews 
 carry undo descriptors. `FLOWS` maps each flow name to the function that plays it on a `World`,
 the bounded pool of business objects the agents share.
 
-A `Twist` bends one run for the labeled injections of `flightrec.fleet`: the version regression
+A `Twist` bends one run for the labeled injections of `flightrec.demo.fleet`: the version regression
 (the caller passes the regressed behaviour), a tool loop, inflated input tokens, a slowdown with
 a higher error rate, or an outlier trace. Draws made for an injection come from a separate RNG
 (`Twist.side`), so the rest of the workflow draws what it would have drawn without it.
@@ -29,7 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from flightrec import fleet_catalog as cat
+from flightrec.demo import fleet_catalog as cat
 
 MS = 1_000_000
 SECOND = 1_000 * MS

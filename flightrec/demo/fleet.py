@@ -4,7 +4,7 @@ Three agents (`support-agent`, `ops-agent`, `finance-agent`) work a shared, boun
 tickets, orders, invoices, customers and accounts, so objects recur across workflows and
 agents. Every workflow is one trace built with the opentelemetry-sdk; what one looks like (an
 `invoke_agent` root named after the flow, LLM calls, tool calls with retries, guardrails, human
-reviews, actions with undo descriptors) lives in `flightrec.fleet_flows`.
+reviews, actions with undo descriptors) lives in `flightrec.demo.fleet_flows`.
 
 Output is deterministic for a seed and a start time: ids come from a seeded `IdGenerator` and
 every span gets explicit timestamps from a simulated clock. Workflow k starts in its slot
@@ -68,8 +68,8 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from pydantic import BaseModel, Field, model_validator
 
-from flightrec import fleet_catalog as cat
-from flightrec.fleet_flows import FLOWS, MS, NO_TWIST, SECOND, Controls, Records, Run, Twist, World
+from flightrec.demo import fleet_catalog as cat
+from flightrec.demo.fleet_flows import FLOWS, MS, NO_TWIST, SECOND, Controls, Records, Run, Twist, World
 
 EXPORT_BATCH_SIZE = 512
 QUEUE_SIZE = 8192

@@ -1,6 +1,6 @@
 """Static catalog of the simulated fleet: agents, flows, texts, guardrails, undo routes, injections.
 
-Pure data, no behaviour: `flightrec.fleet` draws from these tables with a seeded RNG. The routes
+Pure data, no behaviour: `flightrec.demo.fleet` draws from these tables with a seeded RNG. The routes
 below are the contract with the demo system of record (`flightrec records`, at `records_url`).
 With `records_url` set, an `auto` action is performed by the POST listed below, and its
 undo descriptor is built from the answer (the real refund or credit id, the real previous value).

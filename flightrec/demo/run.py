@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from flightrec import fleet_catalog
+from flightrec.demo import fleet_catalog
 from flightrec.cli_output import add_text_row, print_detection
-from flightrec.fleet import FleetConfig, FleetReport, run_fleet as run_fleet_quietly
+from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet as run_fleet_quietly
 from flightrec.sdk import api_path
 from flightrec.server import BackgroundServer, make_records_server, make_server
 from flightrec.settings import Settings

@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flightrec.records_store import ENTITY_FIELDS, LEDGERS, RecordsError, RecordsStore, Result, cents
+from flightrec.demo.records_store import ENTITY_FIELDS, LEDGERS, RecordsError, RecordsStore, Result, cents
 
 DEFAULT_PORT = 4400
 DEFAULT_DB = Path(".flightrec/records.db")
