@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import streamlit as st
 
+from flightrec.dashboards import identity
 from flightrec.paths import path_segment
 
 DEFAULT_API_URL = "http://127.0.0.1:4318"
@@ -21,10 +22,11 @@ class ApiError(Exception):
     ``message`` is plain text, never Markdown: it may quote the server, which may quote an agent.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.detail = detail  # the API's own words, when it gave any
 
 
 def api_url() -> str:
@@ -35,8 +37,9 @@ TOKEN_KEY = "signed_in_token"
 
 
 def _api_token() -> str | None:
-    """The signed-in person's token (this browser session), else the one the UI was started with."""
-    return st.session_state.get(TOKEN_KEY) or os.environ.get("FLIGHTREC_API_TOKEN") or None
+    """The token typed in this browser session, else the ID token of a sign-in with the identity provider,
+    else the one the UI was started with."""
+    return st.session_state.get(TOKEN_KEY) or identity.id_token() or os.environ.get("FLIGHTREC_API_TOKEN") or None
 
 
 def me() -> dict[str, Any]:
@@ -66,7 +69,7 @@ def _client(base_url: str, token: str | None) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(30, connect=3))
 
 
-def _explain(response: httpx.Response, base_url: str) -> str:
+def _detail(response: httpx.Response) -> str:
     try:
         detail = response.json().get("detail", "")
     except (ValueError, AttributeError):
@@ -74,9 +77,15 @@ def _explain(response: httpx.Response, base_url: str) -> str:
     if isinstance(detail, list):  # FastAPI's validation errors: say which field and why
         detail = "; ".join(f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: {item.get('msg', '')}"
                            if isinstance(item, dict) else str(item) for item in detail)
+    return str(detail or "")
+
+
+def _explain(response: httpx.Response, base_url: str) -> str:
+    detail = _detail(response)
     if response.status_code == 401:
-        return (f"The API at {base_url} refused the token: sign in with your token (flightrec tokens create), or "
-                "set FLIGHTREC_API_TOKEN to the server's API token.")
+        how = "with your identity provider or your token" if identity.providers()[0] else "with your token"
+        return (f"The API at {base_url} refused the token{f' ({detail})' if detail else ''}: sign in again {how} "
+                "(flightrec tokens create), or set FLIGHTREC_API_TOKEN to the server's API token.")
     if response.status_code >= 500:
         return f"The API at {base_url} failed ({response.status_code}): {detail or 'see the server log'}."
     return str(detail) if detail else f"The API answered {response.status_code} for {response.request.url.path}."
@@ -93,7 +102,7 @@ def _send(base_url: str, token: str | None, method: str, path: str, params: tupl
             "Start it with: flightrec serve. Or point FLIGHTREC_API_URL (flightrec ui --api) at it."
         ) from exc
     if response.is_error and response.status_code not in answers:
-        raise ApiError(_explain(response, base_url), response.status_code)
+        raise ApiError(_explain(response, base_url), response.status_code, _detail(response))
     return response
 
 

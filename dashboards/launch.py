@@ -14,8 +14,12 @@ DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 
 
-def ui_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> list[str]:
-    """The command line that serves the dashboards on ``host:port`` (the API URL travels in the env)."""
+def ui_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, secrets: Path | None = None) -> list[str]:
+    """The command line that serves the dashboards on ``host:port`` (the API URL travels in the env).
+
+    ``secrets``: a Streamlit secrets file with an ``[auth]`` table (OIDC sign-in), used instead of
+    Streamlit's default secrets locations.
+    """
     return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port),
@@ -23,6 +27,7 @@ def ui_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> list[str]:
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        *(("--secrets.files", str(secrets.resolve())) if secrets is not None else ()),
     ]
 
 
@@ -34,9 +39,10 @@ def ui_env(api_url: str = DEFAULT_API_URL, api_token: str | None = None) -> dict
     return env
 
 
-def exec_ui(api_url: str = DEFAULT_API_URL, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> NoReturn:
+def exec_ui(api_url: str = DEFAULT_API_URL, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST,
+            secrets: Path | None = None) -> NoReturn:
     """Become the dashboards process (``flightrec ui``): signals and the exit code are Streamlit's own."""
-    command = ui_command(port, host)
+    command = ui_command(port, host, secrets)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(command[0], command, ui_env(api_url))
@@ -47,7 +53,8 @@ def start_ui(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
     api_token: str | None = None,
+    secrets: Path | None = None,
     **popen: Any,
 ) -> subprocess.Popen:
     """Start the dashboards; ``popen`` goes to ``subprocess.Popen`` (e.g. ``stdout=``)."""
-    return subprocess.Popen(ui_command(port, host), env=ui_env(api_url, api_token), **popen)
+    return subprocess.Popen(ui_command(port, host, secrets), env=ui_env(api_url, api_token), **popen)

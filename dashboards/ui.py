@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from flightrec.dashboards import api
+from flightrec.dashboards import api, identity
 from flightrec.dashboards.safe_text import code, md
 
 # Page scripts live in views/, not pages/: a pages/ folder next to the entrypoint is Streamlit's
@@ -154,38 +154,62 @@ def signed_in() -> dict | None:
 
 
 def sign_in_gate() -> bool:
-    """With sign-in on the API (an API token is configured), ask for a token until one is accepted.
+    """With sign-in on the API (an API token is configured), ask who you are until the API accepts it.
 
-    Answers whether the page may run. A token is kept for this browser session only; every
-    request then acts as that principal, and the API records acts under its name.
+    Answers whether the page may run. Either a token, kept for this browser session only, or, where
+    Streamlit's ``[auth]`` is configured, a sign-in with the identity provider, whose ID token is sent
+    instead; every request then acts as that principal, and the API records acts under its name.
     """
     try:
         principal = api.me()
     except api.ApiError as exc:
         if exc.status != 401:
             return True  # unreachable or failing: the page says so itself
-        if api._api_token():
-            st.error(md(exc.message))
-        st.title("Sign in")
-        st.caption("This Flight Recorder asks who you are: paste the token you were given "
-                   "(`flightrec tokens create --name NAME --role ROLE`). It is kept for this browser session only.")
-        with st.form("sign_in"):
-            token = st.text_input("Token", type="password")
-            if st.form_submit_button("Sign in", type="primary") and token.strip():
-                try:
-                    api.sign_in(token)
-                except api.ApiError as refused:
-                    st.error(md(refused.message))
-                else:
-                    st.rerun()
+        sign_in_page(exc)
         return False
     if principal.get("kind") != "local":
         with st.sidebar:
             st.caption(f"Signed in as **{md(principal['name'])}** ({md(', '.join(principal['roles']))})")
-            if api.TOKEN_KEY in st.session_state and st.button("Sign out", icon=":material/logout:"):
+            typed = api.TOKEN_KEY in st.session_state
+            if (typed or identity.logged_in()) and st.button("Sign out", icon=":material/logout:"):
                 api.sign_out()
-                st.rerun()
+                if typed:
+                    st.rerun()
+                identity.logout()  # Streamlit forgets the identity cookie and starts a new session
     return True
+
+
+def sign_in_page(refused: api.ApiError) -> None:
+    """The sign-in page: "Sign in with <provider>" where one is configured, and the token field."""
+    providers, problem = identity.providers()
+    if api.TOKEN_KEY not in st.session_state and identity.logged_in() and identity.id_token():
+        st.error(f"Signed in at your identity provider as {md(identity.who())}, but the API refused it: "
+                 f"{md(refused.detail or refused.message)}", icon=":material/block:")
+    elif api._api_token():
+        st.error(md(refused.message))
+    st.title("Sign in")
+    if problem:
+        st.warning(md(problem), icon=":material/warning:")
+    if providers:
+        st.caption("This Flight Recorder asks who you are: sign in with your identity provider (an admin gives "
+                   "your name a role first), or paste a token you were given.")
+        for name, label in providers.items():
+            if st.button(f"Sign in with {label}", key=f"login-{name}", type="primary", icon=":material/login:"):
+                identity.login(name)
+        if identity.logged_in() and st.button("Sign out of the identity provider", icon=":material/logout:"):
+            identity.logout()
+    else:
+        st.caption("This Flight Recorder asks who you are: paste the token you were given "
+                   "(`flightrec tokens create --name NAME --role ROLE`). It is kept for this browser session only.")
+    with st.form("sign_in"):
+        token = st.text_input("Token", type="password")
+        if st.form_submit_button("Sign in", type="primary") and token.strip():
+            try:
+                api.sign_in(token)
+            except api.ApiError as refused_token:
+                st.error(md(refused_token.message))
+            else:
+                st.rerun()
 
 
 def you_are() -> str:

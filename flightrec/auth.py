@@ -119,7 +119,10 @@ def identify(request: Request) -> Principal:
         return _oidc_principal(oidc, token, store)
     principal = store.principals.by_token(token=token) if store is not None else None
     if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        hint = (" (it looks like an ID token, but this server accepts none: FLIGHTREC_OIDC_ISSUER is unset)"
+                if oidc is None and looks_like_jwt(token) else "")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"unknown or revoked token{hint}",
+                            headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 

@@ -590,16 +590,27 @@ def ui(
     ),
     port: int = typer.Option(8501, min=1, max=65535, help="Port the dashboards listen on"),
     host: str = typer.Option("127.0.0.1", help="Interface the dashboards bind (0.0.0.0 exposes them to the network)"),
+    oidc_secrets: Path | None = typer.Option(
+        None, "--oidc-secrets", envvar="FLIGHTREC_UI_OIDC_SECRETS",
+        help="Streamlit secrets file with an \\[auth] table: people sign in with that OpenID provider (the API "
+             "needs FLIGHTREC_OIDC_ISSUER and FLIGHTREC_OIDC_AUDIENCE to match)"),
 ) -> None:
     """Serve the dashboards (Streamlit) on the API at --api; FLIGHTREC_API_TOKEN is passed along."""
+    from flightrec.dashboards.auth_config import AuthConfigError, load_auth
     from flightrec.dashboards.launch import exec_ui
 
     if not api.startswith(("http://", "https://")):
         _fail(f"--api {api!r} is not an http(s) URL; pass the server's base URL, e.g. http://127.0.0.1:4318")
     if host not in ("127.0.0.1", "localhost", "::1"):
         _require_sign_in(api, host)
+    if oidc_secrets is not None:
+        try:
+            providers = load_auth(oidc_secrets, port).providers()
+        except AuthConfigError as exc:
+            _fail(f"--oidc-secrets: {exc}")
+        console.print(f"Sign-in with {', '.join(sorted(providers))} (OpenID Connect, from {oidc_secrets})")
     console.print(f"Flight Recorder dashboards on http://{host}:{port}, reading the API at {api}")
-    exec_ui(api, port, host)
+    exec_ui(api, port, host, oidc_secrets)
 
 
 @app.command()

@@ -157,3 +157,18 @@ def test_the_settings_need_an_audience_with_an_issuer(monkeypatch: pytest.Monkey
     assert config == OidcConfig(issuer="https://id.example.com", audience="dash", name_claim="email")
     assert Settings().oidc_config() is None
     assert not looks_like_jwt("frt_abc-DEF_123") and looks_like_jwt("a.b.") and not looks_like_jwt("a.b.c.d")
+
+
+def test_an_id_token_sent_to_a_server_without_an_issuer_says_so(provider: OidcProvider) -> None:
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from flightrec.auth import identify
+
+    app = FastAPI()
+    app.state.settings = Settings(api_token=ADMIN_TOKEN, oidc_issuer=None)
+    app.get("/who")(lambda principal=Depends(identify): principal.name)
+    answer = TestClient(app).get("/who", headers={"Authorization": f"Bearer {provider.mint()}"})
+    assert answer.status_code == 401 and "FLIGHTREC_OIDC_ISSUER is unset" in answer.json()["detail"], answer.text
+    plain = TestClient(app).get("/who", headers={"Authorization": "Bearer frt_unknown"})
+    assert plain.json()["detail"] == "unknown or revoked token"
