@@ -66,6 +66,12 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/audit/head"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/audit/verify"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/evidence/key"): frozenset({R.auditor, R.compliance}),
+    # The evidence log (issue 11): checkpoints, proofs, and the check of the store against it.
+    ("GET", "/api/evidence/checkpoint"): frozenset({R.auditor, R.compliance}),
+    ("POST", "/api/evidence/checkpoints"): frozenset({R.compliance}),
+    ("GET", "/api/evidence/proofs/inclusion"): frozenset({R.auditor, R.compliance}),
+    ("GET", "/api/evidence/proofs/consistency"): frozenset({R.auditor, R.compliance}),
+    ("POST", "/api/evidence/verify"): frozenset({R.auditor, R.compliance}),
 }
 
 API_PREFIX = "/api"

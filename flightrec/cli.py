@@ -26,6 +26,7 @@ from flightrec.cli_output import (
 from flightrec.cli_audit import audit_app
 from flightrec.cli_rules import rules_app
 from flightrec.cli_tokens import tokens_app
+from flightrec.cli_verify import verify as verify_command
 from flightrec.paths import api_path
 
 if TYPE_CHECKING:  # imported by the commands that use them: `--help` and `--version` stay fast
@@ -400,6 +401,7 @@ def wal_replay(
 app.add_typer(rules_app, name="rules")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+app.command("verify")(verify_command)
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")
 app.add_typer(systems, name="systems")

@@ -14,6 +14,7 @@ from flightrec.detectors.pager import PagerRoutes
 from flightrec.detectors.runner import DetectorRunner
 from flightrec.evidence import keys
 from flightrec.evidence.audit_heads import HeadKeeper
+from flightrec.evidence.sequencer import Sequencer
 from flightrec.rederive import RederiveJob
 from flightrec.settings import Settings
 from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry, UndoExecutor
@@ -40,6 +41,7 @@ class Runtime:
         self.switches: KillSwitches | None = None
         self.detectors: DetectorRunner | None = None
         self.audit_heads: HeadKeeper | None = None
+        self.evidence: Sequencer | None = None
         self._executor: UndoExecutor | None = None
 
     def start(self) -> None:
@@ -50,6 +52,9 @@ class Runtime:
             self.audit_heads = HeadKeeper(self.store.audit, keys.load_or_create(self.settings.audit_key_path()),
                                           self.settings.audit_head_path())
             self.store.audit.after_append = self.audit_heads.record
+            # Every stored span and audit entry becomes a leaf of the evidence log; its roots are signed.
+            self.evidence = Sequencer(self.store, self.audit_heads.key, self.settings.sequencer_config())
+            self.evidence.start()
             self.wal = WriteAheadLog(self.settings.wal_config())
             self.writer = BatchWriter(
                 self.wal,
@@ -109,6 +114,9 @@ class Runtime:
         if self.wal is not None:
             self.wal.close()
             self.wal = None
+        if self.evidence is not None:
+            self.evidence.shutdown()
+            self.evidence = None
         if self._executor is not None:
             self._executor.close()
             self._executor = None

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the parts' configs are built on demand: a client command ne
     from flightrec.collector.health import HealthPolicy
     from flightrec.detectors.pager import PagerConfig
     from flightrec.detectors.runner import DetectorsConfig
+    from flightrec.evidence.sequencer import SequencerConfig
     from flightrec.store import StoreConfig
     from flightrec.store.rules import RuleSet
     from flightrec.oidc import OidcConfig
@@ -147,6 +148,9 @@ class Settings(BaseSettings):
     )
     detect_interval_s: float = Field(default=60.0, ge=0, description="seconds between detector passes in serve (0: off)")
     detect_window_hours: float = Field(default=24.0, gt=0, description="how far back a detector pass looks")
+    checkpoint_interval_s: float = Field(
+        default=60.0, ge=0, description="seconds between signed checkpoints of the evidence log, when it grew (0: on demand only)"
+    )
     run_budget_usd: float | None = Field(default=0.05, description="mean USD per run above which an agent alerts")
     object_budget_usd: float | None = Field(default=5.0, description="USD per business object per window that alerts")
     agent_budgets_usd: dict[str, float] = Field(default_factory=dict, description="USD per agent per window (JSON)")
@@ -290,6 +294,11 @@ class Settings(BaseSettings):
         from flightrec.collector.writer import WriterConfig
 
         return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after)
+
+    def sequencer_config(self) -> SequencerConfig:
+        from flightrec.evidence.sequencer import SequencerConfig
+
+        return SequencerConfig(checkpoint_interval_s=self.checkpoint_interval_s)
 
     def rates_config(self) -> RatesConfig:
         from flightrec.collector.rates import RatesConfig

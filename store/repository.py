@@ -16,6 +16,7 @@ from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.audit_log import AuditRepository
+from flightrec.store.evidence_log import EvidenceRepository
 from flightrec.store.operations import ActionsRepository, ControlsRepository, PlansRepository
 from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
@@ -86,6 +87,7 @@ class Store:
         self.controls = ControlsRepository(engine, self.db)
         self.plans = PlansRepository(engine, self.db)
         self.audit = AuditRepository(engine, self.db)
+        self.evidence = EvidenceRepository(engine, self.db)
         self.signals = SignalsRepository(engine, self.db)
         self.alerts = AlertsRepository(engine, self.db)
         self.runs = RunsRepository(engine, self.db)

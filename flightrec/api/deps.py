@@ -7,6 +7,7 @@ from fastapi import HTTPException, Request, status
 from flightrec.collector import BatchWriter, IngestPipeline
 from flightrec.detectors.runner import DetectorRunner
 from flightrec.evidence.audit_heads import HeadKeeper
+from flightrec.evidence.sequencer import Sequencer
 from flightrec.runtime import Runtime
 from flightrec.rollback import KillSwitches, RollbackService, SystemRegistry
 from flightrec.store import Store
@@ -58,3 +59,8 @@ def get_detectors(request: Request) -> DetectorRunner:
 def get_audit_heads(request: Request) -> HeadKeeper:
     """The signer of the audit log's heads (its key, the head file)."""
     return _running_part(request, "audit_heads", "the audit head signer")
+
+
+def get_sequencer(request: Request) -> Sequencer:
+    """The evidence log's sequencer and checkpoint signer."""
+    return _running_part(request, "evidence", "the evidence log's sequencer")

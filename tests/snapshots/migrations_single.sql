@@ -311,3 +311,48 @@ ORDER BY Seq;
 ALTER TABLE flightrec.principals  ADD COLUMN IF NOT EXISTS Services Array(String) AFTER Agents;
 
 ALTER TABLE flightrec.principals  ADD COLUMN IF NOT EXISTS Tenant String DEFAULT '' AFTER Services;
+
+-- 0015_evidence_log
+ALTER TABLE flightrec.otel_traces  ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(6) DEFAULT now64(6) CODEC(Delta(8), ZSTD(1));
+
+CREATE TABLE IF NOT EXISTS flightrec.evidence_leaves 
+(
+    Idx UInt64,
+    Kind LowCardinality(String),
+    TraceId String,
+    SpanId String,
+    AuditSeq UInt64,
+    RecordHash String,
+    ContentHash String,
+    LeafHash String,
+    Time DateTime64(9),
+    Seen DateTime64(6),
+    Batch UInt64,
+    SequencedAt DateTime64(6) DEFAULT now64(6),
+    PROJECTION by_ref (SELECT * ORDER BY Kind, TraceId, SpanId, AuditSeq)
+)
+ENGINE = MergeTree
+ORDER BY Idx
+SETTINGS non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS flightrec.evidence_nodes 
+(
+    Level UInt8,
+    Idx UInt64,
+    Hash String
+)
+ENGINE = MergeTree
+ORDER BY (Level, Idx)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints 
+(
+    Size UInt64,
+    RootHash String,
+    Time DateTime64(6),
+    Origin String,
+    KeyId String,
+    Note String
+)
+ENGINE = MergeTree
+ORDER BY (Size, Time);

@@ -1,0 +1,245 @@
+"""Statements for the evidence log: leaves, tree nodes and signed checkpoints (migration 0015).
+
+The log itself (hashing, the sequencer, proofs, signing) is ``evidence/``; this module only reads
+and writes rows. Appending leaves is a compare-and-swap, as the audit log's appends are
+(store/audit_log.py): a batch that extends the tree of ``size`` leaves with root ``root`` goes in
+with the insert deduplication token ``leaves:<size>:<root>``; two sequencers racing for one size
+send one token, the engine keeps the first insert and drops the second whatever its data, and
+each reads the batch back (:meth:`EvidenceRepository.leaf_hashes`) to learn whether it won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from flightrec.store.engine import Engine
+
+SPAN_SOURCE = (
+    "TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, ScopeName, ScopeVersion, "
+    "StatusCode, StatusMessage, toUnixTimestamp64Nano(Timestamp), Duration, SpanAttributes, ResourceAttributes, "
+    "arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Name, Events.Attributes, "
+    "Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes"
+)
+LEAF_COLUMNS = ["Idx", "Kind", "TraceId", "SpanId", "AuditSeq", "RecordHash", "ContentHash", "LeafHash", "Time",
+                "Seen", "Batch"]
+LEAF_SELECT = ", ".join(LEAF_COLUMNS[:8]) + ", toUnixTimestamp64Nano(Time), toUnixTimestamp64Micro(Seen), Batch"
+
+
+class SourceRow(NamedTuple):
+    """A stored span's columns in evidence.leaves.SpanSource order, then its InsertedAt (µs)."""
+
+    columns: tuple
+    inserted_us: int
+
+
+class LeafRow(NamedTuple):
+    """One stored leaf (hashes hex; ``time_ns``: the span's start or the entry's time)."""
+
+    index: int
+    kind: str
+    trace_id: str
+    span_id: str
+    audit_seq: int
+    record_hash: str
+    content_hash: str
+    leaf_hash: str
+    time_ns: int
+    seen_us: int
+    batch: int
+
+
+class StoredCheckpoint(BaseModel):
+    """A signed checkpoint as stored: the tree size, its root (hex) and the signed note."""
+
+    size: int
+    root_hash: str
+    time: datetime
+    origin: str
+    key_id: str
+    note: str
+
+
+def _checkpoint(row: tuple) -> StoredCheckpoint:
+    size, root, moment, origin, key_id, note = row
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return StoredCheckpoint(size=size, root_hash=root, time=moment, origin=origin, key_id=key_id, note=note)
+
+
+CHECKPOINT_SELECT = "Size, RootHash, Time, Origin, KeyId, Note"
+
+
+class EvidenceRepository:
+    """Leaves, nodes and checkpoints of the one evidence log of a database."""
+
+    def __init__(self, engine: Engine, db: str) -> None:
+        self.engine, self.db = engine, db
+
+    # -- what is new -------------------------------------------------------------
+
+    def new_spans(self, *, since_us: int, limit: int) -> list[SourceRow]:
+        """Stored spans inserted at or after ``since_us`` (µs since 1970) that are no leaf yet, by
+        insertion time; one copy each (the first inserted) when a span was stored twice."""
+        rows = self.engine.query(
+            "evidence_new_spans",
+            f"SELECT {SPAN_SOURCE}, toUnixTimestamp64Micro(InsertedAt) AS inserted FROM {self.db}.otel_traces "
+            "WHERE InsertedAt >= fromUnixTimestamp64Micro({since:Int64}) AND (TraceId, SpanId) NOT IN ("
+            f"SELECT TraceId, SpanId FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId IN ("
+            f"SELECT TraceId FROM {self.db}.otel_traces WHERE InsertedAt >= fromUnixTimestamp64Micro({{since:Int64}}))) "
+            "ORDER BY inserted, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32}",
+            {"since": since_us, "limit": limit},
+        )
+        return [SourceRow(row[:-1], row[-1]) for row in rows]
+
+    def sequenced_audit_through(self) -> int:
+        """The newest audit sequence number that is a leaf (0: none)."""
+        rows = self.engine.query(
+            "evidence_audit_through", f"SELECT max(AuditSeq) FROM {self.db}.evidence_leaves WHERE Kind = 'audit'")
+        return int(rows[0][0] or 0) if rows else 0
+
+    def newest_seen(self) -> int:
+        """The newest InsertedAt (µs) of a span that is a leaf (0: none): where a restart scans from."""
+        rows = self.engine.query(
+            "evidence_newest_seen",
+            f"SELECT toUnixTimestamp64Micro(max(Seen)) FROM {self.db}.evidence_leaves WHERE Kind = 'span'")
+        return int(rows[0][0] or 0) if rows else 0
+
+    # -- the tree ----------------------------------------------------------------
+
+    def tree_size(self) -> tuple[int, int]:
+        """(leaves: the highest index + 1, the batch the newest leaf belongs to)."""
+        rows = self.engine.query(
+            "evidence_tree_size", f"SELECT count(), max(Idx), max(Batch) FROM {self.db}.evidence_leaves")
+        count, top, batch = rows[0]
+        return (int(top) + 1, int(batch)) if count else (0, 0)
+
+    def append_leaves(self, leaves: Sequence[LeafRow], *, token: str) -> None:
+        """Insert one batch of leaves with the compare-and-swap token (the caller reads it back)."""
+        columns = [list(column) for column in zip(*leaves)]
+        self.engine.insert("evidence_append_leaves", f"{self.db}.evidence_leaves", columns, LEAF_COLUMNS,
+                           dedup_token=token)
+
+    def leaf_hashes(self, *, start: int, end: int) -> list[tuple[int, str]]:
+        """(index, leaf hash) of every stored leaf in [start, end), by index (two rows for one index: both)."""
+        return [(idx, digest) for idx, digest in self.engine.query(
+            "evidence_leaf_hashes",
+            f"SELECT Idx, LeafHash FROM {self.db}.evidence_leaves WHERE Idx >= {{start:UInt64}} AND Idx < {{end:UInt64}} "
+            "ORDER BY Idx", {"start": start, "end": end})]
+
+    def leaves(self, *, start: int, end: int) -> list[LeafRow]:
+        rows = self.engine.query(
+            "evidence_leaves",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Idx >= {{start:UInt64}} AND Idx < {{end:UInt64}} "
+            "ORDER BY Idx", {"start": start, "end": end})
+        return [LeafRow(*row) for row in rows]
+
+    def span_leaves(self, *, low: str, high: str | None) -> list[LeafRow]:
+        """Span leaves whose trace id is in [low, high) (``high`` None: no upper bound)."""
+        rows = self.engine.query(
+            "evidence_span_leaves",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId >= {{low:String}} "
+            "AND ({open:UInt8} = 1 OR TraceId < {high:String}) ORDER BY Idx",
+            {"low": low, "high": high or "", "open": int(high is None)})
+        return [LeafRow(*row) for row in rows]
+
+    def leaves_of_span(self, *, trace_id: str, span_id: str) -> list[LeafRow]:
+        rows = self.engine.query(
+            "evidence_leaves_of_span",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId = {{trace:String}} "
+            "AND SpanId = {span:String} ORDER BY Idx", {"trace": trace_id, "span": span_id})
+        return [LeafRow(*row) for row in rows]
+
+    def leaves_of_audit(self, *, seq: int) -> list[LeafRow]:
+        rows = self.engine.query(
+            "evidence_leaves_of_audit",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'audit' AND TraceId = '' "
+            "AND SpanId = '' AND AuditSeq = {seq:UInt64} ORDER BY Idx", {"seq": seq})
+        return [LeafRow(*row) for row in rows]
+
+    def add_nodes(self, nodes: Iterable[tuple[int, int, str]], *, token: str) -> None:
+        """Insert complete subtrees (level >= 1, index, hash hex); the same token twice inserts once."""
+        rows = list(nodes)
+        if rows:
+            self.engine.insert("evidence_add_nodes", f"{self.db}.evidence_nodes",
+                               [list(column) for column in zip(*rows)], ["Level", "Idx", "Hash"], dedup_token=token)
+
+    def node_hashes(self, coordinates: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """The stored hash (hex) of each (level, index) asked for that is stored: level 0 from the leaves.
+        A coordinate stored twice answers one of them (verification reads every row)."""
+        wanted = set(coordinates)
+        leaves = sorted(index for level, index in wanted if level == 0)
+        upper = sorted((level, index) for level, index in wanted if level > 0)
+        found: dict[tuple[int, int], str] = {}
+        if leaves:
+            for idx, digest in self.engine.query(
+                    "evidence_leaf_nodes", f"SELECT Idx, LeafHash FROM {self.db}.evidence_leaves "
+                                           "WHERE Idx IN {idx:Array(UInt64)}", {"idx": leaves}):
+                found[(0, idx)] = digest
+        if upper:
+            for level, idx, digest in self.engine.query(
+                    "evidence_node_hashes", f"SELECT Level, Idx, Hash FROM {self.db}.evidence_nodes "
+                                            "WHERE (Level, Idx) IN {at:Array(Tuple(UInt8, UInt64))}", {"at": upper}):
+                found[(level, idx)] = digest
+        return found
+
+    def nodes(self, *, level: int, start: int, end: int) -> list[tuple[int, int, str]]:
+        """Every stored node row of one level with index in [start, end), by index."""
+        return [tuple(row) for row in self.engine.query(
+            "evidence_nodes",
+            f"SELECT Level, Idx, Hash FROM {self.db}.evidence_nodes WHERE Level = {{level:UInt8}} "
+            "AND Idx >= {start:UInt64} AND Idx < {end:UInt64} ORDER BY Idx",
+            {"level": level, "start": start, "end": end})]
+
+    def node_levels(self) -> list[tuple[int, int]]:
+        """(level, rows) of the stored nodes."""
+        return [tuple(row) for row in self.engine.query(
+            "evidence_node_levels", f"SELECT Level, count() FROM {self.db}.evidence_nodes GROUP BY Level ORDER BY Level")]
+
+    # -- stored spans, for verification -------------------------------------------
+
+    def span_sources(self, *, low: str, high: str | None) -> list[tuple]:
+        """Every stored copy of every span whose trace id is in [low, high), in SpanSource column order."""
+        return self.engine.query(
+            "evidence_span_sources",
+            f"SELECT {SPAN_SOURCE} FROM {self.db}.otel_traces WHERE TraceId >= {{low:String}} "
+            "AND ({open:UInt8} = 1 OR TraceId < {high:String})",
+            {"low": low, "high": high or "", "open": int(high is None)})
+
+    def span_stored(self, *, trace_id: str, span_id: str) -> bool:
+        return bool(self.engine.query(
+            "evidence_span_stored",
+            f"SELECT 1 FROM {self.db}.otel_traces WHERE TraceId = {{trace:String}} AND SpanId = {{span:String}} LIMIT 1",
+            {"trace": trace_id, "span": span_id}))
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self.engine.insert(
+            "evidence_add_checkpoint", f"{self.db}.evidence_checkpoints",
+            [[checkpoint.size], [checkpoint.root_hash], [checkpoint.time], [checkpoint.origin], [checkpoint.key_id],
+             [checkpoint.note]], ["Size", "RootHash", "Time", "Origin", "KeyId", "Note"])
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self.engine.query(
+            "evidence_latest_checkpoint",
+            f"SELECT {CHECKPOINT_SELECT} FROM {self.db}.evidence_checkpoints ORDER BY Size DESC, Time DESC LIMIT 1")
+        return _checkpoint(rows[0]) if rows else None
+
+    def checkpoint(self, *, size: int) -> StoredCheckpoint | None:
+        """The newest checkpoint of exactly this tree size."""
+        rows = self.engine.query(
+            "evidence_checkpoint",
+            f"SELECT {CHECKPOINT_SELECT} FROM {self.db}.evidence_checkpoints WHERE Size = {{size:UInt64}} "
+            "ORDER BY Time DESC LIMIT 1", {"size": size})
+        return _checkpoint(rows[0]) if rows else None
+
+    def checkpoints(self, *, limit: int = 100) -> list[StoredCheckpoint]:
+        """The newest checkpoints first."""
+        rows = self.engine.query(
+            "evidence_checkpoints",
+            f"SELECT {CHECKPOINT_SELECT} FROM {self.db}.evidence_checkpoints ORDER BY Size DESC, Time DESC "
+            "LIMIT {limit:UInt32}", {"limit": limit})
+        return [_checkpoint(row) for row in rows]
