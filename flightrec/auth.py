@@ -74,6 +74,14 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/evidence/verify"): frozenset({R.auditor, R.compliance}),
 }
 
+# What a tenant-scoped person (a principal with a tenant) may call: reads that filter by tenant.
+# Every other route is fleet-wide and refused to them (fail closed).
+TENANT_ROUTES = frozenset({
+    ("GET", "/api/whoami"), ("GET", "/api/objects"), ("GET", "/api/objects/{type}/{id}/spans"),
+    ("GET", "/api/objects/{type}/{id}/story"), ("GET", "/api/objects/{type}/{id}/story.html"),
+    ("GET", "/api/traces/{trace_id}"),
+})
+
 API_PREFIX = "/api"
 LOCAL = Principal(name="local", kind="local", roles=[Role.admin.value])
 ADMIN = Principal(name="admin", kind="person", roles=[Role.admin.value])
@@ -162,6 +170,10 @@ def authorize(request: Request) -> None:
         path = API_PREFIX + path
     if method == "HEAD":
         method = "GET"
+    if principal.tenant and principal.kind == "person" and (method, path) not in TENANT_ROUTES:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"{principal.name} reads tenant {principal.tenant} only (objects, their stories and spans, "
+                            f"traces); {method} {path} spans every tenant")
     if not allowed(principal, method, path):
         needed = sorted(role.value for role in ROUTE_ROLES.get((method, path), frozenset())) or ["admin"]
         raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -172,6 +184,12 @@ def authorize(request: Request) -> None:
 
 def principal_of(request: Request) -> Principal:
     return getattr(request.state, "principal", LOCAL)
+
+
+def tenant_of(request: Request) -> str:
+    """The one tenant a person's reads are limited to ('' : every tenant)."""
+    principal = principal_of(request)
+    return principal.tenant if principal.kind == "person" else ""
 
 
 def acting_as(request: Request, claimed: str = "", what: str = "who acts") -> str:

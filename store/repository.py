@@ -282,19 +282,21 @@ class Store:
         return self._with_log_events(covered_spans((_record_from_row(row) for row in rows), anchors))
 
     def recent_objects(
-        self, *, object_type: str = "", text: str = "", agent: str = "", limit: int = 50
+        self, *, object_type: str = "", text: str = "", agent: str = "", limit: int = 50, tenant: str = ""
     ) -> list[ObjectActivity]:
         """Objects most recently touched first, optionally of one type, with ``text`` in their id, or
-        touched by ``agent`` (every agent that touched such an object is still listed)."""
+        touched by ``agent`` (every agent that touched such an object is still listed); with ``tenant``,
+        only that tenant's links count."""
         rows = self.engine.query(
             "recent_objects",
             f"SELECT ObjectType, ObjectId, toUnixTimestamp64Nano(max(Timestamp)), uniqExact(TraceId), "
             f"arraySort(groupUniqArray(16)(Agent)), argMax(TraceId, Timestamp) FROM {self.db}.object_links "
             "WHERE ({type:String} = '' OR ObjectType = {type:String}) "
             "AND ({text:String} = '' OR positionCaseInsensitive(ObjectId, {text:String}) > 0) "
+            "AND ({tenant:String} = '' OR Tenant = {tenant:String}) "
             "GROUP BY ObjectType, ObjectId HAVING {agent:String} = '' OR countIf(Agent = {agent:String}) > 0 "
             "ORDER BY max(Timestamp) DESC, ObjectType, ObjectId LIMIT {limit:UInt32}",
-            {"type": object_type, "text": text, "agent": agent, "limit": limit},
+            {"type": object_type, "text": text, "agent": agent, "limit": limit, "tenant": tenant},
         )
         flags = self.run_flags(trace_ids=[row[5] for row in rows])
         return [

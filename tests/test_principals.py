@@ -242,3 +242,44 @@ def test_tokens_create_prints_the_token_on_its_last_line(auth_server: ServerProc
     assert person.exit_code == 1 and "for agent principals" in " ".join(person.output.split())
     gone = CliRunner().invoke(app, ["tokens", "revoke", "cli-bot", "--api", auth_server.url], env=env)
     assert gone.exit_code == 0 and call(auth_server, "GET", "/api/whoami", token).status_code == 401
+
+
+def test_a_tenant_scoped_person_reads_only_that_tenant(auth_server: ServerProcess) -> None:
+    """Reads that filter by tenant answer with that tenant's spans only; every fleet-wide route is refused."""
+    import os
+    import time
+
+    from tests.otlp_helpers import make_request, make_span
+
+    start = time.time_ns() - 60_000_000_000
+    traces = {}
+    for name, tenant, ticket in (("acme-run", "acme", "TEN-A"), ("globex-run", "globex", "TEN-G"),
+                                 ("acme-shared", "acme", "TEN-X"), ("globex-shared", "globex", "TEN-X")):
+        trace_id = os.urandom(16)
+        traces[name] = trace_id.hex()
+        span = make_span(name, {"gen_ai.agent.name": "refund_agent", "tenant.id": tenant, "ticket.id": ticket},
+                         trace_id=trace_id, start_ns=start)
+        sent = httpx.post(auth_server.url + "/v1/traces", content=make_request([span]).SerializeToString(),
+                          headers={"content-type": "application/x-protobuf"}, timeout=30)
+        assert sent.status_code == 200
+    auth_server.wait_drained()
+    made = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN,
+                json={"name": "acme-auditor", "roles": ["auditor"], "tenant": "acme"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+
+    listed = {item["id"] for item in call(auth_server, "GET", "/api/objects?q=TEN-", token).json()["items"]}
+    assert listed == {"TEN-A", "TEN-X"}
+    assert call(auth_server, "GET", "/api/objects/ticket/TEN-G/story", token).status_code == 404
+    shared = call(auth_server, "GET", "/api/objects/ticket/TEN-X/spans", token).json()["spans"]
+    assert [span["name"] for span in shared] == ["acme-shared"]
+    story = call(auth_server, "GET", "/api/objects/ticket/TEN-X/story", token).json()
+    assert story["traces"] == [traces["acme-shared"]] and story["runs_total"] == 1
+    assert call(auth_server, "GET", f"/api/traces/{traces['globex-run']}", token).status_code == 404
+    assert call(auth_server, "GET", f"/api/traces/{traces['acme-run']}", token).status_code == 200
+    for path in ("/api/stats", "/api/audit", "/api/search?q=TEN", "/api/alerts", "/api/actions"):
+        refused = call(auth_server, "GET", path, token)
+        assert refused.status_code == 403 and "reads tenant acme only" in refused.text, path
+    admin = call(auth_server, "POST", "/api/principals", ADMIN_TOKEN,
+                 json={"name": "acme-admin", "roles": ["admin"], "tenant": "acme"})
+    assert admin.status_code == 422 and "spans every tenant" in admin.text

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from flightrec.api.deps import get_store
 from flightrec.api.envelope import Page
 from flightrec.api.names import split_as_sent
-from flightrec.auth import principal_of
+from flightrec.auth import principal_of, tenant_of
 from flightrec.stories import ObjectSummary, Story, narrate, object_summary, story_html
 from flightrec.store import ObjectRef, SpanRecord, Store
 from flightrec.store.models import INGEST_PRINCIPAL
@@ -34,18 +34,22 @@ def object_ref(request: Request, type: str, id: str) -> ObjectRef:
     return ObjectRef(type=type.strip().lower(), id=id.strip())
 
 
-def _spans_or_404(store: Store, obj: ObjectRef, runs: int | None = None) -> list[SpanRecord]:
+def _spans_or_404(store: Store, obj: ObjectRef, tenant: str, runs: int | None = None) -> list[SpanRecord]:
+    """The object's spans (of ``tenant`` only, when the reader is scoped to one); 404 when none."""
     spans = store.object_spans(obj=obj, runs=runs)
+    if tenant:
+        spans = [span for span in spans if span.tenant == tenant]
     if not spans:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no spans linked to {obj}: check the type and id")
     return spans
 
 
-def _story(store: Store, obj: ObjectRef, runs: int) -> Story:
-    spans = _spans_or_404(store, obj, runs)
+def _story(store: Store, obj: ObjectRef, runs: int, tenant: str) -> Story:
+    spans = _spans_or_404(store, obj, tenant, runs)
     actions = [f"{span.trace_id}:{span.span_id}" for span in spans if span.operation == "action"]
     verified = set(store.actions.undone(action_ids=actions))  # an ingested "undone" is a claim, not a record
-    return narrate(obj, spans, runs_total=store.object_run_count(obj=obj), verified_undos=verified,
+    runs_total = None if tenant else store.object_run_count(obj=obj)  # scoped: count only the runs it may see
+    return narrate(obj, spans, runs_total=runs_total, verified_undos=verified,
                    speakers=_speakers(store, spans))
 
 
@@ -64,10 +68,11 @@ def list_objects(
     q: str = Query("", description="only objects whose id contains this text"),
     agent: str = Query("", description="only objects this agent touched (each still lists every agent that did)"),
     limit: int = Query(50, ge=1, le=1000, description="at most this many"),
+    tenant: str = Depends(tenant_of),
     store: Store = Depends(get_store),
 ) -> Page[ObjectSummary]:
     activity = store.recent_objects(object_type=type.strip().lower(), text=q.strip(), agent=agent.strip(),
-                                    limit=limit)
+                                    limit=limit, tenant=tenant)
     return Page.of([object_summary(entry) for entry in activity])
 
 
@@ -77,8 +82,9 @@ def list_objects(
     response_model=ObjectSpans,
     responses=NOT_FOUND,
 )
-def object_spans(obj: ObjectRef = Depends(object_ref), store: Store = Depends(get_store)) -> ObjectSpans:
-    return ObjectSpans(object=obj, spans=_spans_or_404(store, obj))
+def object_spans(obj: ObjectRef = Depends(object_ref), tenant: str = Depends(tenant_of),
+                 store: Store = Depends(get_store)) -> ObjectSpans:
+    return ObjectSpans(object=obj, spans=_spans_or_404(store, obj, tenant))
 
 
 @router.get(
@@ -87,8 +93,9 @@ def object_spans(obj: ObjectRef = Depends(object_ref), store: Store = Depends(ge
     response_model=Story,
     responses=NOT_FOUND,
 )
-def object_story(obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)) -> Story:
-    return _story(store, obj, runs)
+def object_story(obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, tenant: str = Depends(tenant_of),
+                 store: Store = Depends(get_store)) -> Story:
+    return _story(store, obj, runs, tenant)
 
 
 @router.get(
@@ -101,7 +108,7 @@ def object_story_html(
     request: Request, obj: ObjectRef = Depends(object_ref), runs: int = RunsQuery, store: Store = Depends(get_store)
 ) -> HTMLResponse:
     """An export of evidence: audited (who took which object's story, and how many runs of it)."""
-    story = _story(store, obj, runs)
+    story = _story(store, obj, runs, tenant_of(request))
     store.audit.append(actor=principal_of(request).name, act="story.export", subject=f"{obj.type}:{obj.id}",
                        details={"runs": str(len(story.traces)), "runs_total": str(story.runs_total)})
     filename = f"story-{story.object.type}-{story.object.id}.html"

@@ -25,7 +25,8 @@ class PrincipalRequest(BaseModel):
     agents: list[str] = Field(default_factory=list, description="agent principals: the agent names it speaks for")
     services: list[str] = Field(default_factory=list,
                                 description="agent principals: the service names its spans may carry (empty: any)")
-    tenant: str = Field(default="", max_length=128, description="agent principals: the tenant of its spans (empty: any)")
+    tenant: str = Field(default="", max_length=128, description="agents: the tenant of its spans; people: the one "
+                        "tenant whose objects, stories and traces they may read (empty: any)")
     actor: str = ""
 
     @field_validator("agents", "services")
@@ -80,8 +81,10 @@ def create_principal(body: PrincipalRequest, request: Request, store: Store = De
         raise HTTPException(422, "an agent principal has the role agent only and names the agents it speaks for")
     if body.kind == "person" and Role.agent.value in roles:
         raise HTTPException(422, "the agent role is for agent principals (kind agent)")
-    if body.kind == "person" and (body.services or body.tenant):
-        raise HTTPException(422, "services and tenant scope what an agent principal's spans may claim: kind agent only")
+    if body.kind == "person" and body.services:
+        raise HTTPException(422, "services scope what an agent principal's spans may claim: kind agent only")
+    if body.kind == "person" and body.tenant and Role.admin.value in roles:
+        raise HTTPException(422, "an admin spans every tenant: a tenant-scoped person takes read roles")
     current = store.principals.get(name=body.name)
     if current is not None and not current.revoked:
         raise HTTPException(409, f"principal {body.name!r} exists: revoke it first to issue a new token")

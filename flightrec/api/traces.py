@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from flightrec.api import names  # noqa: F401 - registers the {param:text} path convertor
 from flightrec.api.deps import get_store
+from flightrec.auth import tenant_of
 from flightrec.store import SpanRecord, Store
 
 router = APIRouter(tags=["traces"])
@@ -26,11 +27,11 @@ class TraceView(BaseModel):
     response_model=TraceView,
     responses={400: {"description": "not a 32-hex-digit trace id"}, 404: {"description": "unknown trace"}},
 )
-def get_trace(trace_id: str, store: Store = Depends(get_store)) -> TraceView:
+def get_trace(trace_id: str, tenant: str = Depends(tenant_of), store: Store = Depends(get_store)) -> TraceView:
     trace_id = trace_id.lower()
     if not TRACE_ID.match(trace_id):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"trace id {trace_id!r} is not 32 hex digits")
-    spans = store.trace_spans(trace_id=trace_id)
+    spans = [span for span in store.trace_spans(trace_id=trace_id) if not tenant or span.tenant == tenant]
     if not spans:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trace {trace_id} in the store")
     return TraceView(trace_id=trace_id, spans=spans)
