@@ -66,6 +66,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/audit/head"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/audit/verify"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/evidence/key"): frozenset({R.auditor, R.compliance}),
+    # Legal holds (issue 11): readers see them; compliance places and releases them.
+    ("GET", "/api/holds"): READ,
+    ("POST", "/api/holds"): frozenset({R.compliance}),
+    ("POST", "/api/holds/{hold_id}/release"): frozenset({R.compliance}),
     # The evidence log (issue 11): checkpoints, proofs, and the check of the store against it.
     ("GET", "/api/evidence/checkpoint"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/evidence/checkpoints"): frozenset({R.compliance}),

@@ -24,6 +24,7 @@ from flightrec.cli_output import (
     print_systems,
 )
 from flightrec.cli_audit import audit_app
+from flightrec.cli_hold import hold_app
 from flightrec.cli_rules import rules_app
 from flightrec.cli_tokens import tokens_app
 from flightrec.cli_verify import verify as verify_command
@@ -401,6 +402,7 @@ def wal_replay(
 app.add_typer(rules_app, name="rules")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+app.add_typer(hold_app, name="hold")
 app.command("verify")(verify_command)
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")

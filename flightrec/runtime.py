@@ -48,6 +48,7 @@ class Runtime:
         """Open the store, replay the WAL, start the writer and the gRPC receiver; undo on failure."""
         try:
             self.store = open_store(self.settings.store_config())
+            self.store.holds.reload()  # a held object's traces linked since the last hold act are held from now
             # Each append's head is signed with the key from the data directory (outside the store).
             self.audit_heads = HeadKeeper(self.store.audit, keys.load_or_create(self.settings.audit_key_path()),
                                           self.settings.audit_head_path())

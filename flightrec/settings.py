@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the parts' configs are built on demand: a client command ne
 
 LOOPBACK_NAMES = {"localhost"}
 MIN_TOKEN_LENGTH = 16
+MIN_RETENTION_DAYS = 180  # EU AI Act Art. 19 / 26(6): at least six months
 CONFIG_ENV = "FLIGHTREC_CONFIG"
 
 
@@ -89,7 +90,22 @@ class Settings(BaseSettings):
     )
     database: str = Field(default="flightrec", description="ClickHouse database name")
     cluster: str | None = Field(default=None, description="ClickHouse cluster for ON CLUSTER / Replicated tables")
-    retention_days: int = Field(default=30, ge=0, description="span retention TTL in days; 0 keeps forever")
+    retention_days: int = Field(
+        default=180, ge=0, description="days spans and their object links are kept (legal holds exempt what they "
+        "cover); 0 keeps forever; below 180 needs retention_short_acknowledged")
+    log_retention_days: int | None = Field(
+        default=None, ge=0, description="days log records (GenAI events) are kept; unset: as retention_days; "
+        "below 180 needs retention_short_acknowledged")
+    alert_retention_days: int = Field(default=0, ge=0, description="days alerts are kept after their last change; "
+                                      "0 keeps forever")
+    outbox_retention_days: int = Field(default=30, ge=0, description="days the pager outbox keeps delivery records; "
+                                       "0 keeps forever")
+    retention_materialize: bool = Field(
+        default=True, description="when a retention setting changes, apply it to stored rows at once (ClickHouse "
+        "rewrites the table's parts once); false: metadata only, stored rows follow as their parts merge")
+    retention_short_acknowledged: bool = Field(
+        default=False, description="accept span or log retention below 180 days (EU AI Act Art. 19 and 26(6) ask "
+        "deployers of high-risk AI systems to keep logs at least six months); unset, such a setting is refused")
     ingest_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated shared Bearer tokens that speak for any agent (a gateway's); "
         "set: every batch needs a token (one of these, or an agent's from `flightrec tokens create --role agent`)"
@@ -206,6 +222,18 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _retention_at_least_six_months(self) -> Settings:
+        for name in ("retention_days", "log_retention_days"):
+            days = getattr(self, name)
+            if days and days < MIN_RETENTION_DAYS and not self.retention_short_acknowledged:
+                raise ValueError(
+                    f"FLIGHTREC_{name.upper()}={days} is below {MIN_RETENTION_DAYS} days, the six months EU AI Act "
+                    "Art. 19 and 26(6) ask deployers of high-risk AI systems to keep logs: set it to "
+                    f"{MIN_RETENTION_DAYS} or more (0 keeps forever), or set FLIGHTREC_RETENTION_SHORT_ACKNOWLEDGED=true "
+                    "if this deployment is not bound by them")
+        return self
+
+    @model_validator(mode="after")
     def _oidc_needs_audience(self) -> Settings:
         if self.oidc_issuer and not (self.oidc_audience or "").strip():
             raise ValueError("FLIGHTREC_OIDC_ISSUER is set without FLIGHTREC_OIDC_AUDIENCE: set it to the client id "
@@ -250,6 +278,8 @@ class Settings(BaseSettings):
 
         return StoreConfig(
             dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days,
+            log_retention_days=self.log_retention_days, alert_retention_days=self.alert_retention_days,
+            outbox_retention_days=self.outbox_retention_days, retention_materialize=self.retention_materialize,
             rules=self.user_rules(), default_tenant=self.default_tenant,
         )
 

@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, Field
 
+from flightrec.store.retention import RetentionPolicy
 from flightrec.store.rules import RuleSet
 
 
@@ -73,9 +74,18 @@ class StoreConfig(BaseModel):
         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
         description="ClickHouse cluster name: schema made ON CLUSTER with Replicated engines",
     )
-    retention_days: int = Field(default=30, ge=0, description="span TTL in days; 0 keeps spans forever")
+    retention_days: int = Field(default=180, ge=0, description="span and link TTL in days; 0 keeps them forever")
+    log_retention_days: int | None = Field(default=None, ge=0, description="log record TTL in days (None: as spans)")
+    alert_retention_days: int = Field(default=0, ge=0, description="alert TTL in days; 0 keeps them forever")
+    outbox_retention_days: int = Field(default=30, ge=0, description="pager outbox TTL in days; 0: forever")
+    retention_materialize: bool = Field(default=True, description="a changed TTL applies to stored rows at once")
     rules: RuleSet = Field(default_factory=RuleSet, description="the user's derivation rules (ahead of the built-in)")
     default_tenant: str = Field(default="default", description="the tenant of spans that name none")
 
     def target(self) -> EngineTarget:
         return parse_dsn(self.dsn)
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(spans_days=self.retention_days, logs_days=self.log_retention_days,
+                               alerts_days=self.alert_retention_days, outbox_days=self.outbox_retention_days,
+                               materialize=self.retention_materialize)

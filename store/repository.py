@@ -12,6 +12,8 @@ from flightrec.store.runs import RunsRepository
 from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.meaning import MeaningRepository
 from flightrec.store.principals import PrincipalsRepository
+from flightrec.store.holds import HoldsRepository
+from flightrec.store.retention import RetentionPolicy, RetentionRepository
 from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
@@ -93,6 +95,8 @@ class Store:
         self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
         self.principals = PrincipalsRepository(engine, self.db)
+        self.holds = HoldsRepository(engine, self.db, config.cluster)
+        self.retention = RetentionRepository(engine, self.db, config.cluster)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None
 
@@ -104,39 +108,20 @@ class Store:
         self.meaning.install(self.config.rules, self.config.default_tenant)
         return done
 
-    def apply_retention(self, days: int) -> None:
-        """Set (or with 0 remove) the TTL of spans and links."""
-        on_cluster = f"ON CLUSTER {self.config.cluster}" if self.config.cluster else ""
-        for table in ("otel_traces", "object_links", "otel_logs"):
-            if days > 0:
-                sql = (
-                    f"ALTER TABLE {self.db}.{table} {on_cluster} "
-                    f"MODIFY TTL toDateTime(Timestamp) + toIntervalDay({int(days)})"
-                )
-            elif self._has_ttl(table):
-                sql = f"ALTER TABLE {self.db}.{table} {on_cluster} REMOVE TTL"
-            else:
-                continue
-            self.engine.command("apply_retention", sql)
+    def apply_retention(self, days: int | None = None, *, policy: RetentionPolicy | None = None) -> list[str]:
+        """Set each table's TTL where it differs from the policy (default: the config's); return the tables altered.
 
-    def _has_ttl(self, table: str) -> bool:
-        rows = self.engine.query(
-            "table_ttl",
-            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
-            {"db": self.db, "table": table},
-        )
-        return bool(rows) and " TTL " in rows[0][0]
+        ``days`` alone sets spans, links and logs to that many days (0: forever) and leaves the rest.
+        """
+        if days is not None:
+            base = policy or self.config.retention_policy()
+            return self.retention.apply(base.model_copy(update={"spans_days": days, "logs_days": None}),
+                                        tables=["otel_traces", "object_links", "otel_logs"])
+        return self.retention.apply(policy or self.config.retention_policy())
 
     def table_ttl(self, table: str) -> str:
         """The TTL clause of a table as ClickHouse reports it ('' when none)."""
-        rows = self.engine.query(
-            "table_ttl",
-            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
-            {"db": self.db, "table": table},
-        )
-        text = rows[0][0] if rows else ""
-        start = text.find(" TTL ")
-        return text[start + 5 : text.find(" SETTINGS", start)].strip() if start >= 0 else ""
+        return self.retention.table_ttl(table)
 
     def close(self) -> None:
         self.engine.close()
@@ -437,7 +422,7 @@ def open_store(config: StoreConfig) -> Store:
     store = Store(engine, config)
     try:
         store.migrate()
-        store.apply_retention(config.retention_days)
+        store.apply_retention()
     except Exception:
         engine.close()
         raise

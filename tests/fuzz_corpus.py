@@ -69,7 +69,7 @@ class Limits:
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_backlog_spans: int = 400_000
-    retention_days: int = 30
+    retention_days: int = 180  # the server's default (shorter needs FLIGHTREC_RETENTION_SHORT_ACKNOWLEDGED)
     future_ns: int = DAY_NS  # spans more than this ahead of the server's clock are rejected
 
     def env(self) -> dict[str, str]:

@@ -355,7 +355,7 @@ def test_otlp_spec_json_example(make_server) -> None:
 
 
 def test_otlp_spec_json_example_default_server_is_honest(srv: ServerProcess) -> None:
-    """On a default server (30-day retention) the 2018 span is older than retention.
+    """On a default server (180-day retention) the 2018 span is older than retention.
 
     Acknowledged means durable: the answer must either report the span as rejected
     (partial_success) or the span must be queryable. Silently dropping it is a lie.

@@ -30,7 +30,7 @@ def test_the_file_sets_settings_and_env_vars_win(tmp_path: Path, monkeypatch: py
     assert settings.max_future_s == 90  # the environment overrides the file
     assert settings.ingest_tokens == ["agent-a", "agent-b"]
     assert settings.prices["my-model"].output_per_mtok == 3.0
-    assert Settings(retention_days=7).retention_days == 7  # options override both
+    assert Settings(retention_days=365).retention_days == 365  # options override both
 
 
 def test_an_unknown_key_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

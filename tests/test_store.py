@@ -182,7 +182,7 @@ def test_rejections_are_counted(store: Store) -> None:
 
 
 def test_retention_ttl_set_changed_and_removed(store: Store) -> None:
-    assert "toIntervalDay(30)" in store.table_ttl("otel_traces")
+    assert "toIntervalDay(180)" in store.table_ttl("otel_traces")  # the default: six months
     store.apply_retention(7)
     assert "toIntervalDay(7)" in store.table_ttl("otel_traces") and "toIntervalDay(7)" in store.table_ttl("object_links")
     store.apply_retention(0)

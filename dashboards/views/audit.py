@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from flightrec.dashboards import api, safe_text, ui
+from flightrec.dashboards import api, holds, safe_text, ui
 from flightrec.dashboards.safe_text import md
 
 ANYONE, ANY_ACT = "Anyone", "Any act"
@@ -92,3 +92,5 @@ if not shown:
 else:
     st.caption(f"The newest {len(shown):,} entries{' matching the filters' if shown is not everything else ''}.")
     st.table(entry_rows(shown))
+
+holds.show(ui.you_are())

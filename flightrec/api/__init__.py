@@ -13,6 +13,7 @@ from flightrec.api import (
     controls,
     evidence,
     health,
+    holds,
     links,
     objects,
     principals,
@@ -32,7 +33,7 @@ def build_api_router() -> APIRouter:
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(authorize)])
     for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
-                   rules, principals, evidence):
+                   rules, principals, evidence, holds):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

@@ -356,3 +356,47 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY (Size, Time);
+
+-- 0017_legal_holds
+CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr
+(
+    Id String,
+    Kind LowCardinality(String),
+    ObjectType String,
+    Key String,
+    Reason String,
+    CreatedAt DateTime64(3),
+    CreatedBy String,
+    Released UInt8 DEFAULT 0,
+    ReleasedAt DateTime64(3) DEFAULT 0,
+    ReleasedBy String DEFAULT '',
+    ReleaseReason String DEFAULT '',
+    Version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY Id;
+
+CREATE VIEW IF NOT EXISTS flightrec.legal_holds_active ON CLUSTER fr AS
+SELECT Id, argMax(Kind, Version) AS HoldKind, argMax(ObjectType, Version) AS HoldObjectType,
+       argMax(Key, Version) AS HoldKey, argMax(Released, Version) AS HoldReleased
+FROM flightrec.legal_holds GROUP BY Id HAVING HoldReleased = 0;
+
+CREATE TABLE IF NOT EXISTS flightrec.legal_hold_keys_table ON CLUSTER fr
+(
+    Generation UInt64,
+    Kind LowCardinality(String),
+    Key String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY (Generation, Kind, Key);
+
+CREATE DICTIONARY IF NOT EXISTS flightrec.legal_hold_keys ON CLUSTER fr
+(
+    Kind String,
+    Key String,
+    Held UInt8 DEFAULT 1
+)
+PRIMARY KEY Kind, Key
+SOURCE(CLICKHOUSE(QUERY 'SELECT Kind, Key, toUInt8(1) AS Held FROM flightrec.legal_hold_keys_table WHERE Generation = (SELECT max(Generation) FROM flightrec.legal_hold_keys_table)'))
+LIFETIME(MIN 60 MAX 120)
+LAYOUT(COMPLEX_KEY_HASHED());

@@ -1,0 +1,177 @@
+"""Retention: one TTL per table, applied by ALTER only when it differs from the table's own.
+
+Spans, their links and their log records expire after their retention unless a legal hold
+covers them: their TTL is ``... DELETE WHERE NOT dictHas(legal_hold_keys, ...)`` over the
+dictionary of held traces and agents (migration 0017), evaluated by every TTL merge, so what
+is held survives expiry and merges alike. Checked on chDB 4.4 (ClickHouse 26.9): ClickHouse
+accepts dictHas, joinGet, ``IN`` a Set table and ``IN (subquery)`` in a TTL WHERE, and each
+keeps held rows through ``OPTIMIZE ... FINAL``; the dictionary is the one a background merge
+reads without building a set per merge, and it reads the links to find a held object's traces.
+
+Two ClickHouse facts this module works around (tests/test_retention.py shows both):
+
+- a row kept by the WHERE is dropped from its part's TTL bookkeeping, so later merges never
+  look at it again; releasing a hold therefore re-materializes the TTL of the partitions that
+  hold rows past their retention (:meth:`RetentionRepository.expire_released`);
+- ``MODIFY TTL`` rewrites every part by default (``materialize_ttl_after_modify``); it runs only
+  when the wanted TTL differs from the table's (never at an unchanged start), and with
+  ``materialize = False`` it changes the metadata only (stored rows then follow the new TTL as
+  their parts merge).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:  # the config imports the policy; the engine imports the config
+    from flightrec.store.engine import Engine
+
+HOLD_DICTIONARY = "legal_hold_keys"
+PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class RetentionPolicy(BaseModel):
+    """Days each kind of record is kept; 0 keeps it forever."""
+
+    spans_days: int = Field(default=180, ge=0, description="spans (otel_traces) and their object links")
+    logs_days: int | None = Field(default=None, ge=0, description="log records (otel_logs); None: as spans")
+    alerts_days: int = Field(default=0, ge=0, description="alerts and their history (by last update)")
+    outbox_days: int = Field(default=30, ge=0, description="the pager outbox's delivery records")
+    materialize: bool = Field(default=True, description="on a change, apply the new TTL to stored rows at once "
+                              "(rewrites the table's parts); False: metadata only, rows follow as parts merge")
+
+
+class TableTtl(BaseModel):
+    """How one table expires: the time column expression and whether legal holds apply."""
+
+    table: str
+    time: str
+    held_by: str = Field(default="", description="'' (no holds), 'trace' or 'trace+agent'")
+
+
+TABLES: dict[str, TableTtl] = {t.table: t for t in (
+    TableTtl(table="otel_traces", time="toDateTime(Timestamp)", held_by="trace+agent"),
+    TableTtl(table="object_links", time="toDateTime(Timestamp)", held_by="trace+agent"),
+    TableTtl(table="otel_logs", time="toDateTime(Timestamp)", held_by="trace"),
+    TableTtl(table="alerts", time="toDateTime(UpdatedAt)"),
+    TableTtl(table="pager_outbox", time="toDateTime(CreatedAt)"),
+)}
+
+
+def days_of(policy: RetentionPolicy) -> dict[str, int]:
+    """Table -> days under this policy."""
+    logs = policy.spans_days if policy.logs_days is None else policy.logs_days
+    return {"otel_traces": policy.spans_days, "object_links": policy.spans_days, "otel_logs": logs,
+            "alerts": policy.alerts_days, "pager_outbox": policy.outbox_days}
+
+
+def render_ttl(db: str, spec: TableTtl, days: int) -> str:
+    """The TTL clause as ClickHouse prints it in the table's create query ('' for none)."""
+    if days <= 0:
+        return ""
+    ttl = f"{spec.time} + toIntervalDay({int(days)})"
+    if not spec.held_by:
+        return ttl
+    held = [f"dictHas('{db}.{HOLD_DICTIONARY}', tuple('trace', TraceId))"]
+    if spec.held_by == "trace+agent":
+        held.append(f"dictHas('{db}.{HOLD_DICTIONARY}', tuple('agent', toString(Agent)))")
+    return f"{ttl} WHERE NOT ({' OR '.join(held)})" if len(held) > 1 else f"{ttl} WHERE NOT {held[0]}"
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class RetentionRepository:
+    """The TTL statements: read a table's TTL, set it when it differs, expire what a release let go."""
+
+    def __init__(self, engine: Engine, db: str, cluster: str | None = None) -> None:
+        self.engine = engine
+        self.db = db
+        self.on_cluster = f"ON CLUSTER {cluster}" if cluster else ""
+
+    def table_ttl(self, table: str) -> str:
+        """The TTL clause of a table as ClickHouse reports it ('' when none or no such table)."""
+        rows = self.engine.query(
+            "table_ttl",
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+            {"db": self.db, "table": table},
+        )
+        text = rows[0][0] if rows else ""
+        start = text.find(" TTL ")
+        if start < 0:
+            return ""
+        end = text.find(" SETTINGS ", start)
+        return _squash(text[start + 5: end if end >= 0 else len(text)])
+
+    def apply(self, policy: RetentionPolicy, tables: list[str] | None = None) -> list[str]:
+        """Set each table's TTL where it differs from the policy's; return the tables altered."""
+        altered = []
+        for table, days in days_of(policy).items():
+            if tables is not None and table not in tables:
+                continue
+            wanted = render_ttl(self.db, TABLES[table], days)
+            current = self.table_ttl(table)
+            if _squash(wanted) == current:
+                continue
+            if wanted:
+                sql = f"ALTER TABLE {self.db}.{table} {self.on_cluster} MODIFY TTL {wanted}"
+            elif current:
+                sql = f"ALTER TABLE {self.db}.{table} {self.on_cluster} REMOVE TTL"
+            else:
+                continue
+            self.engine.command("apply_retention", sql,
+                                settings={"materialize_ttl_after_modify": int(policy.materialize)})
+            altered.append(table)
+        return altered
+
+    def expire_released(self, policy: RetentionPolicy) -> int:
+        """Re-materialize the TTL of the held tables' partitions that keep rows past their retention.
+
+        A row a hold kept through a TTL merge is not looked at again by later merges; after a
+        release this lets the rows no other hold covers expire. Returns the mutations started
+        (they run in the background; ``mutations_done`` tells when they are through).
+        """
+        started = 0
+        now = datetime.now(tz=timezone.utc)
+        for table, days in days_of(policy).items():
+            if days <= 0 or not TABLES[table].held_by:
+                continue
+            cutoff = (now - timedelta(days=days)).replace(tzinfo=None)
+            rows = self.engine.query(
+                "expired_partitions",
+                "SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {table:String} "
+                "AND active AND rows > 0 AND min_time < {cutoff:DateTime} ORDER BY partition_id",
+                {"db": self.db, "table": table, "cutoff": cutoff},
+            )
+            for (partition,) in rows:
+                if not PARTITION_ID.match(partition):  # ClickHouse's own ids: digits, letters, '-', '_'
+                    raise ValueError(f"unexpected partition id {partition!r} in {table}")
+                self.engine.command(  # a partition id is a literal in ALTER (no parameter there)
+                    "materialize_ttl",
+                    f"ALTER TABLE {self.db}.{table} {self.on_cluster} MATERIALIZE TTL IN PARTITION ID '{partition}'",
+                )
+                started += 1
+        return started
+
+    def mutations_done(self) -> bool:
+        """Whether every mutation on this database's tables has finished."""
+        rows = self.engine.query(
+            "mutations_pending",
+            "SELECT count() FROM system.mutations WHERE database = {db:String} AND NOT is_done",
+            {"db": self.db},
+        )
+        return rows[0][0] == 0
+
+    def mutation_count(self, table: str) -> int:
+        """Mutations ever run on a table (a MODIFY TTL that materializes is one)."""
+        rows = self.engine.query(
+            "mutation_count",
+            "SELECT count() FROM system.mutations WHERE database = {db:String} AND table = {table:String}",
+            {"db": self.db, "table": table},
+        )
+        return rows[0][0]
