@@ -4,26 +4,28 @@ A span's leaf hashes its *record* apart from its *content*, so erasing personal 
 content later (issue 11, deliverable 6) leaves the leaf, and every proof through it, unchanged:
 the content hash stays in the leaf; only the content is gone.
 
-The canonical forms (all RFC 8785 JSON, UTF-8; hashes are SHA-256, lowercase hex)::
+The canonical forms. A span's record and content are bytes in which every string is
+length-prefixed (its UTF-8 byte length as uint64 little-endian, then the bytes), a map is its
+pair count then its pairs sorted by key bytes, a list its length then its items; the engine
+computes them (store/evidence_log.py: ``RECORD_HASH``, ``CONTENT_HASH``) and :func:`span_record`
+/ :func:`span_content` write the same bytes in Python, for offline checks (a test compares them)::
 
-    record  = {"trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind", "service",
-               "scope_name", "scope_version", "status_code", "status_message",
-               "start_ns", "end_ns"}
-    content = {"attributes": {k: v}, "resource": {k: v},
-               "events": [{"time_ns", "name", "attributes": {k: v}}, ...],
-               "links":  [{"trace_id", "span_id", "trace_state", "attributes": {k: v}}, ...]}
+    record  = s("flightrec.span.record.v1") s(trace_id) s(span_id) s(parent_span_id) s(trace_state)
+              s(name) s(kind) s(service) s(scope_name) s(scope_version) s(status_code)
+              s(status_message) s(start_ns) s(end_ns)
+    content = s("flightrec.span.content.v1") map(attributes) map(resource)
+              u64(#events) [s(time_ns) s(name) map(attributes)]...
+              u64(#links)  [s(trace_id) s(span_id) s(trace_state) map(attributes)]...
+
+Times are integer nanoseconds written as decimal strings; strings are as ClickHouse stores them
+(ids as stored, ``service`` is ServiceName, ``end_ns`` is start + Duration). Length prefixes
+make every form unambiguous, and the engine hashes bytes, so a string that is not valid UTF-8
+is hashed as stored. The leaf data is RFC 8785 JSON (ASCII only: ids and hex hashes)::
+
     span leaf data  = {"v": 1, "kind": "span", "trace_id", "span_id",
                        "record": sha256(record), "content": sha256(content)}
     audit leaf data = {"v": 1, "kind": "audit", "seq": N, "hash": the entry's stored hash}
     leaf hash = SHA-256(0x00 || leaf data)                      (RFC 9162)
-
-Every value is a string as ClickHouse stores it (the otel_traces columns: ids as stored, not
-re-cased; ``service`` is ServiceName; ``end_ns`` is start + Duration), except ``v`` and ``seq``.
-Times are integer nanoseconds since 1970 **written as decimal strings**: RFC 8785 numbers are
-IEEE doubles, exact only up to 2**53, and nanosecond times exceed that. Maps are objects, so
-RFC 8785 sorts their keys (by UTF-16 code units); events and links keep their stored order. A
-string ClickHouse holds that is not valid UTF-8 is hashed as the client reads it (its bytes
-in hex): see the report's weak points.
 
 Hashed from rows read back from the store, so what is hashed is what is stored.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from typing import NamedTuple
 
 import rfc8785
@@ -91,24 +94,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _s(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogateescape")
+    return struct.pack("<Q", len(data)) + data
+
+
+def _map(mapping: dict[str, str]) -> bytes:
+    pairs = sorted(mapping.items(), key=lambda pair: pair[0].encode("utf-8", "surrogateescape"))
+    return struct.pack("<Q", len(pairs)) + b"".join(_s(key) + _s(value) for key, value in pairs)
+
+
 def span_record(span: SpanSource) -> bytes:
-    return canonical({
-        "trace_id": span.trace_id, "span_id": span.span_id, "parent_span_id": span.parent_span_id,
-        "trace_state": span.trace_state, "name": span.name, "kind": span.kind, "service": span.service,
-        "scope_name": span.scope_name, "scope_version": span.scope_version, "status_code": span.status_code,
-        "status_message": span.status_message, "start_ns": str(span.start_ns),
-        "end_ns": str(span.start_ns + span.duration_ns),
-    })
+    fields = ["flightrec.span.record.v1", span.trace_id, span.span_id, span.parent_span_id, span.trace_state,
+              span.name, span.kind, span.service, span.scope_name, span.scope_version, span.status_code,
+              span.status_message, str(span.start_ns), str(span.start_ns + span.duration_ns)]
+    return b"".join(_s(field) for field in fields)
 
 
 def span_content(span: SpanSource) -> bytes:
-    events = [{"time_ns": str(ns), "name": name, "attributes": attrs}
-              for ns, name, attrs in zip(span.event_ns, span.event_names, span.event_attributes)]
-    links = [{"trace_id": trace, "span_id": span_id, "trace_state": state, "attributes": attrs}
-             for trace, span_id, state, attrs in zip(span.link_trace_ids, span.link_span_ids, span.link_states,
-                                                     span.link_attributes)]
-    return canonical({"attributes": span.attributes, "resource": span.resource, "events": events, "links": links},
-                     span.attributes, span.resource, *span.event_attributes, *span.link_attributes)
+    events = b"".join(_s(str(ns)) + _s(name) + _map(attrs)
+                      for ns, name, attrs in zip(span.event_ns, span.event_names, span.event_attributes))
+    links = b"".join(_s(trace) + _s(span_id) + _s(state) + _map(attrs)
+                     for trace, span_id, state, attrs in zip(span.link_trace_ids, span.link_span_ids,
+                                                             span.link_states, span.link_attributes))
+    return (_s("flightrec.span.content.v1") + _map(span.attributes) + _map(span.resource)
+            + struct.pack("<Q", len(span.event_names)) + events + struct.pack("<Q", len(span.link_trace_ids)) + links)
 
 
 def span_hashes(span: SpanSource) -> tuple[str, str]:

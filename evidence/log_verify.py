@@ -174,16 +174,14 @@ def _check_spans(store: Store, report: _Report, notes: list[str], retention_days
                 continue
             leaves[key] = leaf
         seen: set[tuple[str, str]] = set()
-        for columns in repo.span_sources(low=low, high=high):
-            span = canon.SpanSource(*columns)
-            key = (span.trace_id, span.span_id)
+        for trace_id, span_id, record, content in repo.span_hashes(low=low, high=high):
+            key = (trace_id, span_id)
             leaf = leaves.get(key)
             checked += 1
             if leaf is None:
                 unsequenced += 1
                 continue
             seen.add(key)
-            record, content = canon.span_hashes(span)
             if record != leaf.record_hash:
                 report.add("span", _ref(leaf), "changed record (ids, parent, times, name, kind, service, scope or "
                            "status differ from what was sequenced)", leaf.index)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -139,8 +140,9 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, pro
     return sn == 0 and fr == old_root and sr == new_root
 
 
-class Node(BaseModel):
-    """A complete subtree that just filled: 2**level leaves from index * 2**level."""
+class Node(NamedTuple):
+    """A complete subtree that just filled: 2**level leaves from index * 2**level (a tuple: one per
+    leaf and more are made while appending)."""
 
     level: int
     index: int

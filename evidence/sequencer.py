@@ -2,8 +2,8 @@
 
 One background thread per server process (flightrec/runtime.py starts it). A pass reads the tree
 size, then what is new (audit entries after the newest sequenced one; spans inserted since the
-newest sequenced span's ``InsertedAt`` minus a look-back window that are no leaf yet, from any
-writer), hashes them as read back (evidence/leaves.py), and appends them as one batch by
+newest sequenced span's ``InsertedAt`` minus a few seconds' slack that are no leaf yet, from any
+writer; every minute a sweep looks back ``lookback_s`` for rows that became visible late), hashes them as read back (evidence/leaves.py), and appends them as one batch by
 compare-and-swap (store/evidence_log.py). The winner then stores the subtrees that filled; a loser
 reads the tree again and retries with what is still new. Reading the size *before* what is new is
 what keeps a racer from appending a leaf twice: whatever another process appended after our size
@@ -35,7 +35,7 @@ from flightrec.evidence.checkpoints import sign_checkpoint
 from flightrec.evidence.keys import SigningKey
 from flightrec.evidence.merkle import Frontier
 from flightrec.store.audit import AuditEntry
-from flightrec.store.evidence_log import LeafRow, SourceRow, StoredCheckpoint
+from flightrec.store.evidence_log import LeafRow, NewSpan, StoredCheckpoint
 from flightrec.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,10 @@ RACE_ATTEMPTS = 50
 class SequencerConfig(BaseModel):
     poll_s: float = Field(default=1.0, gt=0, description="seconds between passes")
     batch: int = Field(default=5000, ge=1, description="at most this many leaves per append")
-    lookback_s: float = Field(default=300.0, ge=0, description="how far before the newest sequenced span to look")
+    slack_s: float = Field(default=5.0, ge=0, description="how far before the newest sequenced span a pass looks")
+    lookback_s: float = Field(default=300.0, ge=0,
+                              description="how far back a sweep looks for rows that became visible late")
+    sweep_s: float = Field(default=60.0, gt=0, description="seconds between sweeps (and the first pass is one)")
     checkpoint_interval_s: float = Field(default=60.0, ge=0, description="seconds between signed checkpoints (0: off)")
 
 
@@ -79,7 +82,8 @@ class Sequencer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._frontier: Frontier | None = None
-        self._since_us: int | None = None
+        self._newest_us: int | None = None  # the newest InsertedAt sequenced (µs)
+        self._last_sweep: float | None = None
         self._last_checkpoint = 0.0
         self.appended = 0
 
@@ -115,11 +119,15 @@ class Sequencer:
         """Append everything new now (batch after batch); the number of leaves this process appended."""
         with self._lock:
             total, lost, generation = 0, 0, 0
+            now = clock.monotonic()
+            sweep = self._last_sweep is None or now - self._last_sweep >= self.config.sweep_s
             while True:
                 size, batch_start = self.repo.tree_size()
                 frontier = self._frontier_at(size, batch_start)
-                leaves, newest_seen = self._new_leaves(size)
+                leaves, newest_seen = self._new_leaves(size, sweep)
                 if not leaves:
+                    if sweep:
+                        self._last_sweep = now
                     return total
                 root = frontier.root().hex()
                 token = f"leaves:{size}:{root}" + (f":{generation}" if generation else "")
@@ -130,7 +138,7 @@ class Sequencer:
                     total += len(leaves)
                     self.appended += len(leaves)
                     if newest_seen:
-                        self._since_us = max(self._since_us or 0, newest_seen - int(self.config.lookback_s * 1e6))
+                        self._newest_us = max(self._newest_us or 0, newest_seen)
                     if self._stop.is_set():
                         return total
                     continue
@@ -146,15 +154,17 @@ class Sequencer:
                         return total
                     clock.sleep(random.uniform(0, 0.005 * min(lost, 10)))
 
-    def _new_leaves(self, size: int) -> tuple[list[LeafRow], int]:
-        """The next batch: new audit entries and new spans, by time, as leaves from ``size``."""
+    def _new_leaves(self, size: int, sweep: bool) -> tuple[list[LeafRow], int]:
+        """The next batch: new audit entries and new spans, by time, as leaves from ``size``. A pass
+        looks ``slack_s`` before the newest sequenced span; a sweep ``lookback_s`` (late rows)."""
         limit = self.config.batch
-        if self._since_us is None:
-            newest = self.repo.newest_seen()
-            self._since_us = max(0, newest - int(self.config.lookback_s * 1e6)) if newest else 0
+        if self._newest_us is None:
+            self._newest_us = self.repo.newest_seen()
+        back = self.config.lookback_s if sweep else self.config.slack_s
+        since = max(0, self._newest_us - int(back * 1e6)) if self._newest_us else 0
         entries = self.store.audit.entries(since_seq=self.repo.sequenced_audit_through(), limit=limit)
-        spans = self.repo.new_spans(since_us=self._since_us, limit=limit)
-        items: list[tuple[int, int, AuditEntry | SourceRow]] = [(_micros(entry.time), 0, entry) for entry in entries]
+        spans = self.repo.new_spans(since_us=since, limit=limit)
+        items: list[tuple[int, int, AuditEntry | NewSpan]] = [(_micros(entry.time), 0, entry) for entry in entries]
         items += [(row.inserted_us, 1, row) for row in spans]
         items.sort(key=lambda item: item[:2])
         chosen = items[:limit]
@@ -163,16 +173,14 @@ class Sequencer:
         return leaves, newest_seen
 
     @staticmethod
-    def _leaf(index: int, batch: int, item: AuditEntry | SourceRow) -> LeafRow:
+    def _leaf(index: int, batch: int, item: AuditEntry | NewSpan) -> LeafRow:
         if isinstance(item, AuditEntry):
             data = canon.audit_leaf_data(item.seq, item.hash)
             return LeafRow(index, "audit", "", "", item.seq, item.hash, "", canon.leaf_hex(data),
                            _micros(item.time) * 1000, _micros(item.time), batch)
-        span = canon.SpanSource(*item.columns)
-        record, content = canon.span_hashes(span)
-        data = canon.span_leaf_data(span.trace_id, span.span_id, record, content)
-        return LeafRow(index, "span", span.trace_id, span.span_id, 0, record, content, canon.leaf_hex(data),
-                       span.start_ns, item.inserted_us, batch)
+        data = canon.span_leaf_data(item.trace_id, item.span_id, item.record_hash, item.content_hash)
+        return LeafRow(index, "span", item.trace_id, item.span_id, 0, item.record_hash, item.content_hash,
+                       canon.leaf_hex(data), item.start_ns, item.inserted_us, batch)
 
     # -- the frontier ----------------------------------------------------------------
 

@@ -24,15 +24,55 @@ SPAN_SOURCE = (
     "arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Name, Events.Attributes, "
     "Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes"
 )
+
+
+# The canonical forms of a span (evidence/leaves.py documents them and writes the same bytes in
+# Python): every string length-prefixed (uint64 little-endian byte length, then the bytes), maps as
+# a count then their pairs sorted by key bytes, lists as a count then their items. Hashed by the
+# engine, so sequencing reads 150 bytes a span instead of its rows.
+def _u64(expression: str) -> str:
+    return f"reinterpretAsFixedString(toUInt64({expression}))"
+
+
+def _str(expression: str) -> str:
+    return f"concat({_u64(f'length({expression})')}, {expression})"
+
+
+def _map(expression: str, name: str) -> str:
+    pairs = f"arraySort({name} -> {name}.1, arrayZip(mapKeys({expression}), mapValues({expression})))"
+    return (f"concat({_u64(f'length(mapKeys({expression}))')}, "
+            f"arrayStringConcat(arrayMap({name} -> concat({_str(f'{name}.1')}, {_str(f'{name}.2')}), {pairs})))")
+
+
+RECORD_FIELDS = ["'flightrec.span.record.v1'", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName",
+                 "SpanKind", "ServiceName", "ScopeName", "ScopeVersion", "StatusCode", "StatusMessage",
+                 "toString(toUnixTimestamp64Nano(Timestamp))", "toString(toUnixTimestamp64Nano(Timestamp) + Duration)"]
+RECORD_HASH = f"lower(hex(SHA256(concat({', '.join(_str(field) for field in RECORD_FIELDS)}))))"
+CONTENT_HASH = (
+    "lower(hex(SHA256(concat("
+    f"{_str(chr(39) + 'flightrec.span.content.v1' + chr(39))}, {_map('SpanAttributes', 'sa')}, "
+    f"{_map('ResourceAttributes', 'ra')}, {_u64('length(Events.Name)')}, "
+    "arrayStringConcat(arrayMap((et, en, ea) -> concat("
+    f"{_str('toString(toUnixTimestamp64Nano(et))')}, {_str('en')}, {_map('ea', 'ep')}), "
+    "Events.Timestamp, Events.Name, Events.Attributes)), "
+    f"{_u64('length(Links.TraceId)')}, "
+    "arrayStringConcat(arrayMap((lt, ls, lst, la) -> concat("
+    f"{_str('lt')}, {_str('ls')}, {_str('lst')}, {_map('la', 'lp')}), "
+    "Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes))))))"
+)
 LEAF_COLUMNS = ["Idx", "Kind", "TraceId", "SpanId", "AuditSeq", "RecordHash", "ContentHash", "LeafHash", "Time",
                 "Seen", "Batch"]
 LEAF_SELECT = ", ".join(LEAF_COLUMNS[:8]) + ", toUnixTimestamp64Nano(Time), toUnixTimestamp64Micro(Seen), Batch"
 
 
-class SourceRow(NamedTuple):
-    """A stored span's columns in evidence.leaves.SpanSource order, then its InsertedAt (µs)."""
+class NewSpan(NamedTuple):
+    """A stored span not yet a leaf: its ids, start, record and content hashes (hex), InsertedAt (µs)."""
 
-    columns: tuple
+    trace_id: str
+    span_id: str
+    start_ns: int
+    record_hash: str
+    content_hash: str
     inserted_us: int
 
 
@@ -80,19 +120,34 @@ class EvidenceRepository:
 
     # -- what is new -------------------------------------------------------------
 
-    def new_spans(self, *, since_us: int, limit: int) -> list[SourceRow]:
+    def new_spans(self, *, since_us: int, limit: int) -> list[NewSpan]:
         """Stored spans inserted at or after ``since_us`` (µs since 1970) that are no leaf yet, by
-        insertion time; one copy each (the first inserted) when a span was stored twice."""
+        insertion time, one copy each (the first inserted), hashed by the engine.
+
+        Two statements over the same filter: the first reads cheap columns only to find the insert
+        time of the ``limit``-th new span; the second hashes just the new spans up to it (the
+        anti-join drops what is a leaf before any hashing), so a window full of sequenced rows
+        costs a scan of three columns, never their hashes."""
+        new = ("InsertedAt >= fromUnixTimestamp64Micro({since:Int64}) AND (TraceId, SpanId) NOT IN ("
+               f"SELECT TraceId, SpanId FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId IN ("
+               f"SELECT TraceId FROM {self.db}.otel_traces WHERE InsertedAt >= fromUnixTimestamp64Micro({{since:Int64}})))")
+        params = {"since": since_us, "limit": limit}
+        [(count, until)] = self.engine.query(
+            "evidence_new_span_until",
+            f"SELECT count(), max(inserted) FROM (SELECT toUnixTimestamp64Micro(InsertedAt) AS inserted "
+            f"FROM {self.db}.otel_traces WHERE {new} ORDER BY inserted LIMIT {{limit:UInt32}})", params)
+        if not count:
+            return []
         rows = self.engine.query(
             "evidence_new_spans",
-            f"SELECT {SPAN_SOURCE}, toUnixTimestamp64Micro(InsertedAt) AS inserted FROM {self.db}.otel_traces "
-            "WHERE InsertedAt >= fromUnixTimestamp64Micro({since:Int64}) AND (TraceId, SpanId) NOT IN ("
-            f"SELECT TraceId, SpanId FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId IN ("
-            f"SELECT TraceId FROM {self.db}.otel_traces WHERE InsertedAt >= fromUnixTimestamp64Micro({{since:Int64}}))) "
+            f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), {RECORD_HASH}, {CONTENT_HASH}, "
+            f"toUnixTimestamp64Micro(InsertedAt) AS inserted FROM {self.db}.otel_traces "
+            # PREWHERE: the filter's three columns are read first, the maps only for rows that pass
+            f"PREWHERE {new} AND InsertedAt <= fromUnixTimestamp64Micro({{until:Int64}}) "
             "ORDER BY inserted, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32}",
-            {"since": since_us, "limit": limit},
+            {**params, "until": until},
         )
-        return [SourceRow(row[:-1], row[-1]) for row in rows]
+        return [NewSpan(*row) for row in rows]
 
     def sequenced_audit_through(self) -> int:
         """The newest audit sequence number that is a leaf (0: none)."""
@@ -199,6 +254,15 @@ class EvidenceRepository:
             "evidence_node_levels", f"SELECT Level, count() FROM {self.db}.evidence_nodes GROUP BY Level ORDER BY Level")]
 
     # -- stored spans, for verification -------------------------------------------
+
+    def span_hashes(self, *, low: str, high: str | None) -> list[tuple[str, str, str, str]]:
+        """(trace id, span id, record hash, content hash) of every stored copy of every span whose
+        trace id is in [low, high), hashed by the engine as the sequencer hashes them."""
+        return [tuple(row) for row in self.engine.query(
+            "evidence_span_hashes",
+            f"SELECT TraceId, SpanId, {RECORD_HASH}, {CONTENT_HASH} FROM {self.db}.otel_traces "
+            "WHERE TraceId >= {low:String} AND ({open:UInt8} = 1 OR TraceId < {high:String})",
+            {"low": low, "high": high or "", "open": int(high is None)})]
 
     def span_sources(self, *, low: str, high: str | None) -> list[tuple]:
         """Every stored copy of every span whose trace id is in [low, high), in SpanSource column order."""

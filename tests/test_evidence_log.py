@@ -76,15 +76,45 @@ def test_canonical_json_is_rfc8785_for_every_string() -> None:
 def test_record_and_content_hash_apart(store: Store, key: keys.SigningKey) -> None:
     [(trace, span)] = insert_spans(store, 1, {"customer.email": "a@example.com"})
     [row] = store.evidence.new_spans(since_us=0, limit=10)
-    source = canon.SpanSource(*row.columns)
-    record, content = canon.span_hashes(source)
+    [columns] = store.evidence.span_sources(low="", high=None)
+    source = canon.SpanSource(*columns)
+    assert canon.span_hashes(source) == (row.record_hash, row.content_hash)  # Python writes the engine's bytes
+    record, content = row.record_hash, row.content_hash
     changed = source._replace(attributes={**source.attributes, "customer.email": "[erased]"})
-    assert canon.span_hashes(changed) == (record, canon.span_hashes(changed)[1]) and canon.span_hashes(changed)[1] != content
+    assert canon.span_hashes(changed)[0] == record and canon.span_hashes(changed)[1] != content
     assert canon.span_hashes(source._replace(name="other"))[1] == content
-    record_json = json.loads(canon.span_record(source))
-    assert record_json["start_ns"] == str(BASE_NS) and record_json["trace_id"] == trace  # ns as decimal strings
+    assert canon.span_hashes(source._replace(name="other"))[0] != record
+    assert str(BASE_NS).encode() in canon.span_record(source) and trace.encode() in canon.span_record(source)
     data = json.loads(canon.span_leaf_data(trace, span, record, content))
     assert data == {"v": 1, "kind": "span", "trace_id": trace, "span_id": span, "record": record, "content": content}
+
+
+def test_the_engine_and_python_write_the_same_canonical_bytes(store: Store) -> None:
+    """Unicode keys and values (sorted by bytes on both sides), empty maps, events and links, many spans."""
+    rng = random.Random(5)
+    alphabet = ["a", "Z", "\"", "\\", "\n", "\x00", "é", "\u2028", "\ue000", "\U0001f600", "=", ""]
+    spans = []
+    for index in range(40):
+        attrs = {"".join(rng.choices(alphabet, k=rng.randint(1, 4))) + str(index % 3):
+                 "".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 5))}
+        span = make_span(f"span-{index}-{rng.choice(alphabet)}", attrs)
+        for number in range(rng.randint(0, 2)):
+            event = span.events.add()
+            event.time_unix_nano = span.start_time_unix_nano + number
+            event.name = rng.choice(alphabet) + "event"
+            event.attributes.extend(make_span("x", {"k" + rng.choice(alphabet): rng.choice(alphabet)}).attributes)
+        if index % 4 == 0:
+            link = span.links.add()
+            link.trace_id, link.span_id = os.urandom(16), os.urandom(8)
+            link.trace_state = "a=b"
+            link.attributes.extend(make_span("x", {"why": "caused by"}).attributes)
+        spans.append(span)
+    store.insert_batch(RowBuilder().request_rows(make_request(spans, {"service.name": "svc-é", "z": "", "a": "1"})),
+                       dedup_token=uuid.uuid4().hex)
+    engine = {(t, s): (r, c) for t, s, r, c in store.evidence.span_hashes(low="", high=None)}
+    python = {(src.trace_id, src.span_id): canon.span_hashes(src)
+              for src in (canon.SpanSource(*columns) for columns in store.evidence.span_sources(low="", high=None))}
+    assert len(engine) == 40 and engine == python
 
 
 # -- the sequencer on a real store -----------------------------------------------------------------

@@ -357,6 +357,9 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
 ORDER BY (Size, Time);
 
+-- 0016_inserted_index
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1;
+
 -- 0017_legal_holds
 CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr
 (
