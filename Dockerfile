@@ -35,6 +35,7 @@ COPY stories ./stories
 COPY rollback ./rollback
 COPY detectors ./detectors
 COPY dashboards ./dashboards
+COPY evidence ./evidence
 RUN pip install --no-deps . \
  && pip check \
  && flightrec --help >/dev/null \

@@ -201,7 +201,9 @@ def test_two_sequencers_on_one_store_write_one_log(store: Store, key: keys.Signi
     stop.set()
     for thread in threads:
         thread.join()
-    assert first.appended > 0 and second.appended > 0  # both appended: they raced
+    # Which one wins each race depends on the machine's load (and two that read the same new rows build
+    # identical batches, each then reading its own leaves back): what must hold is one leaf per index.
+    assert first.appended + second.appended >= 56
     leaves = store.evidence.leaves(start=0, end=1000)
     assert [leaf.index for leaf in leaves] == list(range(56))  # one leaf per index
     assert sorted((leaf.trace_id, leaf.span_id) for leaf in leaves if leaf.kind == "span") == sorted(refs)
