@@ -443,6 +443,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with server.client() as client:
             for run in runs.values():
                 _wait_linked(client, run)
+                if run.model == MODEL:
+                    _wait_priced(client, run)
             yield {"server": server, "fake": fake, "client": client, "runs": runs}
     finally:
         for proc in procs.values():
@@ -465,6 +467,21 @@ def _wait_linked(client: httpx.Client, run: Run, timeout_s: float = 30) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"{run.library}/{run.scenario}: {seen} of {run.spans} spans linked to ticket {run.ticket}")
+
+
+def _wait_priced(client: httpx.Client, run: Run, timeout_s: float = 30) -> None:
+    """Until the rates resolver has priced the run's LLM calls (it prices stored calls every second,
+    so a story read right after ingest may still say "cost unknown")."""
+    deadline = time.monotonic() + timeout_s
+    unpriced: list[str] = ["(not read)"]
+    while time.monotonic() < deadline:
+        response = client.get(f"/api/traces/{run.trace_id}")
+        if response.status_code == 200:
+            unpriced = [s["name"] for s in response.json()["spans"] if s["operation"] == "llm" and not s["cost_known"]]
+            if not unpriced:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{run.library}/{run.scenario}: LLM calls still unpriced: {unpriced}")
 
 
 class Api:
