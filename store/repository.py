@@ -19,6 +19,7 @@ from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.audit_log import AuditRepository
 from flightrec.store.evidence_log import EvidenceRepository
+from flightrec.store.erasures import ErasureRepository
 from flightrec.store.operations import ActionsRepository, ControlsRepository, PlansRepository
 from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
@@ -96,6 +97,7 @@ class Store:
         self.outbox = OutboxRepository(engine, self.db)
         self.principals = PrincipalsRepository(engine, self.db)
         self.holds = HoldsRepository(engine, self.db, config.cluster)
+        self.erasures = ErasureRepository(engine, self.db)
         self.retention = RetentionRepository(engine, self.db, config.cluster)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None

@@ -403,3 +403,21 @@ PRIMARY KEY Kind, Key
 SOURCE(CLICKHOUSE(QUERY 'SELECT Kind, Key, toUInt8(1) AS Held FROM flightrec.legal_hold_keys_table WHERE Generation = (SELECT max(Generation) FROM flightrec.legal_hold_keys_table)'))
 LIFETIME(MIN 60 MAX 120)
 LAYOUT(COMPLEX_KEY_HASHED());
+
+-- 0018_erasures
+CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr
+(
+    RequestId String,
+    ErasedAt DateTime64(3),
+    Actor String,
+    Subject String,
+    Reason String,
+    TraceId String,
+    SpanId String,
+    Keys Array(String),
+    PriorContentHash String,
+    ContentHash String,
+    AuditSeq UInt64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ORDER BY (TraceId, SpanId, ErasedAt);
