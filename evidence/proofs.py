@@ -8,7 +8,7 @@ computes the proof. Answers carry everything an offline check needs besides the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -70,6 +70,12 @@ def read_nodes(repo: EvidenceRepository, compute: Callable[[Nodes], T]) -> T:
         raise ProofRequestError(500, f"the log's stored tree lacks node(s) {missing[:5]} (level, index): run "
                                      "`flightrec verify --store`")
     return compute(lambda level, index: bytes.fromhex(found[(level, index)]))
+
+
+def inclusion_paths(repo: EvidenceRepository, indices: Sequence[int], size: int) -> dict[int, list[bytes]]:
+    """The audit paths of many leaves in the tree of ``size`` leaves, from one read of every node they
+    need (an evidence bundle's thousands of proofs: one query, not one per leaf)."""
+    return read_nodes(repo, lambda nodes: {index: inclusion_proof(nodes, index, size) for index in indices})
 
 
 def checkpoint_for(repo: EvidenceRepository, size: int | None) -> StoredCheckpoint:

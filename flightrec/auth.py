@@ -76,6 +76,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/evidence/proofs/inclusion"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/evidence/proofs/consistency"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/evidence/verify"): frozenset({R.auditor, R.compliance}),
+    # Evidence bundles (issue 11): compliance exports (audited); auditors and compliance verify uploads.
+    ("POST", "/api/evidence/exports/preview"): frozenset({R.compliance}),
+    ("POST", "/api/evidence/exports"): frozenset({R.compliance}),
+    ("POST", "/api/evidence/bundles/verify"): frozenset({R.auditor, R.compliance}),
 }
 
 # What a tenant-scoped person (a principal with a tenant) may call: reads that filter by tenant.

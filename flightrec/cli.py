@@ -24,6 +24,7 @@ from flightrec.cli_output import (
     print_systems,
 )
 from flightrec.cli_audit import audit_app
+from flightrec.cli_export import export as export_command
 from flightrec.cli_hold import hold_app
 from flightrec.cli_rules import rules_app
 from flightrec.cli_tokens import tokens_app
@@ -183,6 +184,11 @@ ActorOpt = typer.Option(..., "--actor", envvar="FLIGHTREC_ACTOR", help="Who is a
 
 def _api_call(api: str | None, method: str, path: str, **kwargs: Any) -> Any:
     """One API request; any failure is printed as a fix-it message and exits."""
+    return _api_response(api, method, path, **kwargs).json()
+
+
+def _api_response(api: str | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One API request's successful response; any failure is printed as a fix-it message and exits."""
     import httpx
 
     settings = _settings(api_url=api)
@@ -197,7 +203,7 @@ def _api_call(api: str | None, method: str, path: str, **kwargs: Any) -> Any:
         except ValueError:
             detail = response.text
         _fail(f"{detail} (HTTP {response.status_code})")
-    return response.json()
+    return response
 
 
 @app.command()
@@ -404,6 +410,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(hold_app, name="hold")
 app.command("verify")(verify_command)
+app.command("export")(export_command)
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")
 app.add_typer(systems, name="systems")

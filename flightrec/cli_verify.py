@@ -1,6 +1,8 @@
-"""`flightrec verify --store`: the stored record checked against the evidence log, through the server's API.
+"""`flightrec verify`: an evidence bundle checked offline, or (``--store``) the stored record through the API.
 
-``flightrec verify BUNDLE`` (an evidence bundle, offline) is to come; the argument is kept for it.
+``flightrec verify BUNDLE`` reads nothing but the file (and the trusted key, if given): no server,
+no store, no network (evidence/bundle_verify.py). Exit 0 intact, 1 when anything fails, 2 when the
+file is not a readable bundle.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ console = Console()
 
 
 def verify(
-    bundle: Path = typer.Argument(None, help="An evidence bundle to check offline (not available yet: use --store)"),
+    bundle: Path = typer.Argument(None, help="An evidence bundle (zip) to check offline, with nothing but the file"),
     store: bool = typer.Option(False, "--store", help="Re-hash every stored span and audit entry against the "
                                                       "evidence log and its newest signed checkpoint"),
-    as_json: bool = typer.Option(False, "--json", help="The API's verdict as JSON"),
+    key: Path = typer.Option(None, "--key", help="With a bundle: the trusted public key (PEM, from GET "
+                                                 "/api/evidence/key) it must be signed by"),
+    fingerprint: str = typer.Option(None, "--fingerprint", help="With a bundle: the trusted key's fingerprint "
+                                                               "(SHA-256 hex, from GET /api/evidence/key)"),
+    as_json: bool = typer.Option(False, "--json", help="The verdict as JSON"),
     api: str = typer.Option(None, "--api", help="API base URL [FLIGHTREC_API_URL, default http://127.0.0.1:4318]"),
 ) -> None:
-    """Check the record: with --store, name every span or audit entry that no longer matches its checkpoint (exit 1)."""
+    """Check a bundle offline (exit 1 naming what fails, 2 if no bundle), or with --store the server's record."""
     from flightrec import cli
 
-    if bundle is not None or not store:
-        cli._fail("verifying an evidence bundle is not available yet; check the server's store with "
-                  "`flightrec verify --store`")
+    if bundle is not None:
+        if store:
+            cli._fail("give a bundle or --store, not both")
+        _verify_bundle(bundle, key, fingerprint, as_json)
+        return
+    if not store:
+        cli._fail("name a bundle to check (flightrec verify bundle.zip) or check the server's store (--store)")
     verdict = cli._api_call(api, "POST", "/api/evidence/verify", timeout=3600)
     if as_json:
         typer.echo(json.dumps(verdict, indent=2, ensure_ascii=False))
@@ -37,6 +47,62 @@ def verify(
         _print(verdict)
     if not verdict["ok"]:
         raise typer.Exit(1)
+
+
+def _verify_bundle(path: Path, key: Path | None, fingerprint: str | None, as_json: bool) -> None:
+    from flightrec.evidence.bundle_verify import verify_bundle
+
+    def unreadable(message: str) -> None:
+        console.print(Text(f"error: {message}", style="red"))
+        raise typer.Exit(2)
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        unreadable(f"cannot read {path}: {exc.strerror or exc}")
+    trusted = None
+    if key is not None:
+        try:
+            trusted = key.read_bytes()
+        except OSError as exc:
+            unreadable(f"cannot read the trusted key {key}: {exc.strerror or exc}")
+    try:
+        verdict = verify_bundle(data, trusted_pem=trusted, trusted_fingerprint=fingerprint)
+    except ValueError as exc:  # the trusted key is no Ed25519 PEM
+        unreadable(f"the trusted key {key} is not an Ed25519 public key in PEM ({exc})")
+    if as_json:
+        typer.echo(verdict.model_dump_json(indent=2))
+    else:
+        _print_bundle(path, verdict)
+    if not verdict.readable:
+        raise typer.Exit(2)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _print_bundle(path: Path, verdict) -> None:  # noqa: ANN001 - a BundleVerdict
+    if not verdict.readable:
+        console.print(Text(f"NOT A BUNDLE: {path}: {verdict.problems[0].problem}", style="bold red"))
+        return
+    what = (f"bundle {verdict.bundle_id} by {verdict.exported_by} ({verdict.generated_at:%Y-%m-%d %H:%M:%S} UTC): "
+            f"{verdict.spans_checked:,} spans, {verdict.audit_checked:,} audit entries, {verdict.files_checked} files, "
+            f"checkpoint of {verdict.checkpoint_size:,} leaves, key {verdict.key_fingerprint[:16]}… "
+            f"({verdict.key_source})") if verdict.generated_at else f"bundle {path}"
+    if verdict.ok:
+        console.print(Text(f"intact: {what}", style="green"))
+    else:
+        console.print(Text(f"BROKEN: {plural(len(verdict.problems), 'problem')} in {what}", style="bold red"))
+        for problem in verdict.problems:
+            ref = f" {problem.ref}" if problem.ref else ""
+            console.print(Text(f"  - {problem.file or '(bundle)'}{ref}: {problem.problem}"))
+    for erased in verdict.erased:
+        console.print(Text(f"erased: {erased}", style="yellow"))
+    for note in verdict.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    for line in verdict.proves:
+        console.print(Text(f"proves: {line}"))
+    for line in verdict.does_not_prove:
+        console.print(Text(f"does not prove: {line}"))
 
 
 def _print(verdict: dict) -> None:

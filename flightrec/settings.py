@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(
         default=60.0, ge=0, description="seconds between signed checkpoints of the evidence log, when it grew (0: on demand only)"
     )
+    export_max_spans: int = Field(default=200_000, ge=1, description="most spans one evidence bundle may hold "
+                                  "(a larger scope is refused with 413: narrow it)")
+    export_max_stories: int = Field(default=500, ge=0, description="most object stories rendered into one evidence "
+                                    "bundle (the manifest says when cut)")
+    bundle_verify_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="largest evidence bundle "
+                                         "POST /api/evidence/bundles/verify accepts")
     run_budget_usd: float | None = Field(default=0.05, description="mean USD per run above which an agent alerts")
     object_budget_usd: float | None = Field(default=5.0, description="USD per business object per window that alerts")
     agent_budgets_usd: dict[str, float] = Field(default_factory=dict, description="USD per agent per window (JSON)")

@@ -45,7 +45,7 @@ def _micros(moment: datetime) -> int:
     return (_utc(moment) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
 
-def _audit_entry(row: tuple) -> AuditEntry:
+def audit_entry(row: tuple) -> AuditEntry:
     seq, time, actor, act, subject, details, prev, digest, format = row
     return AuditEntry(seq=seq, time=_utc(time), actor=actor, act=act, subject=subject,
                       details=json.loads(details), prev_hash=prev, hash=digest, format=format)
@@ -124,7 +124,7 @@ class AuditRepository:
             "GROUP BY Subject ORDER BY Subject",
             {"acts": acts, "prefix": subject_prefix},
         )
-        return [_audit_entry(row) for row in rows]
+        return [audit_entry(row) for row in rows]
 
     def entries(self, *, since_seq: int = 0, limit: int = 1000, actor: str = "", act: str = "",
                 after: datetime | None = None, order: Literal["asc", "desc"] = "asc") -> list[AuditEntry]:
@@ -139,7 +139,7 @@ class AuditRepository:
             {"since": since_seq, "limit": limit, "actor": actor, "act": act,
              "after": _micros(after) if after else -1},
         )
-        return [_audit_entry(row) for row in rows]
+        return [audit_entry(row) for row in rows]
 
     def add_head(self, head: SignedHead) -> None:
         """Keep a signed head in the store (the server keeps its newest in a file too)."""

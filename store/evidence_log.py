@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import BaseModel
 
-from flightrec.store.engine import Engine
+if TYPE_CHECKING:  # the offline verifier reads checkpoints through this module: no engine import
+    from flightrec.store.engine import Engine
 
 SPAN_SOURCE = (
     "TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, ScopeName, ScopeVersion, "
@@ -212,6 +213,22 @@ class EvidenceRepository:
             "evidence_leaves_of_audit",
             f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'audit' AND TraceId = '' "
             "AND SpanId = '' AND AuditSeq = {seq:UInt64} ORDER BY Idx", {"seq": seq})
+        return [LeafRow(*row) for row in rows]
+
+    def leaves_of_spans(self, *, trace_ids: Sequence[str]) -> list[LeafRow]:
+        """Every span leaf of these traces, by index (one read for a bundle's spans)."""
+        rows = self.engine.query(
+            "evidence_leaves_of_spans",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'span' "
+            "AND TraceId IN {traces:Array(String)} ORDER BY Idx", {"traces": list(trace_ids)})
+        return [LeafRow(*row) for row in rows]
+
+    def leaves_of_audits(self, *, seqs: Sequence[int]) -> list[LeafRow]:
+        """Every audit leaf of these entries, by index."""
+        rows = self.engine.query(
+            "evidence_leaves_of_audits",
+            f"SELECT {LEAF_SELECT} FROM {self.db}.evidence_leaves WHERE Kind = 'audit' AND TraceId = '' "
+            "AND SpanId = '' AND AuditSeq IN {seqs:Array(UInt64)} ORDER BY Idx", {"seqs": list(seqs)})
         return [LeafRow(*row) for row in rows]
 
     def add_nodes(self, nodes: Iterable[tuple[int, int, str]], *, token: str) -> None:

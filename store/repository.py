@@ -20,6 +20,7 @@ from flightrec.store.native import PreparedBatch
 from flightrec.store.audit_log import AuditRepository
 from flightrec.store.evidence_log import EvidenceRepository
 from flightrec.store.erasures import ErasureRepository
+from flightrec.store.evidence_scope import EvidenceScopeRepository
 from flightrec.store.operations import ActionsRepository, ControlsRepository, PlansRepository
 from flightrec.store.outbox import OutboxRepository
 from flightrec.store.signals import AlertsRepository, SignalsRepository
@@ -91,6 +92,7 @@ class Store:
         self.plans = PlansRepository(engine, self.db)
         self.audit = AuditRepository(engine, self.db)
         self.evidence = EvidenceRepository(engine, self.db)
+        self.evidence_scope = EvidenceScopeRepository(engine, self.db)
         self.signals = SignalsRepository(engine, self.db)
         self.alerts = AlertsRepository(engine, self.db)
         self.runs = RunsRepository(engine, self.db)

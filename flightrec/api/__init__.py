@@ -12,6 +12,7 @@ from flightrec.api import (
     audit,
     controls,
     evidence,
+    exports,
     health,
     holds,
     links,
@@ -33,7 +34,7 @@ def build_api_router() -> APIRouter:
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(authorize)])
     for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
-                   rules, principals, evidence, holds):
+                   rules, principals, evidence, holds, exports):
         protected.include_router(module.router)
     router.include_router(protected)
     return router

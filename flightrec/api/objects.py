@@ -46,11 +46,15 @@ def _spans_or_404(store: Store, obj: ObjectRef, tenant: str, runs: int | None = 
 
 def _story(store: Store, obj: ObjectRef, runs: int, tenant: str) -> Story:
     spans = _spans_or_404(store, obj, tenant, runs)
+    runs_total = None if tenant else store.object_run_count(obj=obj)  # scoped: count only the runs it may see
+    return story_of(store, obj, spans, runs_total)
+
+
+def story_of(store: Store, obj: ObjectRef, spans: list[SpanRecord], runs_total: int | None) -> Story:
+    """Narrate these spans of the object, with what the store knows of them (undos, ingest tokens)."""
     actions = [f"{span.trace_id}:{span.span_id}" for span in spans if span.operation == "action"]
     verified = set(store.actions.undone(action_ids=actions))  # an ingested "undone" is a claim, not a record
-    runs_total = None if tenant else store.object_run_count(obj=obj)  # scoped: count only the runs it may see
-    return narrate(obj, spans, runs_total=runs_total, verified_undos=verified,
-                   speakers=_speakers(store, spans))
+    return narrate(obj, spans, runs_total=runs_total, verified_undos=verified, speakers=_speakers(store, spans))
 
 
 def _speakers(store: Store, spans: list[SpanRecord]) -> dict[str, set[str]]:
