@@ -92,10 +92,15 @@ def _explain(response: httpx.Response, base_url: str) -> str:
 
 
 def _send(base_url: str, token: str | None, method: str, path: str, params: tuple[tuple[str, Any], ...] = (),
-          body: dict[str, Any] | None = None, answers: tuple[int, ...] = ()) -> httpx.Response:
-    """One request; an error status raises ApiError unless it is one of ``answers`` (an answer, not a failure)."""
+          body: dict[str, Any] | None = None, answers: tuple[int, ...] = (), upload: bytes | None = None,
+          timeout_s: float | None = None) -> httpx.Response:
+    """One request (a JSON ``body``, or ``upload``: raw bytes sent as application/zip); an error status
+    raises ApiError unless it is one of ``answers`` (an answer, not a failure)."""
+    extra: dict[str, Any] = {"timeout": timeout_s} if timeout_s else {}
+    if upload is not None:
+        extra.update(content=upload, headers={"Content-Type": "application/zip"})
     try:
-        response = _client(base_url, token).request(method, path, params=dict(params), json=body)
+        response = _client(base_url, token).request(method, path, params=dict(params), json=body, **extra)
     except httpx.HTTPError as exc:
         raise ApiError(
             f"Cannot reach the Flight Recorder API at {base_url} ({type(exc).__name__}). "
@@ -320,3 +325,28 @@ def audit_verify() -> dict[str, Any]:
 def audit_head() -> dict[str, Any]:
     """``{head: {seq, hash, time, key_id, signature} | None, key: {pem, raw_base64, fingerprint}}`` (never cached)."""
     return get_fresh("/api/audit/head")
+
+
+# --- evidence bundles ------------------------------------------------------------------------------
+
+EXPORT_TIMEOUT_S = 300  # a large scope takes a while to sequence, prove and zip
+
+
+def export_preview(scope: dict[str, Any]) -> dict[str, Any]:
+    """What a bundle of this scope would hold (counts, the first objects, the queries), nothing exported."""
+    return post_json("/api/evidence/exports/preview", scope)
+
+
+def export_bundle(scope: dict[str, Any]) -> tuple[str, str, bytes]:
+    """Export (audited) a bundle of this scope: (bundle id, file name, the zip's bytes)."""
+    response = _send(api_url(), _api_token(), "POST", "/api/evidence/exports", body=scope, timeout_s=EXPORT_TIMEOUT_S)
+    bundle_id = response.headers.get("X-Flightrec-Bundle-Id", "")
+    disposition = response.headers.get("Content-Disposition", "")
+    name = disposition.partition('filename="')[2].rstrip('"') or f"flightrec-evidence-{bundle_id or 'bundle'}.zip"
+    return bundle_id, name, response.content
+
+
+def verify_bundle(data: bytes) -> dict[str, Any]:
+    """The verdict on a bundle's bytes: the offline verifier, run by the API (nothing read from the store)."""
+    return _send(api_url(), _api_token(), "POST", "/api/evidence/bundles/verify", upload=data,
+                 timeout_s=EXPORT_TIMEOUT_S).json()

@@ -31,13 +31,14 @@ triage = st.Page(ui.TRIAGE_PAGE, title="Triage", icon=":material/monitor_heart:"
 alerts = st.Page(ui.ALERTS_PAGE, title="Alerts", icon=":material/notifications:", url_path="alerts")
 governance = st.Page(ui.GOVERNANCE_PAGE, title="Governance", icon=":material/policy:", url_path="governance")
 audit = st.Page(ui.AUDIT_PAGE, title="Audit log", icon=":material/fact_check:", url_path="audit")
+evidence = st.Page(ui.EVIDENCE_PAGE, title="Evidence", icon=":material/verified_user:", url_path="evidence")
 signed_in = ui.sign_in_gate()
 # Navigation is declared on the sign-in page too (hidden there): without it the run knows no page, and after
 # signing in a link opened before (/rollback?agent=...) would land on the default page instead.
 page = st.navigation({
     "Investigate": [start, home, story, trace],
     "Operate": [triage, alerts, rollback],
-    "Oversee": [governance, audit],
+    "Oversee": [governance, audit, evidence],
 }, position="sidebar" if signed_in else "hidden")
 if not signed_in:
     st.stop()

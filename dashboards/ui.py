@@ -22,6 +22,7 @@ TRIAGE_PAGE = "views/triage.py"
 ALERTS_PAGE = "views/alerts.py"
 GOVERNANCE_PAGE = "views/governance.py"
 AUDIT_PAGE = "views/audit.py"
+EVIDENCE_PAGE = "views/evidence.py"
 ACTOR_KEY = "you_are"
 
 STATUS_COLORS = {
