@@ -33,6 +33,7 @@ from flightrec.evidence.bundle_models import (
     ManifestFile,
     ScopeQuery,
 )
+from flightrec.evidence.bundle_verify import signature_file
 from flightrec.evidence.keys import SigningKey
 from flightrec.evidence.proofs import inclusion_paths
 from flightrec.evidence.sequencer import Sequencer
@@ -350,11 +351,10 @@ def build(store: Store, sequencer: Sequencer, key: SigningKey, scope: ExportScop
         warnings=warnings,
         files=[ManifestFile(path=path, sha256=_digest(data), bytes=len(data)) for path, data in sorted(files.items())])
     manifest_bytes = json.dumps(manifest.model_dump(mode="json"), indent=2).encode()
-    signature = {"algorithm": "Ed25519", "key_fingerprint": key.fingerprint, "signature": key.sign(manifest_bytes)}
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(names.MANIFEST, manifest_bytes)
-        archive.writestr(names.MANIFEST_SIG, json.dumps(signature, indent=2))
+        archive.writestr(names.MANIFEST_SIG, signature_file(key.public_raw, key.sign(manifest_bytes)))
         for path, data in sorted(files.items()):
             archive.writestr(path, data, zipfile.ZIP_STORED if path == names.SPANS_PARQUET else zipfile.ZIP_DEFLATED)
     return Bundle(bundle_id=bundle_id, data=out.getvalue(), manifest=manifest, manifest_sha256=_digest(manifest_bytes))

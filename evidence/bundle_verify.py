@@ -8,6 +8,7 @@ the audit entry hash store/audit.py's (pure functions). Every check that fails i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -144,6 +145,26 @@ def _key(check: _Check, trusted_pem: bytes | None, trusted_fingerprint: str | No
             f"compare its fingerprint {fingerprint(own)} with the one the server publishes at GET /api/evidence/key "
             "(or pass --fingerprint / --key)")
     return own
+
+
+def signature_file(public_raw: bytes, signature_b64: str) -> bytes:
+    """manifest.sig as the server writes it: the only form the verifier accepts (no byte of it is free)."""
+    return json.dumps({"algorithm": "Ed25519", "key_fingerprint": fingerprint(public_raw),
+                       "signature": signature_b64}, indent=2).encode()
+
+
+def _manifest_signature(check: _Check, public: bytes | None) -> None:
+    signature = check.json(names.MANIFEST_SIG)
+    if signature is None or public is None:
+        return
+    given = str(signature.get("signature", "")) if isinstance(signature, dict) else ""
+    if check.files[names.MANIFEST_SIG] != signature_file(public, given):
+        check.fail(names.MANIFEST_SIG, "not the signature file of this key (algorithm, key fingerprint or form "
+                                       "changed, or another key signed it)")
+    elif not verify_signature(public, check.files[names.MANIFEST], given) or base64.b64encode(
+            base64.b64decode(given)).decode() != given:
+        check.fail(names.MANIFEST_SIG, "the signature over manifest.json does not verify with the key: manifest.json "
+                                       "or manifest.sig was changed")
 
 
 def _files(check: _Check, manifest: Manifest) -> None:
@@ -328,11 +349,7 @@ def verify_bundle(data: bytes, *, trusted_pem: bytes | None = None, trusted_fing
                                                                     manifest.exported_by)
     verdict.scope = manifest.scope
     public = _key(check, trusted_pem, trusted_fingerprint)
-    signature = check.json(names.MANIFEST_SIG)
-    if signature is not None and (public is None or not isinstance(signature, dict) or not verify_signature(
-            public, files[names.MANIFEST], str(signature.get("signature", "")))):
-        check.fail(names.MANIFEST_SIG, "the signature over manifest.json does not verify with the key: manifest.json "
-                                       "or manifest.sig was changed, or another key signed it")
+    _manifest_signature(check, public)
     _files(check, manifest)
     size, root = manifest.checkpoint.size, None
     note = files.get(names.CHECKPOINT_NOTE, b"").decode("utf-8", "replace")

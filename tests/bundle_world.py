@@ -74,8 +74,10 @@ def token_for(server: ServerProcess, role: str) -> str:
     return created.json()["token"]
 
 
-def api(server: ServerProcess, method: str, path: str, token: str = ADMIN, **kwargs) -> httpx.Response:
-    return httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=120, **kwargs)
+def api(server: ServerProcess, method: str, path: str, token: str = ADMIN, headers: dict | None = None,
+        **kwargs) -> httpx.Response:
+    return httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                         timeout=120, **kwargs)
 
 
 def export(server: ServerProcess, token: str = ADMIN, **scope: str) -> httpx.Response:
