@@ -7,7 +7,8 @@ Checks, in one pass over the store (leaves in index chunks, spans in trace-id ra
 - the tree: the root recomputed from the leaves, and the root read from the stored nodes, against
   the checkpoint's signed root; every stored node against the one the leaves give (a rewritten node);
 - every stored copy of every span against its leaf's record and content hashes (changed record,
-  changed content), and every span leaf against the store (a deleted span; one older than the
+  changed content; a content change an erasure accounts for is reported as erased, not as a problem:
+  evidence/erasure.py says when an erasure row is trusted), and every span leaf against the store (a deleted span; one older than the
   retention period is reported as expired, not as a problem);
 - every audit entry: its stored hash against its leaf, its content against its hash, none deleted.
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from flightrec.evidence import leaves as canon
 from flightrec.evidence.checkpoints import NoteError, open_checkpoint
+from flightrec.evidence.erasure import ErasureLedger
 from flightrec.evidence.merkle import Frontier, range_hash
 from flightrec.evidence.proofs import ProofRequestError, read_nodes
 from flightrec.store.audit import entry_hash
@@ -55,6 +57,9 @@ class StoreVerification(BaseModel):
     problems: list[Mismatch] = Field(default_factory=list)
     problems_total: int = 0
     notes: list[str] = Field(default_factory=list)
+    erased: list[str] = Field(default_factory=list, description="spans whose content a trusted erasure removed: "
+                              "'trace:span: content erased on <date> by request <id>' (their records still checked)")
+    erased_total: int = 0
     seconds: float = 0.0
 
 
@@ -95,11 +100,16 @@ def verify_store(store: Store, public_raw: bytes, retention_days: int = 0) -> St
                        f"signs {signed_size} leaves but only {size} are stored: leaves were removed from the end")
 
     audit_leaves = _check_tree(repo, size, signed_size, signed_root, report)
-    spans = _check_spans(store, report, notes, retention_days)
+    erased: list[str] = []
+    spans = _check_spans(store, report, notes, retention_days, ErasureLedger(store, public_raw), erased)
     audited = _check_audit(store, audit_leaves, report, notes)
+    if erased:
+        notes.append(f"{len(erased)} stored span copies had their content erased on request (trusted erasures, "
+                     "each recorded by a signed audit entry): their records still match their leaves")
     return StoreVerification(ok=report.total == 0, checkpoint_size=signed_size, leaves=size, spans_checked=spans,
                              audit_checked=audited, problems=report.problems, problems_total=report.total,
-                             notes=notes, seconds=round(clock.monotonic() - started, 3))
+                             notes=notes, erased=erased[:MAX_PROBLEMS], erased_total=len(erased),
+                             seconds=round(clock.monotonic() - started, 3))
 
 
 def _check_tree(repo, size: int, signed_size: int, signed_root: bytes | None, report: _Report) -> dict[int, LeafRow]:
@@ -161,7 +171,8 @@ def _compare_nodes(repo, recomputed: dict[tuple[int, int], str], report: _Report
                            f"is {what}")
 
 
-def _check_spans(store: Store, report: _Report, notes: list[str], retention_days: int) -> int:
+def _check_spans(store: Store, report: _Report, notes: list[str], retention_days: int, ledger: ErasureLedger,
+                 erased: list[str]) -> int:
     repo, checked, unsequenced, expired = store.evidence, 0, 0, 0
     cutoff_ns = (clock.time() - retention_days * 86400) * 1e9 if retention_days else None
     for low, high in zip(TRACE_RANGES, TRACE_RANGES[1:]):
@@ -186,8 +197,11 @@ def _check_spans(store: Store, report: _Report, notes: list[str], retention_days
                 report.add("span", _ref(leaf), "changed record (ids, parent, times, name, kind, service, scope or "
                            "status differ from what was sequenced)", leaf.index)
             if content != leaf.content_hash:
-                report.add("span", _ref(leaf), "changed content (attributes, resource, events or links differ "
-                           "from what was sequenced)", leaf.index)
+                accounted, why = ledger.explain(key, leaf.content_hash, content)
+                if accounted:
+                    erased.append(f"{_ref(leaf)}: {why}")
+                else:
+                    report.add("span", _ref(leaf), why, leaf.index)
         for key, leaf in leaves.items():
             if key in seen:
                 continue

@@ -76,6 +76,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/evidence/proofs/inclusion"): frozenset({R.auditor, R.compliance}),
     ("GET", "/api/evidence/proofs/consistency"): frozenset({R.auditor, R.compliance}),
     ("POST", "/api/evidence/verify"): frozenset({R.auditor, R.compliance}),
+    # Erasure on request (issue 11): compliance erases; auditors and compliance see what was erased.
+    ("GET", "/api/erasures"): frozenset({R.auditor, R.compliance}),
+    ("POST", "/api/erasures"): frozenset({R.compliance}),
     # Evidence bundles (issue 11): compliance exports (audited); auditors and compliance verify uploads.
     ("POST", "/api/evidence/exports/preview"): frozenset({R.compliance}),
     ("POST", "/api/evidence/exports"): frozenset({R.compliance}),

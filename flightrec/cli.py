@@ -25,6 +25,7 @@ from flightrec.cli_output import (
 )
 from flightrec.cli_audit import audit_app
 from flightrec.cli_export import export as export_command
+from flightrec.cli_erase import erase as erase_command
 from flightrec.cli_hold import hold_app
 from flightrec.cli_rules import rules_app
 from flightrec.cli_tokens import tokens_app
@@ -410,6 +411,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(hold_app, name="hold")
 app.command("verify")(verify_command)
+app.command("erase")(erase_command)
 app.command("export")(export_command)
 
 systems = typer.Typer(help="The systems of record undo may call: `flightrec systems` lists them; `register` adds one.")

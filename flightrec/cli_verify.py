@@ -117,5 +117,9 @@ def _print(verdict: dict) -> None:
             console.print(Text(f"  - {problem['kind']} {problem['ref']}{leaf}: {problem['problem']}"))
         if verdict["problems_total"] > len(verdict["problems"]):
             console.print(Text(f"  ... and {verdict['problems_total'] - len(verdict['problems'])} more (--json)"))
+    for line in verdict.get("erased", []):
+        console.print(Text(f"  erased: {line}"))
+    if verdict.get("erased_total", 0) > len(verdict.get("erased", [])):
+        console.print(Text(f"  ... and {verdict['erased_total'] - len(verdict['erased'])} more erased (--json)"))
     for note in verdict["notes"]:
         console.print(Text(f"note: {note}", style="yellow"))

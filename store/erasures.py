@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from flightrec.store import conventions as cv
-from flightrec.store.engine import Engine
 from flightrec.store.evidence_log import CONTENT_HASH
+
+if TYPE_CHECKING:  # the offline verifier may read ErasureRecord: no engine import
+    from flightrec.store.engine import Engine
 
 MARKER_PREFIX = "[erased: "
 PAIRS = "{pairs:Array(Tuple(String, String))}"
@@ -221,13 +223,18 @@ class ErasureRepository:
 
     # -- erasing -----------------------------------------------------------------
 
-    def erase(self, *, pairs: list[tuple[str, str]], needles: Needles, request_id: str) -> None:
-        """Replace the content the plan names with the request's marker, in spans and logs; returns when done."""
-        params = {**needles.params(), "pairs": pairs, "marker": marker(request_id)}
-        self.engine.command("erasure_erase_spans",
-                            f"ALTER TABLE {self.db}.otel_traces UPDATE {SPAN_UPDATE} WHERE {IN_SCOPE}", params, SYNC)
+    def erase(self, *, span_pairs: list[tuple[str, str]], log_pairs: list[tuple[str, str]], needles: Needles,
+              request_id: str) -> None:
+        """Replace what the plan names with the request's marker in these spans, and in the logs of ``log_pairs``
+        and any log holding a needle; returns when the mutations are done."""
+        common = {**needles.params(), "marker": marker(request_id)}
+        if span_pairs:
+            self.engine.command("erasure_erase_spans",
+                                f"ALTER TABLE {self.db}.otel_traces UPDATE {SPAN_UPDATE} WHERE {IN_SCOPE}",
+                                {**common, "pairs": span_pairs}, SYNC)
         self.engine.command("erasure_erase_logs",
-                            f"ALTER TABLE {self.db}.otel_logs UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}", params, SYNC)
+                            f"ALTER TABLE {self.db}.otel_logs UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}",
+                            {**common, "pairs": log_pairs}, SYNC)
 
     def content_hashes(self, *, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The content hash of each stored span now (one copy each)."""

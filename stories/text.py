@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 MAX_QUOTE = 220
+# What an erased value starts with (store/erasures.py writes ``[erased: <request id>]``); a story says "[erased]".
+ERASED_PREFIX = "[erased: "
+ERASED = "[erased]"
 
 # action "noun.verb" names -> (base form, past form) of the verb phrase
 ACTION_PHRASES: dict[str, tuple[str, str]] = {
@@ -108,6 +111,8 @@ def call_payload(text: str) -> str:
 
 def describe_fields(text: str, limit: int = 4) -> str:
     """``{"order_id": "ORD-1", "amount": 42}`` -> ``order ORD-1, amount 42``; plain text is quoted short."""
+    if text.startswith(ERASED_PREFIX):
+        return ERASED
     data = parse_json(text)
     if data is None:
         return shorten(text, 120) if text and text[0] not in "[{" else ""
@@ -125,6 +130,8 @@ def shorten(text: str, limit: int = MAX_QUOTE) -> str:
 
 def message_text(text: str) -> str:
     """The human text inside GenAI message JSON (parts[].content, content); '' when there is none."""
+    if text.startswith(ERASED_PREFIX):
+        return ERASED
     data = parse_json(text)
     if data is None:
         return shorten(text) if text and text[0] not in "[{" else ""

@@ -11,6 +11,7 @@ from flightrec.api import (
     alerts,
     audit,
     controls,
+    erasures,
     evidence,
     exports,
     health,
@@ -34,7 +35,7 @@ def build_api_router() -> APIRouter:
     router.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(authorize)])
     for module in (stats, traces, objects, search, rollback, controls, audit, alerts, quarantine, systems, links,
-                   rules, principals, evidence, holds, exports):
+                   rules, principals, evidence, holds, erasures, exports):
         protected.include_router(module.router)
     router.include_router(protected)
     return router
