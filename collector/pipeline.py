@@ -1,16 +1,18 @@
-"""The one ingest path HTTP and gRPC share: auth, limits, decode, backlog check, WAL."""
+"""The one ingest path HTTP and gRPC share: auth, limits, decode, redaction, backlog check, WAL."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
 
 from flightrec.collector.decode import DecodedRequest, decode_body, decompress
 from flightrec.collector.errors import ErrorKind, IngestError
 from flightrec.collector.limits import DEFAULT_MAX_FUTURE_S, SpanLimits
 from flightrec.collector.signals import SHAPES, Signal
 from flightrec.collector.limits import MAX_REASONS
+from flightrec.collector.redact import RedactionConfig, RedactionCounts, Redactor, link_keys
 from flightrec.collector.rows import attributes_to_dict
 from flightrec.collector.senders import OPEN, ForeignSpans, IngestAuth, Sender, check_claims, drop_spans, stamp
 from flightrec.collector.wal import BacklogFull, WriteAheadLog
@@ -37,6 +39,7 @@ class IntakeConfig(BaseModel):
         default=DEFAULT_MAX_FUTURE_S, ge=1, description="reject spans, ends and events further ahead than this"
     )
     body_timeout_s: float = Field(default=30.0, gt=0, description="longest time a client may take to send a body")
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig, description="what is redacted before the WAL")
 
 
 class IntakeMetrics(BaseModel):
@@ -64,6 +67,9 @@ class IngestPipeline:
         self.auth = IngestAuth(config.ingest_tokens, config.require_token, lambda token: store.principals.by_token(token=token))
         self._metrics_lock = threading.Lock()
         self._open = True
+        self.redactor = Redactor(config.redaction)
+        self.redactions = RedactionCounts(enabled=config.redaction.enabled, rules=self.redactor.rule_names)
+        self._rules_seen: object = None
 
     def close_intake(self) -> None:
         """Refuse new batches (shutdown); what is in the WAL still gets inserted."""
@@ -94,13 +100,17 @@ class IngestPipeline:
         """Make the valid spans durable, count the rejected ones; raise IngestError to refuse."""
         if not self._open:
             raise IngestError(ErrorKind.UNAVAILABLE, "the collector is shutting down", retry_after_s=1)
-        if decoded.signal is Signal.TRACES:
-            self._attribute(decoded, sender)
         if decoded.signal is Signal.METRICS:  # counted so default exporters stay quiet; not kept
             with self._metrics_lock:
                 self.metrics.requests += 1
                 self.metrics.metric_points += decoded.accepted
             return decoded
+        redacted = self._redact(decoded)
+        changed = bool(redacted)
+        if decoded.signal is Signal.TRACES:
+            changed |= self._attribute(decoded, sender)
+        if changed:
+            decoded.payload = decoded.request.SerializeToString()
         noun = SHAPES[decoded.signal].items_name + "s"
         if decoded.accepted > self.wal.config.max_backlog_spans:
             raise IngestError(
@@ -129,6 +139,8 @@ class IngestPipeline:
         if decoded.rejected:
             self._record_rejections(transport, decoded)
         with self._metrics_lock:
+            if redacted:  # counted once durable: a refused batch is sent again
+                self.redactions.add(decoded.signal.value, redacted)
             if decoded.accepted:
                 self.metrics.wal_failing_since = 0.0
             self.metrics.requests += 1
@@ -140,8 +152,23 @@ class IngestPipeline:
                 self.metrics.rejected_spans += decoded.rejected
         return decoded
 
-    def _attribute(self, decoded: DecodedRequest, sender: Sender) -> None:
-        """Check what a restricted sender's spans claim; stamp the sender on every resource."""
+    def _redact(self, decoded: DecodedRequest) -> Counter[str]:
+        """Replace personal data in place, before anything reads the request (the claims check included)."""
+        if not decoded.accepted or not self.redactor.config.enabled:
+            return Counter()
+        rules = self.store.config.rules
+        if rules is not self._rules_seen:  # the attributes link rules read are never redacted
+            self.redactor.allow_also(link_keys(rules))
+            self._rules_seen = rules
+        return self.redactor.redact(decoded.request, decoded.payload, decoded.signal.value)
+
+    def redaction_counts(self) -> RedactionCounts:
+        """What redaction replaced since start (a copy)."""
+        with self._metrics_lock:
+            return self.redactions.model_copy(deep=True)
+
+    def _attribute(self, decoded: DecodedRequest, sender: Sender) -> bool:
+        """Check what a restricted sender's spans claim; stamp the sender on every resource. True: it changed."""
         request, changed = decoded.request, False
         if sender.restricted and decoded.accepted:
             rules, tenant = self.store.config.rules, self.store.config.default_tenant
@@ -160,9 +187,7 @@ class IngestPipeline:
                 decoded.rejected += len(check.foreign)
                 decoded.accepted -= len(check.foreign)
                 changed = True
-        changed |= stamp(request, sender)
-        if changed:
-            decoded.payload = request.SerializeToString()
+        return changed | stamp(request, sender)
 
     def _record_rejections(self, transport: str, decoded: DecodedRequest) -> None:
         try:

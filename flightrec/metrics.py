@@ -57,6 +57,14 @@ class RuntimeCollector(Collector):
         yield _counter("flightrec_intake_metric_points", "metric data points received (counted, not kept)",
                        value=intake.metric_points)
         yield _counter("flightrec_wal_append_errors", "WAL appends the disk refused", value=intake.wal_errors)
+        redacted = runtime.pipeline.redaction_counts()
+        family = CounterMetricFamily("flightrec_intake_redactions", "matches redacted at intake by signal and rule",
+                                     labels=["signal", "rule"])
+        for signal in ("traces", "logs"):
+            counts = getattr(redacted, signal)
+            for rule in sorted({*redacted.rules, *counts}):
+                family.add_metric([signal, rule], counts.get(rule, 0))
+        yield family
         yield _gauge("flightrec_wal_backlog_spans", "spans acknowledged, not yet in the store", wal.backlog_spans)
         yield _gauge("flightrec_wal_backlog_bytes", "WAL bytes on disk not yet in the store", wal.backlog_bytes)
         yield _gauge("flightrec_wal_backlog_limit_spans", "backlog at which intake answers 503",

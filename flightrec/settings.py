@@ -22,6 +22,7 @@ from flightrec.rollback.systems import DEFAULT_RISK_RULES, OwnAddress, Risk, Ris
 if TYPE_CHECKING:  # the parts' configs are built on demand: a client command needs none of them
     from flightrec.collector import IntakeConfig, WalConfig, WriterConfig
     from flightrec.collector.rates import RatesConfig
+    from flightrec.collector.redact import RedactionConfig
     from flightrec.collector.health import HealthPolicy
     from flightrec.detectors.pager import PagerConfig
     from flightrec.detectors.runner import DetectorsConfig
@@ -218,6 +219,27 @@ class Settings(BaseSettings):
         "DATA/keys/audit-ed25519.pem); server processes sharing one ClickHouse should share one key file",
     )
 
+    redaction_enabled: bool = Field(
+        default=True, description="redact personal data at intake, before the WAL (spans and log records): "
+        "matches become [redacted:RULE]; false keeps what agents send as sent")
+    redaction_rules: Annotated[list[Literal["email", "card", "iban", "phone"]], NoDecode] = Field(
+        default_factory=lambda: ["email", "card", "iban", "phone"],
+        description="comma-separated built-in rules in force: email, card (Luhn-checked, card-network prefixes), "
+        "iban (mod-97 checked), phone (international +CC notation only)")
+    redaction_patterns: dict[str, str] = Field(
+        default_factory=dict, description="user rules, name -> Python regular expression (JSON; a "
+        "[redaction_patterns] table in the settings file): each match becomes [redacted:NAME]; a pattern that "
+        "does not compile or nests unbounded repeats is refused at start")
+    redaction_allow_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["flightrec.*", "service.*", "telemetry.*"],
+        description="comma-separated attribute key globs never redacted (any case); the attributes link rules "
+        "read (flightrec.object.id, ticket.id, ... and the rules file's) are always added")
+    redaction_deny_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*password*", "*passwd*", "*secret*", "*api_key*", "*apikey*", "*authorization*",
+                                 "*cookie*"],
+        description="comma-separated attribute key globs (any case) whose whole value becomes [redacted:deny]; "
+        "the allow list wins")
+
     @field_validator("api_token")
     @classmethod
     def _strong_api_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -257,12 +279,21 @@ class Settings(BaseSettings):
         return OidcConfig(issuer=self.oidc_issuer, audience=(self.oidc_audience or "").strip(),
                           name_claim=self.oidc_name_claim)
 
-    @field_validator("ingest_tokens", mode="before")
+    @field_validator("ingest_tokens", "redaction_rules", "redaction_allow_keys", "redaction_deny_keys", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("redaction_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:  # the check's module loads only when there are patterns to check
+            return value
+        from flightrec.collector.redact import check_patterns
+
+        return check_patterns(value)  # refused at start, naming the pattern
 
     @property
     def store_dsn(self) -> str:
@@ -316,8 +347,15 @@ class Settings(BaseSettings):
         return IntakeConfig(
             ingest_tokens=self.ingest_tokens, require_token=self.require_ingest_token, foreign_spans=self.foreign_spans,
             max_body_bytes=self.max_body_bytes, retention_days=self.retention_days,
-            max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s,
+            max_future_s=self.max_future_s, body_timeout_s=self.body_timeout_s, redaction=self.redaction_config(),
         )
+
+    def redaction_config(self) -> RedactionConfig:
+        from flightrec.collector.redact import RedactionConfig
+
+        return RedactionConfig(enabled=self.redaction_enabled, rules=self.redaction_rules,
+                               patterns=self.redaction_patterns, allow_keys=self.redaction_allow_keys,
+                               deny_keys=self.redaction_deny_keys)
 
     def health_policy(self) -> HealthPolicy:
         from flightrec.collector.health import HealthPolicy
