@@ -33,8 +33,10 @@ def schema_vars(database: str, cluster: str | None) -> dict[str, str]:
             "on_cluster": f"ON CLUSTER {cluster}",
             "replacing_engine": f"ReplicatedReplacingMergeTree({zk})",
             "merge_engine": f"ReplicatedMergeTree({zk})",
+            "aggregating_engine": f"ReplicatedAggregatingMergeTree({zk})",
         }
-    return {"db": database, "on_cluster": "", "replacing_engine": "ReplacingMergeTree", "merge_engine": "MergeTree"}
+    return {"db": database, "on_cluster": "", "replacing_engine": "ReplacingMergeTree", "merge_engine": "MergeTree",
+            "aggregating_engine": "AggregatingMergeTree"}
 
 
 def load_migrations(database: str, cluster: str | None = None) -> list[Migration]:

@@ -120,7 +120,7 @@ class Store:
         if days is not None:
             base = policy or self.config.retention_policy()
             return self.retention.apply(base.model_copy(update={"spans_days": days, "logs_days": None}),
-                                        tables=["otel_traces", "object_links", "otel_logs"])
+                                        tables=["otel_traces", "object_links", "object_recency", "otel_logs"])
         return self.retention.apply(policy or self.config.retention_policy())
 
     def table_ttl(self, table: str) -> str:
@@ -276,16 +276,24 @@ class Store:
         """Objects most recently touched first, optionally of one type, with ``text`` in their id, or
         touched by ``agent`` (every agent that touched such an object is still listed); with ``tenant``,
         only that tenant's links count."""
+        # The candidates come from object_recency (one row per object, tenant and agent), then only their
+        # links are aggregated; a few more candidates than asked cover objects whose links are gone.
         rows = self.engine.query(
             "recent_objects",
             f"SELECT ObjectType, ObjectId, toUnixTimestamp64Nano(max(Timestamp)), uniqExact(TraceId), "
             f"arraySort(groupUniqArray(16)(Agent)), argMax(TraceId, Timestamp) FROM {self.db}.object_links "
+            "WHERE (ObjectType, ObjectId) IN (SELECT ObjectType, ObjectId FROM ("
+            f"SELECT ObjectType, ObjectId, max(LastSeen) AS seen FROM {self.db}.object_recency "
             "WHERE ({type:String} = '' OR ObjectType = {type:String}) "
             "AND ({text:String} = '' OR positionCaseInsensitive(ObjectId, {text:String}) > 0) "
             "AND ({tenant:String} = '' OR Tenant = {tenant:String}) "
             "GROUP BY ObjectType, ObjectId HAVING {agent:String} = '' OR countIf(Agent = {agent:String}) > 0 "
+            "ORDER BY seen DESC, ObjectType, ObjectId LIMIT {candidates:UInt32})) "
+            "AND ({tenant:String} = '' OR Tenant = {tenant:String}) "
+            "GROUP BY ObjectType, ObjectId HAVING {agent:String} = '' OR countIf(Agent = {agent:String}) > 0 "
             "ORDER BY max(Timestamp) DESC, ObjectType, ObjectId LIMIT {limit:UInt32}",
-            {"type": object_type, "text": text, "agent": agent, "limit": limit, "tenant": tenant},
+            {"type": object_type, "text": text, "agent": agent, "limit": limit, "tenant": tenant,
+             "candidates": limit + max(10, limit // 4)},
         )
         flags = self.run_flags(trace_ids=[row[5] for row in rows])
         return [
@@ -416,7 +424,7 @@ class Store:
 
     def optimize(self) -> None:
         """Merge parts now, collapsing replayed duplicates (tests and benchmarks)."""
-        for table in ("otel_traces", "object_links", "otel_logs"):
+        for table in ("otel_traces", "object_links", "object_recency", "otel_logs"):
             self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
 
 

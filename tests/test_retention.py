@@ -128,7 +128,7 @@ def test_an_unchanged_ttl_is_not_applied_again_at_the_next_start(store: Store) -
         assert again.apply_retention() == []
         assert {t: (again.table_ttl(t), again.retention.mutation_count(t)) for t in before} == before
         changed = again.apply_retention(policy=store.config.retention_policy().model_copy(update={"spans_days": 200}))
-        assert changed == ["otel_traces", "object_links", "otel_logs"]
+        assert changed == ["otel_traces", "object_links", "object_recency", "otel_logs"]
         assert "toIntervalDay(200)" in again.table_ttl("otel_traces")
     finally:
         again.engine.close()

@@ -355,3 +355,27 @@ def test_the_rate_resolver_ends_on_a_model_name_that_is_not_utf8(rule_store: Sto
              "(now64(9), 'aa', 'bb', map('gen_ai.operation.name', 'chat', 'gen_ai.request.model', unhex('6770742dff'), "
              "'gen_ai.usage.input_tokens', '10'))")
     assert resolve_rates(rule_store, Pricer()) >= 1  # and it returns
+
+
+def test_the_objects_list_reads_recency_and_is_confirmed_by_the_links(rule_store: Store) -> None:
+    """The newest objects come from object_recency (one row per object and agent), their details from their
+    links: ordered by the last touch by anyone, the agent filter keeps every agent listed, and objects whose
+    links a rule change removed are gone from the list though their recency rows remain."""
+    from tests.otlp_helpers import BASE_NS
+
+    store = rule_store
+    store.meaning.install(RuleSet(links=[LinkRule(attribute="crm.case", type="case")]), "default")
+    for case, agent, minutes in (("C-1", "alpha", 0), ("C-2", "alpha", 1), ("C-1", "beta", 2)):
+        span = make_span("step", {"crm.case": case, "gen_ai.agent.name": agent}, start_ns=BASE_NS + minutes * 60 * 10**9)
+        store.insert_batch(RowBuilder().request_rows(make_request([span], {"service.name": agent})), os.urandom(8).hex())
+
+    def listed(**filters) -> list[tuple[str, list[str], int]]:
+        return [(item.id, item.agents, item.traces) for item in store.recent_objects(object_type="case", **filters)]
+
+    assert listed() == [("C-1", ["alpha", "beta"], 2), ("C-2", ["alpha"], 1)]
+    assert listed(agent="alpha") == [("C-1", ["alpha", "beta"], 2), ("C-2", ["alpha"], 1)]  # by anyone's last touch
+    assert listed(agent="beta") == [("C-1", ["alpha", "beta"], 2)]
+    assert listed(limit=1) == [("C-1", ["alpha", "beta"], 2)]
+    assert listed(text="-2") == [("C-2", ["alpha"], 1)]
+    store.meaning.rederive(RuleSet(), "default")  # the rule removed: its links go
+    assert listed() == []

@@ -421,3 +421,22 @@ CREATE TABLE IF NOT EXISTS flightrec.erasures
 )
 ENGINE = MergeTree
 ORDER BY (TraceId, SpanId, ErasedAt);
+
+-- 0021_object_recency
+CREATE TABLE IF NOT EXISTS flightrec.object_recency 
+(
+    ObjectType LowCardinality(String),
+    ObjectId String,
+    Tenant LowCardinality(String),
+    Agent LowCardinality(String),
+    LastSeen SimpleAggregateFunction(max, DateTime64(9))
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (ObjectType, ObjectId, Tenant, Agent);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.object_recency_view  TO flightrec.object_recency
+AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM flightrec.object_links;
+
+INSERT INTO flightrec.object_recency
+SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM flightrec.object_links
+GROUP BY ObjectType, ObjectId, Tenant, Agent;
