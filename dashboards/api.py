@@ -296,6 +296,12 @@ def health() -> dict[str, Any]:
     return {**answer, "http_status": response.status_code}
 
 
+def stats() -> dict[str, Any]:
+    """``GET /api/stats`` (never cached): the store's counts and ``redaction`` ``{enabled, rules, traces, logs,
+    total}``, what intake redacted per signal and rule since the server started."""
+    return get_fresh("/api/stats")
+
+
 def quarantine() -> dict[str, Any]:
     """Quarantined WAL segments (never cached): ``{"items": [{segment, spans, bytes, reason, attempts,
     quarantined_at}], "count": int}``."""

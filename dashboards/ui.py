@@ -370,3 +370,24 @@ def ingest_health(actor: str) -> None:
         bytes_metric.metric("Quarantined", size(int(held.get("bytes") or 0)))
         if segments:
             show_quarantine(actor)
+
+
+def redaction_summary() -> None:
+    """One line on what intake redacted since the server started, per signal and rule (``GET /api/stats``)."""
+    try:
+        redaction = api.stats()["redaction"]
+    except (api.ApiError, KeyError) as error:
+        st.caption(f"Redaction at intake: unknown ({md(getattr(error, 'message', str(error)))})")
+        return
+    if not redaction["enabled"]:
+        st.caption(":material/visibility: Redaction at intake is off: spans and logs are stored as sent "
+                   "(FLIGHTREC_REDACTION_ENABLED).")
+        return
+    parts = []
+    for signal, noun in (("traces", "spans"), ("logs", "log records")):
+        counts = redaction[signal]
+        if counts:
+            parts.append(f"in {noun} " + " · ".join(f"{count:,} {md(rule)}" for rule, count in sorted(counts.items())))
+    said = "; ".join(parts) if parts else "nothing yet"
+    st.caption(f":material/visibility_off: Redacted at intake since the server started: {said} "
+               f"(rules: {md(', '.join(redaction['rules']))}).")

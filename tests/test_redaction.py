@@ -346,7 +346,7 @@ KEPT_ATTRS = {"ticket.id": "TCK-1042", "order.id": "ORD-1042", "flightrec.human.
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("redaction")
     (root / "flightrec.toml").write_text(SETTINGS)
-    server = ServerProcess(root / "srv", env={"FLIGHTREC_CONFIG": str(root / "flightrec.toml")}).start()
+    server = ServerProcess(root / "srv", env={"FLIGHTREC_CONFIG": str(root / "flightrec.toml")}).start(timeout_s=180)
     yield server
     server.stop()
 
@@ -537,3 +537,20 @@ def test_a_settings_file_with_a_bad_pattern_is_refused_at_start(tmp_path: Path) 
     said = " ".join((result.stdout + result.stderr).split())
     assert "redaction pattern 'slow'" in said and "repeats" in said
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+@pytest.mark.slow
+def test_the_triage_page_says_what_was_redacted(monkeypatch: pytest.MonkeyPatch, srv: ServerProcess) -> None:
+    from flightrec.dashboards.safe_text import plain_text
+    from flightrec.dashboards.ui import TRIAGE_PAGE
+    from tests.test_dashboards_safety import open_page
+
+    request = make_request([make_span(attrs={"note": "write to jane@example.com"}, start_ns=time.time_ns() - 10**9)])
+    response = httpx.post(f"{srv.url}/v1/traces", content=request.SerializeToString(),
+                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert response.status_code == 200, response.text
+    emails = counts(srv)["traces"]["email"]
+    at = open_page(monkeypatch, srv.url, TRIAGE_PAGE)
+    line = next(plain_text(caption.value) for caption in at.caption if "Redacted at intake" in caption.value)
+    assert f"in spans {emails:,} email" in line, line
+    assert "rules: email, card, iban, phone, employee, deny" in line

@@ -180,6 +180,7 @@ st.title("Triage")
 st.caption("What is firing, how each agent is doing, and what changed. Times are UTC.")
 active = ui.load(api.active_alerts)
 ui.ingest_health(actor)
+ui.redaction_summary()
 agent_col, window_col, run_col = st.columns([2, 2, 1], vertical_alignment="bottom")
 with window_col:
     window = st.selectbox("Window", list(WINDOWS), index=list(WINDOWS).index(DEFAULT_WINDOW), key="triage_window")
