@@ -56,19 +56,34 @@ def range_hash(nodes: Nodes, start: int, end: int) -> bytes:
 
 def inclusion_proof(nodes: Nodes, index: int, size: int) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of the first ``size`` leaves (RFC 9162 2.1.3.1)."""
-    if not 0 <= index < size:
-        raise ProofError(f"leaf {index} is not in a tree of {size} leaves")
-    path: list[bytes] = []
-    start, end = 0, size
-    while end - start > 1:
-        k = _split(end - start)
-        if index < start + k:
-            path.append(range_hash(nodes, start + k, end))
-            end = start + k
-        else:
-            path.append(range_hash(nodes, start, start + k))
-            start += k
-    return list(reversed(path))
+    return inclusion_proofs(nodes, [index], size)[index]
+
+
+def inclusion_proofs(nodes: Nodes, indices: Iterable[int], size: int) -> dict[int, list[bytes]]:
+    """The audit paths of many leaves in one tree (RFC 9162 2.1.3.1), each subtree hash computed once
+    (the right edge's incomplete subtrees are shared by most paths)."""
+    known: dict[tuple[int, int], bytes] = {}
+
+    def cached(start: int, end: int) -> bytes:
+        if (start, end) not in known:
+            known[(start, end)] = range_hash(nodes, start, end)
+        return known[(start, end)]
+
+    proofs = {}
+    for index in indices:
+        if not 0 <= index < size:
+            raise ProofError(f"leaf {index} is not in a tree of {size} leaves")
+        path, start, end = [], 0, size
+        while end - start > 1:
+            k = _split(end - start)
+            if index < start + k:
+                path.append(cached(start + k, end))
+                end = start + k
+            else:
+                path.append(cached(start, start + k))
+                start += k
+        proofs[index] = path[::-1]
+    return proofs
 
 
 def consistency_proof(nodes: Nodes, old: int, new: int) -> list[bytes]:

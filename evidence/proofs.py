@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from flightrec.evidence import leaves as canon
 from flightrec.evidence.checkpoints import Checkpoint
-from flightrec.evidence.merkle import Nodes, consistency_proof, inclusion_proof
+from flightrec.evidence.merkle import Nodes, consistency_proof, inclusion_proof, inclusion_proofs
 from flightrec.store.evidence_log import EvidenceRepository, LeafRow, StoredCheckpoint
 
 T = TypeVar("T")
@@ -75,7 +75,7 @@ def read_nodes(repo: EvidenceRepository, compute: Callable[[Nodes], T]) -> T:
 def inclusion_paths(repo: EvidenceRepository, indices: Sequence[int], size: int) -> dict[int, list[bytes]]:
     """The audit paths of many leaves in the tree of ``size`` leaves, from one read of every node they
     need (an evidence bundle's thousands of proofs: one query, not one per leaf)."""
-    return read_nodes(repo, lambda nodes: {index: inclusion_proof(nodes, index, size) for index in indices})
+    return read_nodes(repo, lambda nodes: inclusion_proofs(nodes, indices, size))
 
 
 def checkpoint_for(repo: EvidenceRepository, size: int | None) -> StoredCheckpoint:
