@@ -479,12 +479,21 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 def _records(buf: bytes, pos: int, end: int, field: int) -> list[tuple[int, int]]:
     """The byte ranges of one length-delimited field's occurrences in a message (ValueError: not plain)."""
     out = []
+    wanted = field << 3 | 2
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:  # fields 1-15, the ones OTLP messages use
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         wire = key & 7
         if wire == 2:
-            size, pos = _varint(buf, pos)
-            if key >> 3 == field:
+            size = buf[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = _varint(buf, pos)
+            if key == wanted:
                 out.append((pos, pos + size))
             pos += size
         elif wire == 0:

@@ -35,6 +35,7 @@ from flightrec.collector.redact import (
     RedactionError,
     Redactor,
     compile_pattern,
+    item_ranges,
     link_keys,
     marker,
 )
@@ -286,6 +287,22 @@ def test_the_screen_finds_one_value_among_hundreds_of_clean_spans() -> None:
         target.attributes.extend(kvs({key: [value] if round_ % 2 else value}))
         request = make_request(spans)
         assert redactor.redact(request, request.SerializeToString(), "traces") == {rule: 1}, rule
+
+
+def test_item_ranges_are_each_span_and_a_payload_they_cannot_read_is_walked_whole() -> None:
+    spans = [make_span(f"s{i}", {"n": "x" * (i * 40)}) for i in range(6)]
+    request = make_request(spans[:3])
+    request.resource_spans.add().scope_spans.add().spans.extend(spans[3:])
+    payload = request.SerializeToString()
+    starts, ends = item_ranges(payload)
+    assert [payload[start:end] for start, end in zip(starts, ends)] == [span.SerializeToString() for span in spans]
+    assert item_ranges(payload[:-3]) is None  # truncated
+    garbled = b"\x0b" + payload  # a group start: not a plain message
+    assert item_ranges(garbled) is None
+    spans[4].attributes.extend(kvs({"note": "jane@example.com"}))
+    request = make_request(spans)
+    assert Redactor(RedactionConfig()).redact(request, b"\x0b" + request.SerializeToString(), "traces") == {
+        "email": 1}, "an unreadable layout walks every span"
 
 
 # --- settings ----------------------------------------------------------------------------------------
