@@ -54,6 +54,15 @@ def fleet_requests(total_spans: int, per_request: int = 512, seed: int = 11) -> 
     return [encode_spans(spans[i : i + per_request]).SerializeToString() for i in range(0, len(spans), per_request)]
 
 
+def insert_fleet(store: Any, total_spans: int) -> None:
+    """Insert the fleet's spans into a store as the writer does (rows as received), one insert per request."""
+    builder = RowBuilder()
+    for index, body in enumerate(fleet_requests(total_spans)):
+        batch = SpanBatch()
+        builder.request_rows(ExportTraceServiceRequest.FromString(body), batch)
+        store.insert_batch(batch, f"bench-{index}")
+
+
 class MonitoredServer:
     """``flightrec serve`` in a subprocess, with its process tree's peak RSS and CPU time sampled."""
 

@@ -169,7 +169,7 @@ def _erase(store: Store, order: ErasureOrder, actor: str) -> ErasureOutcome:
     request_id = "er_" + secrets.token_hex(6)
     span_pairs = [(span.trace_id, span.span_id) for span in plan]
     leaf_hashes = store.erasures.leaf_content_hashes(pairs=span_pairs)
-    store.erasures.erase(span_pairs=span_pairs, log_pairs=pairs, needles=needles, request_id=request_id)
+    store.erasures.erase(span_pairs=span_pairs, log_pairs=pairs, needles=needles, request_id=request_id, logs=logs > 0)
     after = store.erasures.content_hashes(pairs=span_pairs)
     erased_at = datetime.now(tz=timezone.utc)
     rows = [ErasureRecord(request_id=request_id, trace_id=span.trace_id, span_id=span.span_id, erased_at=erased_at,

@@ -224,17 +224,18 @@ class ErasureRepository:
     # -- erasing -----------------------------------------------------------------
 
     def erase(self, *, span_pairs: list[tuple[str, str]], log_pairs: list[tuple[str, str]], needles: Needles,
-              request_id: str) -> None:
-        """Replace what the plan names with the request's marker in these spans, and in the logs of ``log_pairs``
-        and any log holding a needle; returns when the mutations are done."""
+              request_id: str, logs: bool = True) -> None:
+        """Replace what the plan names with the request's marker in these spans and (``logs``) in the log records
+        of ``log_pairs`` and any record holding a needle; returns when the mutations are done."""
         common = {**needles.params(), "marker": marker(request_id)}
         if span_pairs:
             self.engine.command("erasure_erase_spans",
                                 f"ALTER TABLE {self.db}.otel_traces UPDATE {SPAN_UPDATE} WHERE {IN_SCOPE}",
                                 {**common, "pairs": span_pairs}, SYNC)
-        self.engine.command("erasure_erase_logs",
-                            f"ALTER TABLE {self.db}.otel_logs UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}",
-                            {**common, "pairs": log_pairs}, SYNC)
+        if logs:
+            self.engine.command("erasure_erase_logs",
+                                f"ALTER TABLE {self.db}.otel_logs UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}",
+                                {**common, "pairs": log_pairs}, SYNC)
 
     def content_hashes(self, *, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The content hash of each stored span now (one copy each)."""
