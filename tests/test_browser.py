@@ -64,7 +64,8 @@ def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, server: Se
 SEARCH_PLACEHOLDER = "ticket id, agent, trace id"  # the sidebar search: only there when the entrypoint ran
 DIRECT_URLS = [
     ("/objects", "Business objects"), ("/story", "Story"), ("/trace", "Trace"), ("/rollback", "Rollback console"),
-    ("/triage", "Triage"), ("/alerts", "Alerts"), ("/governance", "Governance"),
+    ("/triage", "Triage"), ("/alerts", "Alerts"), ("/governance", "Governance"), ("/audit", "Audit log"),
+    ("/evidence", "Evidence"),
 ]
 
 
@@ -80,7 +81,7 @@ def test_every_page_opens_by_its_own_url_in_a_new_session(chromium: Path, ui: st
                 page.goto(f"{ui}{path}")
                 expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
                 nav = page.get_by_test_id("stSidebarNav")
-                for title in ("Objects", "Triage", "Alerts", "Rollback", "Governance"):
+                for title in ("Objects", "Triage", "Alerts", "Rollback", "Governance", "Audit log", "Evidence"):
                     expect(nav.get_by_text(title, exact=True)).to_be_visible()
                 expect(nav.get_by_text("app", exact=True)).to_have_count(0)
                 expect(page.get_by_placeholder(SEARCH_PLACEHOLDER)).to_be_visible()
