@@ -27,7 +27,9 @@ class Migration(BaseModel):
 def schema_vars(database: str, cluster: str | None) -> dict[str, str]:
     """Template values: plain engines on one node, Replicated ones ON CLUSTER."""
     if cluster:
-        zk = "'/clickhouse/tables/{shard}/" + database + "/{uuid}', '{replica}'"
+        # A stable Keeper path per table ({uuid} would differ on a replica created later, which would then
+        # never replicate): the server's {database} and {table} macros.
+        zk = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
         return {
             "db": database,
             "on_cluster": f"ON CLUSTER {cluster}",

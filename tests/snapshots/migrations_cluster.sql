@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces ON CLUSTER fr
     INDEX idx_agent Agent TYPE set(256) GRANULARITY 4,
     INDEX idx_ts Timestamp TYPE minmax GRANULARITY 1
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TraceId, SpanId)
 SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS flightrec.object_links ON CLUSTER fr
     Tenant LowCardinality(String),
     Agent LowCardinality(String)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId)
 SETTINGS non_replicated_deduplication_window = 10000;
@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections ON CLUSTER fr
     Rejected UInt64,
     Reason String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Timestamp;
 
 -- 0002_span_text
@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS flightrec.controls ON CLUSTER fr
     Reason String,
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (Scope, Name);
 
 CREATE TABLE IF NOT EXISTS flightrec.rollback_plans ON CLUSTER fr
@@ -140,7 +140,7 @@ CREATE TABLE IF NOT EXISTS flightrec.rollback_plans ON CLUSTER fr
     Body String CODEC(ZSTD(3)),
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY PlanId;
 
 CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr
@@ -154,7 +154,7 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr
     PrevHash String,
     Hash String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Seq;
 
 -- 0004_alerts
@@ -168,7 +168,7 @@ CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr
     Body String CODEC(ZSTD(3)),
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY DedupKey;
 
 -- 0005_span_identity
@@ -191,7 +191,7 @@ CREATE TABLE IF NOT EXISTS flightrec.pager_outbox ON CLUSTER fr
     LastError String,
     Body String CODEC(ZSTD(3))
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (EntryId, Version)
 TTL toDateTime(CreatedAt) + toIntervalDay(30);
 
@@ -217,7 +217,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_logs ON CLUSTER fr
     EventName String CODEC(ZSTD(1)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS non_replicated_deduplication_window = 10000;
@@ -257,7 +257,7 @@ CREATE TABLE IF NOT EXISTS flightrec.derivations ON CLUSTER fr
     Rules String,
     Spans UInt64
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY AppliedAt;
 
 -- 0011_principals
@@ -274,7 +274,7 @@ CREATE TABLE IF NOT EXISTS flightrec.principals ON CLUSTER fr
     Revoked UInt8 DEFAULT 0,
     Version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Name;
 
 -- 0012_manual_links
@@ -288,7 +288,7 @@ CREATE TABLE IF NOT EXISTS flightrec.manual_links ON CLUSTER fr
     Tenant LowCardinality(String),
     Agent LowCardinality(String)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId);
 
 -- 0013_audit_v2
@@ -304,7 +304,7 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_heads ON CLUSTER fr
     KeyId String,
     Signature String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Seq;
 
 -- 0014_principal_scope
@@ -331,7 +331,7 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_leaves ON CLUSTER fr
     SequencedAt DateTime64(6) DEFAULT now64(6),
     PROJECTION by_ref (SELECT * ORDER BY Kind, TraceId, SpanId, AuditSeq)
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Idx
 SETTINGS non_replicated_deduplication_window = 10000;
 
@@ -341,7 +341,7 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_nodes ON CLUSTER fr
     Idx UInt64,
     Hash String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (Level, Idx)
 SETTINGS non_replicated_deduplication_window = 10000;
 
@@ -354,7 +354,7 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr
     KeyId String,
     Note String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (Size, Time);
 
 -- 0016_inserted_index
@@ -376,7 +376,7 @@ CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr
     ReleaseReason String DEFAULT '',
     Version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY Id;
 
 CREATE VIEW IF NOT EXISTS flightrec.legal_holds_active ON CLUSTER fr AS
@@ -390,7 +390,7 @@ CREATE TABLE IF NOT EXISTS flightrec.legal_hold_keys_table ON CLUSTER fr
     Kind LowCardinality(String),
     Key String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (Generation, Kind, Key);
 
 CREATE DICTIONARY IF NOT EXISTS flightrec.legal_hold_keys ON CLUSTER fr
@@ -419,7 +419,7 @@ CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr
     ContentHash String,
     AuditSeq UInt64
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (TraceId, SpanId, ErasedAt);
 
 -- 0021_object_recency
@@ -431,7 +431,7 @@ CREATE TABLE IF NOT EXISTS flightrec.object_recency ON CLUSTER fr
     Agent LowCardinality(String),
     LastSeen SimpleAggregateFunction(max, DateTime64(9))
 )
-ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/flightrec/{uuid}', '{replica}')
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (ObjectType, ObjectId, Tenant, Agent);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.object_recency_view ON CLUSTER fr TO flightrec.object_recency
