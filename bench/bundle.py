@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine  # noqa: E402
+from bench.common import evidence_store, machine  # noqa: E402
 from flightrec.collector.rows import RowBuilder  # noqa: E402
-from flightrec.evidence import bundle, keys  # noqa: E402
+from flightrec.evidence import bundle  # noqa: E402
 from flightrec.evidence.bundle_models import ExportScope  # noqa: E402
 from flightrec.evidence.bundle_verify import verify_bundle  # noqa: E402
 from flightrec.evidence.sequencer import Sequencer, SequencerConfig  # noqa: E402
-from flightrec.store import SpanBatch, StoreConfig, open_store  # noqa: E402
+from flightrec.store import SpanBatch  # noqa: E402
 from tests.otlp_helpers import BASE_NS, make_request, make_span  # noqa: E402
 
 RUN = 100
@@ -73,26 +73,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement (the median is shown)")
     args = parser.parse_args()
     print(f"machine: {machine()}  load: {os.getloadavg()[0]:.1f}")
+    with evidence_store() as (store, key):
+        builder, requests = RowBuilder(), runs(args.spans, {"invoice.id": "INV-1"}, "finance-agent") + runs(
+            args.noise, {"invoice.id": "INV-2"}, "other-agent")
+        for first in range(0, len(requests), 50):  # 5,000-span inserts, as the writer batches
+            batch = SpanBatch()
+            for request in requests[first:first + 50]:
+                builder.request_rows(request, batch)
+            store.insert_batch(batch, uuid.uuid4().hex)
+        sequencer = Sequencer(store, key, SequencerConfig(checkpoint_interval_s=0))
+        sequencer.checkpoint()
+        scope = ExportScope(object="invoice:INV-1")
+        export_s, export_cpu, made = timed(lambda: bundle.build(store, sequencer, key, scope, exported_by="bench",
+                                                    max_spans=200_000, max_stories=500), args.repeat)
+    verify_s, verify_cpu, verdict = timed(lambda: verify_bundle(made.data), args.repeat)
+    assert verdict.ok and verdict.spans_checked == args.spans, verdict.problems
     with tempfile.TemporaryDirectory() as root:
-        store = open_store(StoreConfig(dsn=f"chdb://{root}/data", retention_days=0))
-        key = keys.load_or_create(Path(root) / "key.pem")
-        try:
-            builder, requests = RowBuilder(), runs(args.spans, {"invoice.id": "INV-1"}, "finance-agent") + runs(
-                args.noise, {"invoice.id": "INV-2"}, "other-agent")
-            for first in range(0, len(requests), 50):  # 5,000-span inserts, as the writer batches
-                batch = SpanBatch()
-                for request in requests[first:first + 50]:
-                    builder.request_rows(request, batch)
-                store.insert_batch(batch, uuid.uuid4().hex)
-            sequencer = Sequencer(store, key, SequencerConfig(checkpoint_interval_s=0))
-            sequencer.checkpoint()
-            scope = ExportScope(object="invoice:INV-1")
-            export_s, export_cpu, made = timed(lambda: bundle.build(store, sequencer, key, scope, exported_by="bench",
-                                                        max_spans=200_000, max_stories=500), args.repeat)
-        finally:
-            store.close()
-        verify_s, verify_cpu, verdict = timed(lambda: verify_bundle(made.data), args.repeat)
-        assert verdict.ok and verdict.spans_checked == args.spans, verdict.problems
         path = Path(root) / "bundle.zip"
         path.write_bytes(made.data)
         cli_s, cli_cpu, done = timed(lambda: subprocess.run([sys.executable, "-m", "flightrec", "verify", str(path)],

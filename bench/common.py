@@ -10,9 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,19 @@ def insert_fleet(store: Any, total_spans: int) -> None:
         batch = SpanBatch()
         builder.request_rows(ExportTraceServiceRequest.FromString(body), batch)
         store.insert_batch(batch, f"bench-{index}")
+
+
+@contextmanager
+def evidence_store() -> Iterator[tuple[Any, Any]]:
+    """An embedded store (kept forever: no retention) and an evidence signing key, in a temporary folder."""
+    from flightrec.evidence import keys
+
+    with tempfile.TemporaryDirectory() as root:
+        store = open_store(StoreConfig(dsn=f"chdb://{root}/data", retention_days=0))
+        try:
+            yield store, keys.load_or_create(Path(root) / "key.pem")
+        finally:
+            store.close()
 
 
 class MonitoredServer:

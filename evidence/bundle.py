@@ -35,7 +35,7 @@ from flightrec.evidence.bundle_models import (
 )
 from flightrec.evidence.bundle_verify import signature_file
 from flightrec.evidence.keys import SigningKey
-from flightrec.evidence.proofs import inclusion_paths
+from flightrec.evidence.proofs import ProofRequestError, inclusion_paths
 from flightrec.evidence.sequencer import Sequencer
 from flightrec.store import ObjectRef, Store
 from flightrec.store.audit import AuditEntry
@@ -70,12 +70,8 @@ not who made it.
 """
 
 
-class ExportRefused(ValueError):
+class ExportRefused(ProofRequestError):
     """A scope that cannot be exported; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Selection(BaseModel):

@@ -30,7 +30,8 @@ class CheckpointRequest(BaseModel):
     actor: str = ""
 
 
-def _proof(call):  # noqa: ANN001, ANN202 - a proof function and its answer
+def as_http(call):  # noqa: ANN001, ANN202 - an evidence function and its answer
+    """Call it; a request it refuses (proofs, bundle exports) is answered with the status it names."""
     try:
         return call()
     except proofs.ProofRequestError as exc:
@@ -47,7 +48,7 @@ def evidence_key(keeper: HeadKeeper = Depends(get_audit_heads)) -> PublicKey:
             response_model=Checkpoint, responses={404: {"description": "no checkpoint (of that size)"}})
 def checkpoint(size: int | None = Query(None, ge=0, description="a checkpoint's tree size"),
                store: Store = Depends(get_store)) -> Checkpoint:
-    return _proof(lambda: Checkpoint.of(proofs.checkpoint_for(store.evidence, size)))
+    return as_http(lambda: Checkpoint.of(proofs.checkpoint_for(store.evidence, size)))
 
 
 @router.post("/evidence/checkpoints", summary="Sequence what is stored now and sign a checkpoint (audited)",
@@ -76,10 +77,10 @@ def inclusion(trace_id: str = Query("", max_length=128), span_id: str = Query(""
     if span:
         if not (trace_id and span_id):
             raise HTTPException(400, "a span needs both trace_id and span_id")
-        return _proof(lambda: proofs.span_inclusion(store.evidence, trace_id, span_id, size))
+        return as_http(lambda: proofs.span_inclusion(store.evidence, trace_id, span_id, size))
     entries = store.audit.entries(since_seq=audit_seq - 1, limit=1)
     exists = bool(entries) and entries[0].seq == audit_seq
-    return _proof(lambda: proofs.audit_inclusion(store.evidence, audit_seq, size, exists))
+    return as_http(lambda: proofs.audit_inclusion(store.evidence, audit_seq, size, exists))
 
 
 @router.get("/evidence/proofs/consistency", summary="The consistency proof between two checkpoints",
@@ -87,7 +88,7 @@ def inclusion(trace_id: str = Query("", max_length=128), span_id: str = Query(""
             responses={400: {"description": "old > new, or old < 1"}, 404: {"description": "a size is no checkpoint"}})
 def consistency(old: int = Query(..., ge=0), new: int = Query(..., ge=0),
                 store: Store = Depends(get_store)) -> proofs.ConsistencyProof:
-    return _proof(lambda: proofs.consistency(store.evidence, old, new))
+    return as_http(lambda: proofs.consistency(store.evidence, old, new))
 
 
 @router.post("/evidence/verify", summary="Re-hash every stored span and audit entry against the log and its "

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from flightrec.api.deps import get_audit_heads, get_sequencer, get_store
+from flightrec.api.evidence import as_http
 from flightrec.auth import principal_of
 from flightrec.evidence import bundle
 from flightrec.evidence.audit_heads import HeadKeeper
@@ -23,17 +24,10 @@ SCOPE_ERRORS = {404: {"description": "the object, object type or agent named is 
                 422: {"description": "no scope, a malformed object, unparseable times, since >= until"}}
 
 
-def _refused(call):  # noqa: ANN001, ANN202 - a builder call and its answer
-    try:
-        return call()
-    except bundle.ExportRefused as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
-
-
 @router.post("/evidence/exports/preview", summary="What an evidence bundle of this scope would hold",
              response_model=ExportPreview, responses=SCOPE_ERRORS)
 def preview(scope: ExportScope, request: Request, store: Store = Depends(get_store)) -> ExportPreview:
-    return _refused(lambda: bundle.preview(store, scope, request.app.state.settings.export_max_spans))
+    return as_http(lambda: bundle.preview(store, scope, request.app.state.settings.export_max_spans))
 
 
 @router.post("/evidence/exports", summary="Export an evidence bundle (zip): spans, proofs, stories, signed "
@@ -42,7 +36,7 @@ def preview(scope: ExportScope, request: Request, store: Store = Depends(get_sto
 def export(scope: ExportScope, request: Request, store: Store = Depends(get_store),
            sequencer: Sequencer = Depends(get_sequencer), keeper: HeadKeeper = Depends(get_audit_heads)) -> Response:
     settings, who = request.app.state.settings, principal_of(request).name
-    made = _refused(lambda: bundle.build(store, sequencer, keeper.key, scope, exported_by=who,
+    made = as_http(lambda: bundle.build(store, sequencer, keeper.key, scope, exported_by=who,
                                          max_spans=settings.export_max_spans, max_stories=settings.export_max_stories))
     store.audit.append(actor=who, act="evidence.export", subject=f"bundle:{made.bundle_id}", details={
         "bundle_id": made.bundle_id, "scope": scope.model_dump_json(exclude_none=True),
