@@ -140,7 +140,7 @@ def customer_trace(server: ServerProcess) -> dict:
     refs = send(server, [root, llm, other])
     send_logs(server, [(root.trace_id, llm.span_id, "gen_ai.user.message", "Ann Smith asks for a refund", {})])
     return {"customer": customer, "ticket": ticket, "email": email, "root": refs[0], "llm": refs[1],
-            "other": refs[2]}
+            "other": refs[2], "sent": [root, llm]}
 
 
 # -- erasing -----------------------------------------------------------------------------------
@@ -185,6 +185,10 @@ def test_erasing_a_subject_keeps_every_proof_and_verify_names_the_erased_spans(s
         before[run["llm"]]["leaf_data"])["content"]
     assert run["email"] not in json.dumps(spans) and "Ann Smith" not in json.dumps(spans)
     assert spans_by_id(server, run["other"][0])[0][run["other"][1]] == untouched_other
+
+    # Sending the spans again does not bring the content back (a stored span is insert-once).
+    send(server, run["sent"])
+    assert spans_by_id(server, trace)[0][run["llm"][1]]["attributes"]["gen_ai.input.messages"] == marker
 
     # The story still reads, saying "[erased]" where the text was.
     story = api(server, "GET", f"/api/objects/ticket/{run['ticket']}/story").json()
