@@ -39,6 +39,8 @@ def export(
                   + " (see flightrec export --help)")
     if output.is_dir():
         cli._fail(f"{output} is a folder: name the bundle's file, e.g. -o {output / 'bundle.zip'}")
+    if not output.parent.is_dir():
+        cli._fail(f"the folder {output.parent} does not exist: create it or write the bundle elsewhere (-o FILE)")
     response = cli._api_response(api, "POST", "/api/evidence/exports", json=scope.model_dump(mode="json"),
                                  timeout=3600)
     bundle_id = response.headers.get("x-flightrec-bundle-id", "")

@@ -161,6 +161,15 @@ def test_the_cli_refuses_a_bad_scope_and_writes_nothing(world, tmp_path: Path, a
     assert not list(tmp_path.iterdir())
 
 
+def test_the_cli_refuses_an_output_it_cannot_write(world, tmp_path: Path) -> None:
+    server, _ = world
+    for output, message in ((tmp_path / "no" / "b.zip", "does not exist"), (tmp_path, "is a folder")):
+        done = w.cli("export", "--object", "invoice:INV-1001", "-o", str(output), "--api", server.url,
+                     env={"FLIGHTREC_API_TOKEN": w.ADMIN})
+        assert done.returncode == 1 and message in done.stdout.replace("\n", ""), done.stdout + done.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_uploads_to_verify_are_400_or_413_never_500(world) -> None:
     server, _ = world
     auditor = w.token_for(server, "auditor")
@@ -183,15 +192,16 @@ def test_bad_uploads_to_verify_are_400_or_413_never_500(world) -> None:
 
 
 @pytest.mark.parametrize("role", ["sre", "viewer", "auditor", "approver"])
-def test_only_compliance_and_admin_export(world, role: str) -> None:
+def test_only_compliance_and_admin_export(world, role: str, tmp_path: Path) -> None:
     server, _ = world
     token = w.token_for(server, role)
     for path in ("/api/evidence/exports", "/api/evidence/exports/preview"):
         refused = w.api(server, "POST", path, token, json={"object": "invoice:INV-1001"})
         assert refused.status_code == 403 and "compliance" in refused.json()["detail"]
-    done = w.cli("export", "--object", "invoice:INV-1001", "-o", "/dev/null/x.zip", "--api", server.url,
+    done = w.cli("export", "--object", "invoice:INV-1001", "-o", str(tmp_path / "refused.zip"), "--api", server.url,
                  env={"FLIGHTREC_API_TOKEN": token})
     assert done.returncode == 1 and "may not POST /api/evidence/exports" in done.stdout.replace("\n", "")
+    assert not list(tmp_path.iterdir())
     if role != "auditor":
         upload = w.api(server, "POST", "/api/evidence/bundles/verify", token, content=b"x")
         assert upload.status_code == 403
