@@ -326,6 +326,13 @@ def test_a_legal_hold_refuses_the_erasure_unless_overridden_with_a_reason(server
     assert entry["details"]["holds_overridden"] == hold_id
     assert entry["details"]["override_reason"] == "the hold covers the actions, not the texts"
 
+    other = customer_trace(server)  # a hold on another object of the same run (its ticket) holds the run too
+    ticket_hold = api(server, "POST", "/api/holds", json={"object": f"ticket:{other['ticket']}", "reason": "audit"})
+    assert ticket_hold.status_code == 201, ticket_hold.text
+    body = {"subject": f"customer:{other['customer']}", "reason": "GDPR Art. 17 request #6"}
+    assert erase(server, **body, dry_run=True).json()["holds"] == [ticket_hold.json()["id"]]
+    assert erase(server, **body).status_code == 409
+
 
 # -- tampering is still caught (last: the server is stopped and the store edited) ----------------
 
