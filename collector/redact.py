@@ -16,9 +16,10 @@ text (GenAI messages) stays valid and a story reads "wrote to [redacted:email]".
 allow list (and every attribute a link rule reads) are never touched; a key on the deny list has
 its whole value, of any type, replaced by ``[redacted:deny]``; the allow list wins.
 
-Cost: a batch is first screened on its serialized bytes (OTLP strings are stored verbatim in
-protobuf), with memchr-fast membership tests on one translated copy; only a batch that could hold
-a match is walked value by value. User patterns cannot be screened that way and always walk.
+Cost: a request is first screened on its serialized bytes (OTLP strings are stored verbatim in
+protobuf): literal-led scans of one translated copy find every offset where a rule could match; a
+wire walk maps those offsets to spans (log records), and only those are walked value by value.
+A user pattern is screened by a literal every match holds; one without any walks every request.
 """
 
 from __future__ import annotations
@@ -341,11 +342,11 @@ class Redactor:
         self.patterns = [(name, compile_pattern(name, pattern), marker(name)) for name, pattern in config.patterns.items()]
         # A user pattern's screen is a literal every match holds; one without any makes every request walked.
         self._pattern_screens = [required_literal(pattern) for _, pattern, _ in self.patterns]
-        self._unscreened = any(not literal for literal in self._pattern_screens)
+        self._deny_screens = [_longest_literal(glob) for glob in config.deny_keys]
+        self._unscreened = any(not literal for literal in (*self._pattern_screens, *self._deny_screens))
         self.min_length = 1 if self.patterns or not rules else min(MIN_LENGTH[name] for name in rules)
         self._allow_globs = _glob_regex(config.allow_keys)
         self._deny_globs = _glob_regex(config.deny_keys)
-        self._deny_screens = [_longest_literal(glob) for glob in config.deny_keys]
         self._allowed: frozenset[str] = frozenset(allowed)
         self._keys: dict[str, int] = {}
 

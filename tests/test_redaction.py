@@ -205,6 +205,13 @@ def test_a_denied_key_loses_its_whole_value_of_any_type_and_the_allow_list_wins(
     assert values["note"].string_value == "fine"
 
 
+def test_a_deny_glob_without_a_literal_still_denies() -> None:
+    """``[pP]?`` holds no literal the byte screen could look for: such a list walks every request instead."""
+    request = make_request([make_span(attrs={"p": "x", "q": "y"}) for _ in range(3)])
+    assert Redactor(RedactionConfig(deny_keys=["[pP]"])).redact(request, request.SerializeToString(), "traces") == {
+        "deny": 3}
+
+
 def test_nested_arrays_and_key_value_lists_are_redacted_at_any_depth() -> None:
     nested = AnyValue()
     inner = nested.kvlist_value.values.add(key="contact")
