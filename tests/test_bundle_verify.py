@@ -2,7 +2,8 @@
 with the manifest re-hashed, a removed line, a swapped checkpoint, another key; erased content accounted
 for by a proven erasure entry and not otherwise; and ``flightrec verify`` in a subprocess with no server,
 no store, no network. Bundles come from a real ``flightrec serve`` (tests/bundle_world.py) or, for
-erasures, from the builder over an embedded store with the server's parts (sequencer, key)."""
+erasures, from the builder over an embedded store with the server's parts (sequencer, key, the erasure
+service)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -21,10 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flightrec.collector.rows import RowBuilder
-from flightrec.evidence import bundle, keys
+from flightrec.evidence import bundle, erasure, keys
 from flightrec.evidence import leaves as canon
 from flightrec.evidence.bundle_models import ExportScope
 from flightrec.evidence.bundle_verify import signature_file, verify_bundle
+from flightrec.evidence.erasure import ErasureOrder, ErasureOutcome
 from flightrec.evidence.sequencer import Sequencer, SequencerConfig
 from flightrec.store import Store
 from flightrec.store.erasures import ErasureRecord, Needles
@@ -233,20 +236,22 @@ def erased_world(store: Store, tmp_path: Path) -> tuple[Store, Sequencer, keys.S
     return store, sequencer, key, pairs
 
 
-def erase(store: Store, pairs: list[tuple[str, str]], audited: bool) -> str:
-    """An erasure of 'Jane Roe' in these spans as the erasure service records it (with its audit entry, or forged)."""
+def erase(store: Store, number: int) -> ErasureOutcome:
+    """Erase 'Jane Roe <number>' through the erasure service (mutations, erasure rows, the audit entry)."""
+    return erasure.erase(store, ErasureOrder(values=[f"Jane Roe {number}"], reason="GDPR Art. 17 request"), "carol")
+
+
+def forge_erasure(store: Store, pair: tuple[str, str]) -> None:
+    """Erase a span's content and record an erasure row, with no erasure.apply entry (what a store writer could do)."""
     request_id = "er_" + uuid.uuid4().hex[:8]
-    needles = Needles(needles=["jane roe"])
-    prior = store.erasures.leaf_content_hashes(pairs=pairs)
-    store.erasures.erase(span_pairs=pairs, log_pairs=pairs, needles=needles, request_id=request_id)
-    after = store.erasures.content_hashes(pairs=pairs)
-    seq = store.audit.append(actor="carol", act="erasure.apply", subject=f"erasure:{request_id}",
-                             details={"request_id": request_id, "spans": str(len(pairs))}).seq if audited else 999
-    store.erasures.record([ErasureRecord(request_id=request_id, trace_id=t, span_id=s, erased_at="2026-12-01T10:00:00Z",
-                                         actor="carol", subject="values", reason="GDPR Art. 17 request",
-                                         keys=["span:note"], prior_content_hash=prior[(t, s)],
-                                         content_hash=after[(t, s)], audit_seq=seq) for t, s in pairs])
-    return request_id
+    prior = store.erasures.leaf_content_hashes(pairs=[pair])
+    store.erasures.erase(span_pairs=[pair], log_pairs=[pair], needles=Needles(needles=["jane roe"]),
+                         request_id=request_id)
+    after = store.erasures.content_hashes(pairs=[pair])
+    store.erasures.record([ErasureRecord(request_id=request_id, trace_id=pair[0], span_id=pair[1],
+                                         erased_at=datetime.now(tz=timezone.utc), actor="mallory", subject="values",
+                                         reason="forged", keys=["span:note"], prior_content_hash=prior[pair],
+                                         content_hash=after[pair], audit_seq=999)])
 
 
 def export(store: Store, sequencer: Sequencer, key: keys.SigningKey) -> bytes:
@@ -256,20 +261,22 @@ def export(store: Store, sequencer: Sequencer, key: keys.SigningKey) -> bytes:
 
 def test_erased_content_is_reported_and_the_record_still_proven(erased_world) -> None:
     store, sequencer, key, pairs = erased_world
-    request_id = erase(store, pairs[:1], audited=True)
+    done = erase(store, 0)
+    request_id = done.request_id
+    assert done.spans == 1
     data = export(store, sequencer, key)
     lines = {(line["trace_id"], line["span_id"]): line for line in w.jsonl(w.members(data)["spans.jsonl"])}
     assert lines[pairs[0]]["attributes"]["note"] == f"[erased: {request_id}]"
     verdict = verify_bundle(data)
     assert verdict.ok, verdict.problems
-    assert verdict.erased == [f"{pairs[0][0]}:{pairs[0][1]}: content erased on 2026-12-01 (request {request_id}): "
-                              "the record is proven, the erased content is not"]
+    assert verdict.erased == [f"{pairs[0][0]}:{pairs[0][1]}: content erased on {done.erased_at:%Y-%m-%d} (request "
+                              f"{request_id}): the record is proven, the erased content is not"]
     assert len(w.jsonl(w.members(data)["erasures.jsonl"])) == 1
 
 
 def test_an_erasure_without_its_audit_entry_is_a_failure(erased_world) -> None:
     store, sequencer, key, pairs = erased_world
-    erase(store, pairs[1:2], audited=False)
+    forge_erasure(store, pairs[1])
     verdict = verify_bundle(export(store, sequencer, key))
     assert not verdict.ok and not verdict.erased
     assert refs(verdict, "spans.jsonl") == {f"{pairs[1][0]}:{pairs[1][1]}"}
@@ -277,7 +284,7 @@ def test_an_erasure_without_its_audit_entry_is_a_failure(erased_world) -> None:
 
 def test_an_erasure_that_does_not_account_for_the_content_is_a_failure(erased_world) -> None:
     store, sequencer, key, pairs = erased_world
-    erase(store, pairs[2:], audited=True)
+    assert erase(store, 2).spans == 1
     data = export(store, sequencer, key)
     lines = w.jsonl(w.members(data)["spans.jsonl"])
     target = next(line for line in lines if (line["trace_id"], line["span_id"]) == pairs[2])
