@@ -303,3 +303,13 @@ def test_the_api_verifies_an_upload_as_the_cli_does(served) -> None:
     answer = httpx.post(server.url + "/api/evidence/bundles/verify", content=data, timeout=120,
                         headers={"Authorization": f"Bearer {auditor}", "Content-Type": "application/zip"})
     assert answer.status_code == 200 and answer.json() == json.loads(verify_bundle(data).model_dump_json())
+
+
+def test_a_span_without_its_proof_is_named(served) -> None:
+    """What a span not sequenced at the checkpoint looks like (the manifest warns of it): no proof, a failure."""
+    _, data = served
+    proofs = json.loads(w.members(data)["proofs.json"])
+    ref = next(iter(proofs["spans"]))
+    del proofs["spans"][ref]
+    verdict = verify_bundle(tamper(data, {"proofs.json": json.dumps(proofs).encode()}))
+    assert any(p.file == "proofs.json" and p.ref == ref and "no inclusion proof" in p.problem for p in verdict.problems)
