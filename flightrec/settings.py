@@ -235,10 +235,10 @@ class Settings(BaseSettings):
         description="comma-separated attribute key globs never redacted (any case); the attributes link rules "
         "read (flightrec.object.id, ticket.id, ... and the rules file's) are always added")
     redaction_deny_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["*password*", "*passwd*", "*secret*", "*api_key*", "*apikey*", "*authorization*",
-                                 "*cookie*"],
-        description="comma-separated attribute key globs (any case) whose whole value becomes [redacted:deny]; "
-        "the allow list wins")
+        default_factory=list,
+        description="comma-separated attribute key globs (any case) whose whole value becomes [redacted:deny], "
+        "e.g. *password*,*secret*,http.request.header.authorization; the allow list wins; each glob adds a scan "
+        "of every request")
 
     @field_validator("api_token")
     @classmethod

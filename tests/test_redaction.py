@@ -319,6 +319,9 @@ def test_settings_from_the_environment_and_a_bad_file_pattern_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flightrec.settings import Settings
 
+    for name in ("FLIGHTREC_CONFIG", "FLIGHTREC_REDACTION_RULES", "FLIGHTREC_REDACTION_DENY_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().redaction_config() == RedactionConfig(), "the settings' defaults are the component's"
     monkeypatch.setenv("FLIGHTREC_REDACTION_RULES", "email, card")
     monkeypatch.setenv("FLIGHTREC_REDACTION_DENY_KEYS", "*password*,*token_secret*")
     config = Settings().redaction_config()
