@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +23,8 @@ from tests.otlp_helpers import make_request, make_span
 from tests.test_records import RecordsServer
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli_process(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m flightrec ARGS`` in a process of its own, for what is about the process itself."""
     return subprocess.run(
         [sys.executable, "-m", "flightrec", *args],
         capture_output=True,
@@ -32,10 +34,40 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
     )
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The same command run in this process (typer's CliRunner): what it prints and its exit code, as a
+    process would give them, without starting Python and importing the CLI for each call (seconds each).
+
+    Every console the commands print to is a fresh one for the call, as wide as ``COLUMNS`` and without
+    colour, as in a process whose output is a pipe; an exception the command did not handle is written
+    to stderr as its traceback, as the interpreter would (the tests look for "Traceback")."""
+    del timeout  # the API calls time out on their own (30 s)
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from flightrec.cli import app
+
+    env = {"COLUMNS": "200", **(env or {})}
+    consoles = {name: module for name, module in sys.modules.items()
+                if name.startswith("flightrec.cli") and isinstance(getattr(module, "console", None), Console)}
+    saved = {name: module.console for name, module in consoles.items()}
+    try:
+        for module in consoles.values():
+            module.console = Console(width=int(env["COLUMNS"]), color_system=None, force_terminal=False)
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
+    finally:
+        for name, module in consoles.items():
+            module.console = saved[name]
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["flightrec", *args], result.exit_code, result.stdout, stderr)
+
+
 def test_config_prints_json_and_masks_secrets() -> None:
     # Prices come from the genai-prices package; the setting holds overrides only (none by default).
     override = {"my-model": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}
-    result = run_cli("config", env={"FLIGHTREC_API_TOKEN": "s3cret-token-0123456", "FLIGHTREC_INGEST_TOKENS": "a,b",
+    result = run_cli_process("config", env={"FLIGHTREC_API_TOKEN": "s3cret-token-0123456", "FLIGHTREC_INGEST_TOKENS": "a,b",
                                     "FLIGHTREC_PRICES": json.dumps(override)})
     assert result.returncode == 0, result.stderr
     settings = json.loads(result.stdout)
@@ -55,7 +87,7 @@ def test_bad_setting_is_a_clear_error() -> None:
 
 
 def test_serve_refuses_a_bad_store_dsn(tmp_path: Path) -> None:
-    result = run_cli("serve", "--store", "postgres://x/y", "--data", str(tmp_path), timeout=60)
+    result = run_cli_process("serve", "--store", "postgres://x/y", "--data", str(tmp_path), timeout=60)
     assert result.returncode != 0
     assert "unsupported store DSN" in result.stdout + result.stderr
 
@@ -127,7 +159,7 @@ def test_wal_quarantine_lists_and_replay_stores_the_segments(tmp_path: Path) -> 
 
 
 def test_wal_commands_say_how_to_reach_a_server_that_is_down() -> None:
-    done = run_cli("wal", "quarantine", "--api", f"http://127.0.0.1:{free_port()}", timeout=60)
+    done = run_cli_process("wal", "quarantine", "--api", f"http://127.0.0.1:{free_port()}", timeout=60)
     assert done.returncode == 1
     assert "cannot reach the API" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
@@ -216,6 +248,24 @@ def planning_server(make_server) -> ServerProcess:
     return make_server(env={"FLIGHTREC_RECORDS_URL": f"http://127.0.0.1:{free_port()}"})
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the tests that act on their own agent and register no system of record."""
+    server = ServerProcess(tmp_path_factory.mktemp("cli") / "srv").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_planning_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One planning server for the tests whose agents, plans and systems are their own (none reads a time
+    window across agents or asks that nothing at all is stored)."""
+    server = ServerProcess(tmp_path_factory.mktemp("cli-planning") / "srv",
+                           {"FLIGHTREC_RECORDS_URL": f"http://127.0.0.1:{free_port()}"}).start()
+    yield server
+    server.stop()
+
+
 def send_action(server: ServerProcess, agent: str, name: str, ref: str, *, risk: str = "low", amount: float = 0,
                 undo: dict[str, str] | None = None, system: str = "records", flow: str = "",
                 minutes_ago: float = 5) -> str:
@@ -281,7 +331,8 @@ def row_blocks(out: str) -> list[str]:
     return ["\n".join(block) for block in blocks]
 
 
-def test_alerts_with_a_bad_status_names_the_allowed_values(server: ServerProcess) -> None:
+def test_alerts_with_a_bad_status_names_the_allowed_values(shared_server: ServerProcess) -> None:
+    server = shared_server
     bad = run_cli("alerts", "--status", "bogus", "--api", server.url, timeout=60)
     assert bad.returncode == 2, bad.stdout + bad.stderr
     said = bad.stdout + bad.stderr
@@ -305,7 +356,8 @@ def test_empty_answers_say_so(planning_server: ServerProcess) -> None:
     assert "┏" not in firing.stdout + actions.stdout + plan.stdout, "no empty tables"
 
 
-def test_pausing_again_without_a_reason_keeps_the_reason(server: ServerProcess) -> None:
+def test_pausing_again_without_a_reason_keeps_the_reason(shared_server: ServerProcess) -> None:
+    server = shared_server
     api = ("--api", server.url)
     first = run_cli("pause", "ops-agent", "--force", "--actor", "ana", "--reason", "refunds look wrong", *api,
                     timeout=60)
@@ -321,8 +373,8 @@ def test_pausing_again_without_a_reason_keeps_the_reason(server: ServerProcess) 
         assert client.get("/api/controls/agents/ops-agent").json()["reason"] == "", "a new state starts without one"
 
 
-def test_approving_a_plan_that_needs_no_approval_is_refused_with_the_reason(planning_server: ServerProcess) -> None:
-    server = planning_server
+def test_approving_a_plan_that_needs_no_approval_is_refused_with_the_reason(shared_planning_server: ServerProcess) -> None:
+    server = shared_planning_server
     send_action(server, "mailer", "email.send", "customer:CUS-1")  # no undo descriptor: nothing needs approval
     server.wait_drained()
     with server.client() as client:
@@ -337,8 +389,8 @@ def test_approving_a_plan_that_needs_no_approval_is_refused_with_the_reason(plan
         assert "rollback.approve" not in acts
 
 
-def test_the_dry_run_shows_object_amount_system_and_why_per_step(planning_server: ServerProcess) -> None:
-    server = planning_server
+def test_the_dry_run_shows_object_amount_system_and_why_per_step(shared_planning_server: ServerProcess) -> None:
+    server = shared_planning_server
     agent = "refund-bot"
     send_action(server, agent, "refund.issue", "order:ORD-7731", risk="high", amount=420.5, minutes_ago=9,
                 undo=http_undo("/refunds/RF-1/undo", {"refund_id": "RF-1"}))
@@ -526,15 +578,16 @@ def test_execute_shows_per_step_whether_the_undo_was_restored(records_server) ->
 
 # --- flightrec systems ---------------------------------------------------------------------------
 
-def test_systems_with_none_registered_says_how_to_register_one(server: ServerProcess) -> None:
+def test_systems_with_none_registered_says_how_to_register_one(shared_server: ServerProcess) -> None:
+    server = shared_server
     listed = run_cli("systems", "--api", server.url, timeout=60)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert listed.stdout.startswith("no systems of record are registered: undo calls nothing")
     assert "systems register NAME --base-url URL" in listed.stdout and "┏" not in listed.stdout
 
 
-def test_systems_lists_and_registers_and_undo_then_calls_only_what_was_registered(planning_server: ServerProcess) -> None:
-    server = planning_server
+def test_systems_lists_and_registers_and_undo_then_calls_only_what_was_registered(shared_planning_server: ServerProcess) -> None:
+    server = shared_planning_server
     api = ("--api", server.url)
     listed = run_cli("systems", *api, timeout=60)
     assert listed.returncode == 0, listed.stdout + listed.stderr
