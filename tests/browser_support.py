@@ -33,7 +33,7 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: floa
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise RuntimeError(f"flightrec ui did not start: {log.read_text()[-3000:]}")
 
 

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -16,6 +17,17 @@ from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_ui
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
+
+@pytest.fixture(autouse=True, scope="module")
+def patient_expectations() -> Iterator[None]:
+    """Each ``expect`` waits up to 30 s for what it looks for (Playwright's default is 5 s, which a loaded
+    machine's Streamlit misses: a step sentence or a chart drawn 6 s after the heading failed the test)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=5_000)
+
 
 @pytest.fixture
 def chromium() -> Path:
@@ -34,8 +46,29 @@ def ui(server: ServerProcess, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, server: ServerProcess, ui: str) -> None:
+class Site(NamedTuple):
+    """A server and the dashboards reading it, shared by the tests that each read only their own objects."""
+
+    server: ServerProcess
+    ui: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """For the tests whose data (a fleet's ticket, hostile names) no other test of this module touches."""
+    base = tmp_path_factory.mktemp("browser")
+    server = ServerProcess(base / "srv").start()
+    try:
+        with running_ui(server.url, base / "ui.log") as url:
+            yield Site(server, url)
+    finally:
+        server.stop()
+
+
+def test_a_shared_story_link_opens_the_narrated_story(chromium: Path, site: Site) -> None:
     from playwright.sync_api import expect, sync_playwright
+
+    server, ui = site
 
     report = run_fleet(FleetConfig(endpoint=server.url, workflows=30, seed=7))
     server.wait_drained()
@@ -69,9 +102,11 @@ DIRECT_URLS = [
 ]
 
 
-def test_every_page_opens_by_its_own_url_in_a_new_session(chromium: Path, ui: str) -> None:
+def test_every_page_opens_by_its_own_url_in_a_new_session(chromium: Path, site: Site) -> None:
     """A URL pasted into a new browser runs the entrypoint (navigation, sidebar search), not the page file alone."""
     from playwright.sync_api import expect, sync_playwright
+
+    ui = site.ui
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
@@ -157,8 +192,7 @@ def page_text(page) -> str:
     return page.evaluate("() => document.body.innerText").replace("\u2060", "")
 
 
-def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chromium: Path, server: ServerProcess,
-                                                                             ui: str) -> None:
+def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chromium: Path, site: Site) -> None:
     """Hostile agent names, ids, undo targets and reasons: no link or image to evil.example in the DOM, no
     request to it, no bold, code, color or math made of them; they read exactly as sent."""
     from urllib.parse import quote, urlsplit
@@ -169,6 +203,7 @@ def test_hostile_span_text_stays_text_in_the_story_and_the_rollback_console(chro
     from tests.test_dashboards_safety import (AGENT, EVIL, OTHER_AGENT, TARGET, TARGET_REFUSED, TICKET, hostile_run,
                                               later_change, register_system, send)
 
+    server, ui = site
     receiver = Receiver()  # where the registered system of record answers; a dry run calls nothing
     register_system(server, receiver.url)
     now = time.time_ns()
