@@ -106,9 +106,16 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def migrate(self) -> list[int]:
-        """Apply pending migrations and install the derivation rules; return the migrations applied."""
+    def migrate(self, *, retention: bool = False) -> list[int]:
+        """Apply pending migrations and install the derivation rules; return the migrations applied.
+
+        With ``retention`` the TTLs are set between the two: on a fresh store that is before the
+        derived columns exist, and an ALTER of otel_traces re-analyses every column's expression
+        (the TTL's ALTER took 0.9 s after them, 0.03 s before; the schema is the same either way).
+        """
         done = migrate(self.engine, self.db, self.config.cluster)
+        if retention:
+            self.apply_retention()
         self.meaning.install(self.config.rules, self.config.default_tenant)
         return done
 
@@ -433,8 +440,7 @@ def open_store(config: StoreConfig) -> Store:
     engine = Engine(config.target())
     store = Store(engine, config)
     try:
-        store.migrate()
-        store.apply_retention()
+        store.migrate(retention=True)
     except Exception:
         engine.close()
         raise
