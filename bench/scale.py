@@ -179,6 +179,7 @@ def main() -> None:
                     progress.update(task, completed=sent)
                 wait_queryable(api, sent)
                 elapsed, cpu = time.perf_counter() - started, server.cpu_seconds() - cpu_before
+                api.post("/api/evidence/checkpoints", json={}).raise_for_status()  # reads measured with the log caught up
                 progress.update(task, description=f"spans sent (measuring at {step:,})")
                 point = {"stored_spans": api.get("/api/stats").json()["spans"], "ingest_spans_s": segment / elapsed,
                          "cpu_ms_per_1000": cpu / segment * 1e6, "peak_rss_mib": server.peak_rss / 2**20,
