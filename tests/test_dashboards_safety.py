@@ -73,7 +73,9 @@ SYSTEM = "billing"
 SYSTEM_PATHS = ["/refunds/{id}/undo"]
 ACTOR = f"actor {EVIL}"
 REASON = f"reason {EVIL}"
-QUIET = {"FLIGHTREC_DETECT_INTERVAL_S": "0"}
+# Redaction at intake would rewrite the e-mail address inside the hostile text; this module is about how
+# the dashboards show what was stored, whatever it holds, so it is off here (tests/test_redaction.py has its own).
+QUIET = {"FLIGHTREC_DETECT_INTERVAL_S": "0", "FLIGHTREC_REDACTION_ENABLED": "false"}
 
 
 def ref(obj: tuple[str, str]) -> str:
