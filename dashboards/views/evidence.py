@@ -23,7 +23,7 @@ PREVIEW_KEY, BUNDLE_KEY = "evidence_preview", "evidence_bundle"
 EXPORT_ROLES = {"compliance", "admin"}
 COUNT_LABELS = (("spans", "Spans"), ("traces", "Traces"), ("objects", "Objects"), ("audit_entries", "Audit entries"),
                 ("alerts", "Alerts"), ("plans", "Rollback plans"), ("executions", "Executions"),
-                ("controls", "Kill-switch records"), ("erasures", "Erasures"))
+                ("controls", "Kill switches"), ("erasures", "Erasures"))
 
 
 def quarter_of(day: date) -> tuple[int, int]:
@@ -195,7 +195,8 @@ def export_section(principal: dict[str, Any] | None) -> None:
                    icon=":material/task_alt:")
         st.download_button("Download bundle", data, file_name=name, mime="application/zip",
                            icon=":material/download:")
-        st.caption(f"Anyone can check it offline with `flightrec verify {md(name)}`.")
+        st.caption("Anyone can check it offline, with nothing but the file:")
+        st.code(f"flightrec verify {name}", language="bash")
 
 
 def verify_section() -> None:
