@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date
 
 from pydantic import BaseModel, Field
@@ -52,26 +53,34 @@ def resolve_rates(store: Store, pricer: Pricer) -> int:
 
 
 class RateResolver:
-    """A background thread keeping ``model_rates`` complete. Lifecycle: start, shutdown (safe twice)."""
+    """A background thread keeping ``model_rates`` complete. Lifecycle: start, shutdown (safe twice).
 
-    def __init__(self, store: Store, config: RatesConfig | None = None) -> None:
+    ``leader`` (flightrec/leader.py) is asked at start and before each pass: one server prices for all.
+    """
+
+    def __init__(self, store: Store, config: RatesConfig | None = None,
+                 leader: Callable[[], bool] | None = None) -> None:
         self.store = store
+        self.leads = leader or (lambda: True)
         self.config = config or RatesConfig()
         self.pricer = Pricer(self.config.prices, package=self.config.package_prices)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Forget rates priced under other overrides, price what is stored now, then keep up in the background."""
-        self.store.meaning.clear_rates()
-        resolve_rates(self.store, self.pricer)
+        """Forget rates priced under other overrides, price what is stored now (when leading), then keep up in
+        the background."""
+        if self.leads():
+            self.store.meaning.clear_rates()
+            resolve_rates(self.store, self.pricer)
         self._thread = threading.Thread(target=self._run, name="flightrec-rates", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.interval_s):
             try:
-                resolve_rates(self.store, self.pricer)
+                if self.leads():
+                    resolve_rates(self.store, self.pricer)
             except Exception:  # the next pass retries; a stopped store ends the thread with shutdown
                 log.exception("rates: pricing stored calls failed")
 

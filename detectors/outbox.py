@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from flightrec.detectors.models import Alert, AlertTransition
@@ -48,9 +49,11 @@ def new_entry_id() -> str:
 class PagerOutbox:
     """Stores deliveries, sends them from a background thread, retries with backoff and jitter, gives up visibly."""
 
-    def __init__(self, store: Store, routes: PagerRoutes, *, rng: random.Random | None = None) -> None:
+    def __init__(self, store: Store, routes: PagerRoutes, *, rng: random.Random | None = None,
+                 leader: Callable[[], bool] | None = None) -> None:
         self.store = store
         self.routes = routes
+        self.leads = leader or (lambda: True)  # asked before each round: only the leader delivers
         self.rng = rng or random.Random()
         self.counts: Counter[tuple[str, str]] = Counter()  # (destination, result): delivered, retried, failed, ...
         self._round = threading.Lock()
@@ -281,7 +284,7 @@ class PagerOutbox:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    wait = self.run_once()
+                    wait = self.run_once() if self.leads() else self.config.poll_s
                 except Exception:  # the store or a destination broke this round; the next one tries again
                     log.exception("pager outbox round failed")
                     wait = self.config.poll_s

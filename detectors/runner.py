@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -65,7 +66,11 @@ class PassResult(BaseModel):
 
 
 class DetectorRunner:
-    """Runs passes, one at a time, on demand or on an interval."""
+    """Runs passes, one at a time, on demand or on an interval.
+
+    ``leader`` (flightrec/leader.py) is asked before each interval pass and each delivery round:
+    with several servers on one store only the leader passes and pages; on demand a pass always runs.
+    """
 
     def __init__(
         self,
@@ -73,11 +78,13 @@ class DetectorRunner:
         config: DetectorsConfig | None = None,
         pager: PagerRoutes | None = None,
         outbox: PagerOutbox | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.config = config or DetectorsConfig()
         self.pager = pager
-        self.outbox = outbox or (PagerOutbox(store, pager) if pager is not None else None)
+        self.leads = leader or (lambda: True)
+        self.outbox = outbox or (PagerOutbox(store, pager, leader=leader) if pager is not None else None)
         self.book = AlertBook(store, self.config.for_s, self.config.ui_url)
         self.detectors: list[Detector] = [
             VersionRegressionDetector(self.config.version),
@@ -129,7 +136,8 @@ class DetectorRunner:
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 try:
-                    self.run_pass()
+                    if self.leads():  # fencing: a node whose lease ran out passes no more
+                        self.run_pass()
                 except Exception:
                     log.exception("detector pass failed")
 

@@ -26,6 +26,7 @@ import logging
 import random
 import threading
 import time as clock
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
@@ -75,9 +76,11 @@ def _micros(moment: datetime) -> int:
 class Sequencer:
     """Appends new spans and audit entries as leaves; signs checkpoints at an interval and on demand."""
 
-    def __init__(self, store: Store, key: SigningKey, config: SequencerConfig | None = None) -> None:
+    def __init__(self, store: Store, key: SigningKey, config: SequencerConfig | None = None,
+                 leader: Callable[[], bool] | None = None) -> None:
         self.store, self.repo, self.key = store, store.evidence, key
         self.config = config or SequencerConfig()
+        self.leads = leader or (lambda: True)  # asked before each background pass (flightrec/leader.py)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,10 +108,11 @@ class Sequencer:
         self._last_checkpoint = clock.monotonic()
         while not self._stop.is_set():
             try:
-                self.run_once()
-                interval = self.config.checkpoint_interval_s
-                if interval and clock.monotonic() - self._last_checkpoint >= interval:
-                    self.checkpoint(sequence=False)
+                if self.leads():  # on demand (checkpoint()) any node sequences: appends are compare-and-swap
+                    self.run_once()
+                    interval = self.config.checkpoint_interval_s
+                    if interval and clock.monotonic() - self._last_checkpoint >= interval:
+                        self.checkpoint(sequence=False)
             except Exception:  # the next pass retries; verification shows what is not sequenced
                 log.exception("evidence: a sequencer pass failed")
             self._stop.wait(self.config.poll_s)

@@ -89,6 +89,9 @@ class RuntimeCollector(Collector):
         yield _gauge("flightrec_quarantine_recent_segments",
                      f"segments quarantined in the last {QUARANTINE_WINDOW_S:.0f} s", quarantine.recent_segments)
         yield _gauge("flightrec_health", "intake health: 0 ok, 1 degraded, 2 failing", HEALTH_LEVELS[health.status])
+        leader = runtime.leader
+        if leader is not None:
+            yield _gauge("flightrec_leader", "1 while this process holds the leader lease", int(leader.is_leader()))
         detectors = runtime.detectors
         if detectors is not None:
             outbox = detectors.outbox

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the parts' configs are built on demand: a client command ne
     from flightrec.detectors.pager import PagerConfig
     from flightrec.detectors.runner import DetectorsConfig
     from flightrec.evidence.sequencer import SequencerConfig
+    from flightrec.leader import LeaderConfig
     from flightrec.store import StoreConfig
     from flightrec.store.rules import RuleSet
     from flightrec.oidc import OidcConfig
@@ -163,6 +164,15 @@ class Settings(BaseSettings):
         ge=0,
         description="processes that decode WAL segments into rows (0: in the writer thread)",
     )
+    node_id: str | None = Field(
+        default=None, min_length=1, description="this process's id among the collectors of one store (unset: "
+        "host name, pid and a random suffix)")
+    leader_lease_s: float = Field(
+        default=15.0, gt=0, description="seconds a leader's lease lasts after its last renewal; a dead leader is "
+        "replaced within leader_lease_s + leader_renew_s")
+    leader_renew_s: float = Field(
+        default=5.0, gt=0, description="seconds between the leader's renewals (and the others' reads of the "
+        "lease); below leader_lease_s")
     detect_interval_s: float = Field(default=60.0, ge=0, description="seconds between detector passes in serve (0: off)")
     detect_window_hours: float = Field(default=24.0, gt=0, description="how far back a detector pass looks")
     checkpoint_interval_s: float = Field(
@@ -259,6 +269,13 @@ class Settings(BaseSettings):
                     "Art. 19 and 26(6) ask deployers of high-risk AI systems to keep logs: set it to "
                     f"{MIN_RETENTION_DAYS} or more (0 keeps forever), or set FLIGHTREC_RETENTION_SHORT_ACKNOWLEDGED=true "
                     "if this deployment is not bound by them")
+        return self
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        from flightrec.leader import check_timing
+
+        check_timing(self.leader_lease_s, self.leader_renew_s)
         return self
 
     @model_validator(mode="after")
@@ -373,6 +390,18 @@ class Settings(BaseSettings):
         from flightrec.evidence.sequencer import SequencerConfig
 
         return SequencerConfig(checkpoint_interval_s=self.checkpoint_interval_s)
+
+    def leader_config(self) -> LeaderConfig:
+        """The lease's timing; ``exclusive`` for an embedded store, which no other process can open."""
+        from flightrec.leader import LeaderConfig
+
+        return LeaderConfig(lease_s=self.leader_lease_s, renew_s=self.leader_renew_s,
+                            exclusive=self.store_dsn.startswith("chdb://"))
+
+    def leader_node(self) -> str:
+        from flightrec.leader import default_node_id
+
+        return self.node_id or default_node_id()
 
     def rates_config(self) -> RatesConfig:
         from flightrec.collector.rates import RatesConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from flightrec.store.config import StoreConfig
@@ -13,6 +14,7 @@ from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.meaning import MeaningRepository
 from flightrec.store.principals import PrincipalsRepository
 from flightrec.store.holds import HoldsRepository
+from flightrec.store.leases import LeaseRepository
 from flightrec.store.retention import RetentionPolicy, RetentionRepository
 from flightrec.store.texts import text_of
 from flightrec.store.migrations import migrate
@@ -100,21 +102,24 @@ class Store:
         self.principals = PrincipalsRepository(engine, self.db)
         self.holds = HoldsRepository(engine, self.db, config.cluster)
         self.erasures = ErasureRepository(engine, self.db)
+        self.leases = LeaseRepository(engine, self.db)
         self.retention = RetentionRepository(engine, self.db, config.cluster)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def migrate(self, *, retention: bool = False) -> list[int]:
+    def migrate(self, *, retention: bool | Callable[[Store], bool] = False) -> list[int]:
         """Apply pending migrations and install the derivation rules; return the migrations applied.
 
         With ``retention`` the TTLs are set between the two: on a fresh store that is before the
         derived columns exist, and an ALTER of otel_traces re-analyses every column's expression
         (the TTL's ALTER took 0.9 s after them, 0.03 s before; the schema is the same either way).
+        ``retention`` may be a function of the migrated store answering whether to (the server's:
+        whether this process leads, flightrec/leader.py).
         """
         done = migrate(self.engine, self.db, self.config.cluster)
-        if retention:
+        if retention(self) if callable(retention) else retention:
             self.apply_retention()
         self.meaning.install(self.config.rules, self.config.default_tenant)
         return done
@@ -435,12 +440,13 @@ class Store:
             self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
 
 
-def open_store(config: StoreConfig) -> Store:
-    """Connect, migrate and apply retention: the one store client factory."""
+def open_store(config: StoreConfig, *, retention: bool | Callable[[Store], bool] = True) -> Store:
+    """Connect, migrate and apply retention (``retention`` as :meth:`Store.migrate` takes it): the one store
+    client factory."""
     engine = Engine(config.target())
     store = Store(engine, config)
     try:
-        store.migrate(retention=True)
+        store.migrate(retention=retention)
     except Exception:
         engine.close()
         raise

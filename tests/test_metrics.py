@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -46,6 +47,11 @@ def test_metrics_count_intake_writer_and_latency(server) -> None:
     assert after[("flightrec_wal_backlog_spans", ())] == 0
     assert after[("flightrec_writer_up", ())] == 1 and after[("flightrec_health", ())] == 0
     assert after[("flightrec_quarantine_segments", ())] == 0
+    # One embedded server is always the leader (tests/test_leader.py has contenders); its id names its process.
+    assert after[("flightrec_leader", ())] == 1
+    leader = httpx.get(f"{server.url}/api/health", timeout=10).json()["leader"]
+    assert leader["is_leader"] is True and leader["holder"] == leader["node"] and leader["term"] >= 1
+    assert leader["node"].startswith(f"{socket.gethostname()}-{server.proc.pid}-"), leader
     traces = ("flightrec_http_request_duration_seconds_count",
               (("method", "POST"), ("route", "/v1/traces"), ("status", "200")))
     assert after[traces] - before.get(traces, 0) == 1

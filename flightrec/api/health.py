@@ -10,6 +10,7 @@ from flightrec.collector.pipeline import IntakeMetrics
 from flightrec.collector.quarantine import QuarantineSummary
 from flightrec.collector.writer import WriterMetrics
 from flightrec.api.deps import get_runtime
+from flightrec.leader import LeaderStatus
 from flightrec.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -23,6 +24,7 @@ class Health(BaseModel):
     quarantine: QuarantineSummary
     intake: IntakeMetrics
     writer: WriterMetrics
+    leader: LeaderStatus
 
 
 class Liveness(BaseModel):
@@ -31,12 +33,13 @@ class Liveness(BaseModel):
 
 @router.get(
     "/health",
-    summary="Intake health (WAL backlog, writer, quarantine) and ingest counters; 503 when not healthy",
+    summary="Intake health (WAL backlog, writer, quarantine), ingest counters and the leader; 503 when intake "
+    "is not healthy",
     response_model=Health,
     responses={503: {"model": Health, "description": "degraded or failing: `problems` says why"}},
 )
 def health(response: Response, runtime: Runtime = Depends(get_runtime)) -> Health:
-    assert runtime.wal and runtime.pipeline and runtime.writer
+    assert runtime.wal and runtime.pipeline and runtime.writer and runtime.leader
     settings = runtime.settings
     judged = assess(runtime.pipeline, runtime.wal, runtime.writer, settings.health_policy())
     if judged.status != "ok":
@@ -49,6 +52,7 @@ def health(response: Response, runtime: Runtime = Depends(get_runtime)) -> Healt
         quarantine=judged.quarantine,
         intake=runtime.pipeline.metrics,
         writer=runtime.writer.metrics,
+        leader=runtime.leader.status(),
     )
 
 

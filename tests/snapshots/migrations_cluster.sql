@@ -422,6 +422,21 @@ CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (TraceId, SpanId, ErasedAt);
 
+-- 0019_leader_lease
+CREATE TABLE IF NOT EXISTS flightrec.leader_lease ON CLUSTER fr
+(
+    Lease LowCardinality(String),
+    Version UInt64,
+    Term UInt64,
+    Holder String,
+    Released UInt8 DEFAULT 0,
+    Expires DateTime64(6),
+    Written DateTime64(6) DEFAULT now64(6)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ORDER BY Lease
+SETTINGS non_replicated_deduplication_window = 100;
+
 -- 0021_object_recency
 CREATE TABLE IF NOT EXISTS flightrec.object_recency ON CLUSTER fr
 (
