@@ -13,10 +13,15 @@ Two ClickHouse facts this module works around (tests/test_retention.py shows bot
 - a row kept by the WHERE is dropped from its part's TTL bookkeeping, so later merges never
   look at it again; releasing a hold therefore re-materializes the TTL of the partitions that
   hold rows past their retention (:meth:`RetentionRepository.expire_released`);
-- ``MODIFY TTL`` rewrites every part by default (``materialize_ttl_after_modify``); it runs only
-  when the wanted TTL differs from the table's (never at an unchanged start), and with
-  ``materialize = False`` it changes the metadata only (stored rows then follow the new TTL as
-  their parts merge).
+- ``MODIFY TTL`` rewrites every part by default (``materialize_ttl_after_modify``; on a cluster,
+  every part of every replica). It runs only when the wanted TTL differs from the table's as
+  ``system.tables`` prints it (never at an unchanged start), and rewrites only where that changes
+  what stored rows keep: a table with rows whose retention got shorter, or that had no TTL. A first
+  TTL on an empty table, a longer retention, or the same days with other holds change the metadata
+  only (``materialize_ttl_after_modify = 0``): a stored part keeps the expiry times computed when it
+  was written, and the merge they trigger evaluates the table's current TTL, so a row the new TTL
+  keeps is kept (it costs that part one early merge). ``materialize = False`` never rewrites: rows
+  already stored then follow a shorter TTL only as their parts merge.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ if TYPE_CHECKING:  # the config imports the policy; the engine imports the confi
 
 HOLD_DICTIONARY = "legal_hold_keys"
 PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+TTL_DAYS = re.compile(r"^toDateTime\(\w+\) \+ toIntervalDay\((\d+)\)")
 
 
 class RetentionPolicy(BaseModel):
@@ -88,6 +94,24 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def ttl_days(ttl: str) -> int:
+    """The days of a TTL clause as rendered or printed (0: none, or not in days)."""
+    match = TTL_DAYS.match(ttl)
+    return int(match.group(1)) if match else 0
+
+
+def needs_rewrite(current: str, wanted: str, has_rows: bool) -> bool:
+    """Whether stored rows must be re-evaluated at once for the wanted TTL to hold for them.
+
+    Only a table with rows whose TTL is new or shorter: a longer one, or the same days with other
+    holds, keeps what the old one kept, and the merge each part's old expiry triggers applies it.
+    """
+    if not wanted or not has_rows:
+        return False
+    old = ttl_days(current)
+    return old == 0 or ttl_days(wanted) < old
+
+
 class RetentionRepository:
     """The TTL statements: read a table's TTL, set it when it differs, expire what a release let go."""
 
@@ -126,10 +150,20 @@ class RetentionRepository:
                 sql = f"ALTER TABLE {self.db}.{table} {self.on_cluster} REMOVE TTL"
             else:
                 continue
-            self.engine.command("apply_retention", sql,
-                                settings={"materialize_ttl_after_modify": int(policy.materialize)})
+            rewrite = policy.materialize and needs_rewrite(current, wanted, self.has_rows(table))
+            self.engine.command("apply_retention", sql, settings={"materialize_ttl_after_modify": int(rewrite)})
             altered.append(table)
         return altered
+
+    def has_rows(self, table: str) -> bool:
+        """Whether any active part of the table holds rows (an empty table has nothing to rewrite)."""
+        rows = self.engine.query(
+            "table_has_rows",
+            "SELECT count() FROM system.parts WHERE database = {db:String} AND table = {table:String} "
+            "AND active AND rows > 0",
+            {"db": self.db, "table": table},
+        )
+        return rows[0][0] > 0
 
     def expire_released(self, policy: RetentionPolicy) -> int:
         """Re-materialize the TTL of the held tables' partitions that keep rows past their retention.

@@ -134,6 +134,29 @@ def test_an_unchanged_ttl_is_not_applied_again_at_the_next_start(store: Store) -
         again.engine.close()
 
 
+def test_a_changed_ttl_rewrites_stored_parts_only_when_it_could_expire_more(store: Store) -> None:
+    """A MODIFY TTL that materializes is a mutation rewriting every part (on a cluster, every replica's)."""
+    policy = store.config.retention_policy()
+
+    def apply(days: int, materialize: bool = True) -> int:
+        before = store.retention.mutation_count("otel_traces")
+        changed = store.apply_retention(policy=policy.model_copy(update={"spans_days": days,
+                                                                          "materialize": materialize}))
+        assert "otel_traces" in changed and (f"toIntervalDay({days})" if days else "") in store.table_ttl("otel_traces")
+        return store.retention.mutation_count("otel_traces") - before
+
+    assert apply(200) == 0  # an empty table: nothing stored to rewrite
+    put(store, T_FREE)
+    assert apply(365) == 0  # longer: what the old TTL kept, the new one keeps
+    assert apply(30, materialize=False) == 0  # the operator's choice: metadata only
+    assert apply(20) == 1  # shorter, rows stored: they are re-evaluated now
+    wait_mutations(store)
+    assert traces(store) == set()  # the rewrite expired it (TTL merges are stopped: not one of them)
+    assert apply(0) == 0 and store.table_ttl("otel_traces") == ""  # forever: REMOVE TTL, no rewrite
+    put(store, T_NEW, start_ns=BASE_NS)
+    assert apply(180) == 1  # a TTL where there was none
+
+
 def test_a_span_retention_below_six_months_needs_an_acknowledgement() -> None:
     with pytest.raises(ValidationError, match="below 180 days.*RETENTION_SHORT_ACKNOWLEDGED"):
         Settings(retention_days=30)
