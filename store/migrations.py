@@ -1,7 +1,7 @@
 """Numbered, append-only migrations recorded in a migrations table.
 
-Files are ``NNNN_<what>.up.sql``; ``${db}``, ``${on_cluster}`` and the engine
-names are filled in for embedded, server or cluster. A shipped file is never
+Files are ``NNNN_<what>.up.sql``; ``${db}``, ``${on_cluster}``, ``${local}`` (the suffix of a sharded
+table's storage) and the engine names are filled in for embedded, server or cluster. A shipped file is never
 edited: a change is a new number.
 """
 
@@ -33,11 +33,12 @@ def schema_vars(database: str, cluster: str | None) -> dict[str, str]:
         return {
             "db": database,
             "on_cluster": f"ON CLUSTER {cluster}",
+            "local": "",
             "replacing_engine": f"ReplicatedReplacingMergeTree({zk})",
             "merge_engine": f"ReplicatedMergeTree({zk})",
             "aggregating_engine": f"ReplicatedAggregatingMergeTree({zk})",
         }
-    return {"db": database, "on_cluster": "", "replacing_engine": "ReplacingMergeTree", "merge_engine": "MergeTree",
+    return {"db": database, "on_cluster": "", "local": "", "replacing_engine": "ReplacingMergeTree", "merge_engine": "MergeTree",
             "aggregating_engine": "AggregatingMergeTree"}
 
 

@@ -17,6 +17,7 @@ from flightrec.store.holds import HoldsRepository
 from flightrec.store.leases import LeaseRepository
 from flightrec.store.retention import RetentionPolicy, RetentionRepository
 from flightrec.store.texts import text_of
+from flightrec.store.tool_reads import ToolReads
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.audit_log import AuditRepository
@@ -104,6 +105,7 @@ class Store:
         self.erasures = ErasureRepository(engine, self.db)
         self.leases = LeaseRepository(engine, self.db)
         self.retention = RetentionRepository(engine, self.db, config.cluster)
+        self.tool_reads = ToolReads(engine, self.db)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
         self._replacing: bool | None = None
 
@@ -132,7 +134,8 @@ class Store:
         if days is not None:
             base = policy or self.config.retention_policy()
             return self.retention.apply(base.model_copy(update={"spans_days": days, "logs_days": None}),
-                                        tables=["otel_traces", "object_links", "object_recency", "otel_logs"])
+                                        tables=["otel_traces", "otel_traces_trace_id_ts", "object_links",
+                                                "object_recency", "otel_logs"])
         return self.retention.apply(policy or self.config.retention_policy())
 
     def table_ttl(self, table: str) -> str:
@@ -436,7 +439,7 @@ class Store:
 
     def optimize(self) -> None:
         """Merge parts now, collapsing replayed duplicates (tests and benchmarks)."""
-        for table in ("otel_traces", "object_links", "object_recency", "otel_logs"):
+        for table in ("otel_traces", "otel_traces_trace_id_ts", "object_links", "object_recency", "otel_logs"):
             self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
 
 

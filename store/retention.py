@@ -61,6 +61,7 @@ class TableTtl(BaseModel):
 
 TABLES: dict[str, TableTtl] = {t.table: t for t in (
     TableTtl(table="otel_traces", time="toDateTime(Timestamp)", held_by="trace+agent"),
+    TableTtl(table="otel_traces_trace_id_ts", time="toDateTime(Start)", held_by="trace"),
     TableTtl(table="object_links", time="toDateTime(Timestamp)", held_by="trace+agent"),
     TableTtl(table="object_recency", time="toDateTime(LastSeen)"),
     TableTtl(table="otel_logs", time="toDateTime(Timestamp)", held_by="trace"),
@@ -72,7 +73,8 @@ TABLES: dict[str, TableTtl] = {t.table: t for t in (
 def days_of(policy: RetentionPolicy) -> dict[str, int]:
     """Table -> days under this policy."""
     logs = policy.spans_days if policy.logs_days is None else policy.logs_days
-    return {"otel_traces": policy.spans_days, "object_links": policy.spans_days,
+    return {"otel_traces": policy.spans_days, "otel_traces_trace_id_ts": policy.spans_days,
+            "object_links": policy.spans_days,
             "object_recency": policy.spans_days, "otel_logs": logs,
             "alerts": policy.alerts_days, "pager_outbox": policy.outbox_days}
 

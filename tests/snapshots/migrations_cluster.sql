@@ -455,3 +455,50 @@ AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM flight
 INSERT INTO flightrec.object_recency
 SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM flightrec.object_links
 GROUP BY ObjectType, ObjectId, Tenant, Agent;
+
+-- 0022_tool_indexes
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+    ADD INDEX IF NOT EXISTS idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+    MATERIALIZE INDEX idx_res_attr_key, MATERIALIZE INDEX idx_res_attr_value,
+    MATERIALIZE INDEX idx_span_attr_key, MATERIALIZE INDEX idx_span_attr_value;
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild';
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+    ADD PROJECTION IF NOT EXISTS by_service_time
+    (
+        SELECT Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, Duration, StatusCode
+        ORDER BY ServiceName, SpanName, toDateTime(Timestamp), Timestamp
+    );
+
+ALTER TABLE flightrec.otel_traces ON CLUSTER fr MATERIALIZE PROJECTION by_service_time;
+
+-- 0023_trace_id_ts
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts ON CLUSTER fr
+(
+    TraceId String CODEC(ZSTD(1)),
+    Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
+    End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toStartOfWeek(Start)
+ORDER BY (TraceId)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.otel_traces_trace_id_ts_mv ON CLUSTER fr
+TO flightrec.otel_traces_trace_id_ts
+AS SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
+FROM flightrec.otel_traces
+WHERE TraceId != ''
+GROUP BY TraceId;
+
+INSERT INTO flightrec.otel_traces_trace_id_ts
+SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
+FROM flightrec.otel_traces
+WHERE TraceId != ''
+GROUP BY TraceId;
