@@ -160,6 +160,7 @@ def check_collectors(compose: dict) -> None:
         assert re.fullmatch(r"\$\{FLIGHTREC_API_TOKEN:\?[^}]+\}", env.get("FLIGHTREC_API_TOKEN", "")), \
             f"{name}: FLIGHTREC_API_TOKEN must be required (${{FLIGHTREC_API_TOKEN:?...}})"
         assert env.get("FLIGHTREC_DATA") == "/var/lib/flightrec", f"{name}: FLIGHTREC_DATA {env.get('FLIGHTREC_DATA')!r}"
+        assert env.get("FLIGHTREC_NODE_ID") == name, f"{name}: FLIGHTREC_NODE_ID is {env.get('FLIGHTREC_NODE_ID')!r}"
         wal = [source for source, target_path in mounts(service) if target_path == env["FLIGHTREC_DATA"]]
         assert wal and not is_bind(wal[0]), f"{name}: its WAL ({env['FLIGHTREC_DATA']}) needs a named volume"
         assert wal[0] not in wal_owner, f"{name} shares WAL volume {wal[0]!r} with {wal_owner.get(wal[0])}"
@@ -296,12 +297,14 @@ BREAKS = [
      "services publishing ports"),
     ("collectors", "docker-compose.yml", "      - collector2-wal:/var/lib/flightrec", "      - collector1-wal:/var/lib/flightrec",
      "shares WAL volume"),
-    ("collectors", "docker-compose.yml", "      FLIGHTREC_STATE_CLUSTER: flightrec_state\n", "", "FLIGHTREC_STATE_CLUSTER is None"),
-    ("collectors", "docker-compose.yml", "      FLIGHTREC_CLUSTER: flightrec\n", "      FLIGHTREC_CLUSTER: default\n",
+    ("collectors", "docker-compose.yml", "  FLIGHTREC_STATE_CLUSTER: flightrec_state\n", "", "FLIGHTREC_STATE_CLUSTER is None"),
+    ("collectors", "docker-compose.yml", "  FLIGHTREC_CLUSTER: flightrec\n", "  FLIGHTREC_CLUSTER: default\n",
      "FLIGHTREC_CLUSTER is 'default'"),
     ("collectors", "docker-compose.yml", "@ch-s2-r1:8123/flightrec", "@lb:8123/flightrec", "not a node"),
-    ("collectors", "docker-compose.yml", "FLIGHTREC_API_TOKEN: ${FLIGHTREC_API_TOKEN:?set an API token}\n      FLIGHTREC_INGEST",
-     "FLIGHTREC_API_TOKEN: ${FLIGHTREC_API_TOKEN:-}\n      FLIGHTREC_INGEST", "must be required"),
+    ("collectors", "docker-compose.yml", "FLIGHTREC_API_TOKEN: ${FLIGHTREC_API_TOKEN:?set an API token}\n  FLIGHTREC_INGEST",
+     "FLIGHTREC_API_TOKEN: ${FLIGHTREC_API_TOKEN:-}\n  FLIGHTREC_INGEST", "must be required"),
+    ("collectors", "docker-compose.yml", "FLIGHTREC_NODE_ID: collector2", "FLIGHTREC_NODE_ID: collector1",
+     "FLIGHTREC_NODE_ID is 'collector1'"),
     ("macros", "clickhouse/nodes/ch-s2-r2/macros.xml", "<shard>02</shard>", "<shard>01</shard>", "but it is in shard 02"),
     ("macros", "clickhouse/nodes/ch-s1-r2/macros.xml", "<replica>ch-s1-r2</replica>", "<replica>ch-s1-r1</replica>",
      "macros repeat"),

@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause-bound", type=float, default=5.0,
                         help="seconds a pause may take to be seen through the other collector (default 5)")
     parser.add_argument("--leader-bound", type=float, default=30.0,
-                        help="seconds a killed leader may take to be replaced (default 30)")
+                        help="seconds a killed leader may take to be replaced (default 30: the stated bound "
+                             "leader_lease_s + leader_renew_s = 15 + 5 s, plus 10 s for the kill and the statements)")
     parser.add_argument("--verbose", action="store_true", help="print every command")
     options = parser.parse_args(argv)
     if options.dry_run:
