@@ -196,3 +196,18 @@ def test_a_lease_of_zero_is_refused(monkeypatch) -> None:
         Settings()
     assert Settings(leader_lease_s=4, leader_renew_s=1).leader_config().model_dump() == {
         "lease_s": 4, "renew_s": 1, "exclusive": True}
+
+
+def test_a_writer_that_cannot_see_the_winner_is_refused_by_the_token(store: Store) -> None:
+    """On a cluster a writer may read a replica the winner's row has not reached yet: the newest-version
+    guard passes there, and the insert deduplication token (kept for the whole table) refuses it. Here
+    the winner's row is hidden by deleting it, which is that replica's view."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(tz=timezone.utc)
+    store.leases.write("hidden", version=1, term=1, holder="winner", released=False, expires=now)
+    store.engine.command("test_hide_lease", f"ALTER TABLE {store.db}.leader_lease DELETE WHERE Lease = 'hidden'",
+                         settings={"mutations_sync": 2})
+    assert store.leases.latest("hidden") is None
+    store.leases.write("hidden", version=1, term=1, holder="late", released=False, expires=now)
+    assert store.leases.at("hidden", 1) == [], "a second writer of one version got in"
