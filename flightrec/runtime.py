@@ -134,8 +134,7 @@ class Runtime:
         if self.rates is not None:
             self.rates.shutdown()
         if self.leader is not None:
-            self.leader.shutdown()
-            self.leader = None
+            self.leader.shutdown()  # kept until the store closes: /api/health still says who leads meanwhile
         if self.pipeline is not None:
             self.pipeline.close_intake()
         if self.grpc is not None:
@@ -162,6 +161,7 @@ class Runtime:
         self.rollback = None
         self.systems = None
         self.audit_heads = None
+        self.leader = None
         if self.store is not None:
             self.store.close()
             self.store = None

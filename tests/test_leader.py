@@ -68,6 +68,8 @@ def test_two_contenders_have_exactly_one_leader_at_every_moment(store: Store, el
 
 def test_a_dead_leader_is_replaced_within_lease_plus_renew(store: Store, electors) -> None:
     a, b = elector(store, electors, "a"), elector(store, electors, "b")
+    elected: list[int] = []
+    b.on_elected = elected.append  # the server applies retention and resumes re-derivation there
     assert a.campaign()
     a.start()
     b.start()
@@ -81,6 +83,8 @@ def test_a_dead_leader_is_replaced_within_lease_plus_renew(store: Store, elector
     assert not a.is_leader(), "the dead leader's lease ran out before the other took over"
     assert term is not None and b.term() == term + 1, "terms strictly increase"
     assert took <= bound + SLACK_S
+    wait_for(lambda: elected, 10, "b's work on taking the term")
+    assert term is not None and elected == [term + 1]
     latest = store.leases.latest("leader")
     assert latest is not None and (latest.holder, latest.term, latest.released) == ("b", term + 1, False)
 
