@@ -25,10 +25,12 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Callable
+from typing import Literal
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from flightrec.collector.engine_ingest import EngineSegmentWriter
 from flightrec.collector.prepare import Exclusions, SegmentPreparer, conflict_message, init_worker, prepare_in_worker
 from flightrec.collector.quarantine import Quarantine
 from flightrec.collector.wal import Segment, WalRecord, WriteAheadLog, read_records
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class WriterConfig(BaseModel):
+    parser: Literal["python", "engine"] = Field(
+        default="python", description="who parses and flattens segments: worker processes (python) or the engine")
     workers: int = Field(default=2, ge=0, description="processes preparing segments; 0 prepares in the writer thread")
     retry_initial_s: float = Field(default=0.5, gt=0, description="first wait after a failed insert")
     retry_max_s: float = Field(default=10.0, gt=0, description="longest wait between insert retries")
@@ -87,6 +91,8 @@ class BatchWriter:
         self.metrics = WriterMetrics()
         self._insert_types = store.insert_types()
         self._preparer = SegmentPreparer(self._insert_types)
+        self._engine = (EngineSegmentWriter(store, wal.config.directory / "engine", self._preparer)
+                        if self.config.parser == "engine" else None)
         self._pool: ProcessPoolExecutor | None = None
         self._in_flight: dict[Path, Future[PreparedBatch]] = {}
         self._stop = threading.Event()
@@ -108,7 +114,7 @@ class BatchWriter:
 
     def _new_pool(self) -> ProcessPoolExecutor | None:
         """Worker processes, started now rather than on the first segment (spawn takes a second)."""
-        if not self.config.workers:
+        if not self.config.workers or self._engine is not None:
             return None
         pool = ProcessPoolExecutor(
             max_workers=self.config.workers,
@@ -202,6 +208,13 @@ class BatchWriter:
         self._count_identity(duplicates, conflicts)
         return prepared.spans
 
+    def _engine_write(self, records: list[WalRecord], token: str) -> int:
+        """Records through the engine's parser (collector/engine_ingest.py); answer the spans inserted."""
+        assert self._engine is not None
+        result = self._engine.write(records, token)
+        self._count_identity(result.duplicates, result.conflicts)
+        return result.inserted
+
     def _count_identity(self, duplicates: int, conflicts: list[str]) -> None:
         self.metrics.duplicate_spans += duplicates
         if not conflicts:
@@ -220,8 +233,11 @@ class BatchWriter:
         if self._head != segment.path:
             self._head, self.metrics.head_attempts = segment.path, 0
         try:
-            prepared = self._prepare(segment, ahead or [])
-            inserted = self._insert(prepared, lambda exclude: self._preparer.prepare(segment.path, exclude))
+            if self._engine is not None:
+                inserted = self._engine_write(read_records(segment.path), segment.token)
+            else:
+                prepared = self._prepare(segment, ahead or [])
+                inserted = self._insert(prepared, lambda exclude: self._preparer.prepare(segment.path, exclude))
         except Exception as exc:
             return self._failed(segment, exc)
         self._done(segment, inserted)
@@ -255,6 +271,9 @@ class BatchWriter:
         inserted = 0
         for number, record in enumerate(records):
             try:
+                if self._engine is not None:
+                    inserted += self._engine_write([record], f"{segment.token}-{number}")
+                    continue
                 prepared = self._preparer.prepare_records([record])
                 inserted += self._insert(
                     prepared,

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
         ge=0,
         description="processes that decode WAL segments into rows (0: in the writer thread)",
     )
+    ingest_parser: Literal["python", "engine"] = Field(
+        default="python", description="who parses WAL segments' OTLP and flattens spans: writer worker processes "
+        "(python) or ClickHouse's Protobuf input format (engine; no worker processes)")
     node_id: str | None = Field(
         default=None, min_length=1, description="this process's id among the collectors of one store (unset: "
         "host name, pid and a random suffix)")
@@ -384,7 +387,8 @@ class Settings(BaseSettings):
     def writer_config(self) -> WriterConfig:
         from flightrec.collector.writer import WriterConfig
 
-        return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after)
+        return WriterConfig(workers=self.writer_workers, quarantine_after=self.quarantine_after,
+                            parser=self.ingest_parser)
 
     def sequencer_config(self) -> SequencerConfig:
         from flightrec.evidence.sequencer import SequencerConfig

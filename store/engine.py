@@ -16,6 +16,7 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.external import ExternalData
 
 from flightrec.store.config import EngineTarget
 
@@ -85,6 +86,13 @@ def classify(message: str) -> tuple[bool, int | None]:
     return code in TRANSIENT_CODES, code
 
 
+def _external_data(external: dict[str, Any] | None) -> ExternalData | None:
+    if not external:
+        return None
+    return ExternalData(file_name=external["name"], data=external["data"], fmt=external["fmt"],
+                        structure=external["structure"])
+
+
 class Engine:
     """Runs named statements against one ClickHouse (embedded or server)."""
 
@@ -128,24 +136,34 @@ class Engine:
                 raise StoreError(f"{name}: {exc}", transient=transient, code=code) from exc
 
     def query(self, name: str, sql: str, params: dict[str, Any] | None = None,
-              settings: dict[str, Any] | None = None) -> list[tuple]:
-        """Run a SELECT with bound ``{name:Type}`` parameters; return rows as tuples."""
+              settings: dict[str, Any] | None = None, external: dict[str, Any] | None = None) -> list[tuple]:
+        """Run a SELECT with bound ``{name:Type}`` parameters; return rows as tuples.
+
+        ``external``: a table sent with the statement (a server's external data: ``name``, ``data``,
+        ``fmt``, ``structure``), read by the SELECT under its name.
+        """
         settings = {**(settings or {}), "log_comment": name}
         return self._run(
-            name, lambda: self._client.query(sql, parameters=params or {}, settings=settings).result_rows
+            name, lambda: self._client.query(sql, parameters=params or {}, settings=settings,
+                                             external_data=_external_data(external)).result_rows
         )
 
-    def query_columns(self, name: str, sql: str, params: dict[str, Any] | None = None) -> dict[str, list]:
-        """Run a SELECT and return its result column by column, keyed by column name."""
-        settings = {"log_comment": name}
-        result = self._run(name, lambda: self._client.query(sql, parameters=params or {}, settings=settings))
+    def query_columns(self, name: str, sql: str, params: dict[str, Any] | None = None,
+                      settings: dict[str, Any] | None = None, external: dict[str, Any] | None = None
+                      ) -> dict[str, list]:
+        """Run a SELECT and return its result column by column, keyed by column name (``external``: see query)."""
+        settings = {**(settings or {}), "log_comment": name}
+        result = self._run(name, lambda: self._client.query(sql, parameters=params or {}, settings=settings,
+                                                            external_data=_external_data(external)))
         return {column: list(values) for column, values in zip(result.column_names, result.result_columns)} if (
             result.result_columns) else {column: [] for column in result.column_names}
 
     def command(self, name: str, sql: str, params: dict[str, Any] | None = None,
-                settings: dict[str, Any] | None = None) -> Any:
-        """Run DDL or another statement that returns no rows (``settings``: e.g. ``mutations_sync``)."""
-        return self._run(name, lambda: self._client.command(sql, parameters=params or {}, settings=settings or None))
+                settings: dict[str, Any] | None = None, data: bytes | None = None) -> Any:
+        """Run DDL or another statement that returns no rows (``settings``: e.g. ``mutations_sync``;
+        ``data``: the body of an ``INSERT ... FORMAT``, read by its ``input()``)."""
+        return self._run(name, lambda: self._client.command(sql, parameters=params or {}, settings=settings or None,
+                                                            data=data))
 
     @staticmethod
     def _insert_settings(name: str, dedup_token: str | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from flightrec.store.links import covered_spans
 from flightrec.store.runs import RunsRepository
 from flightrec.store.log_events import LogEvent, attach_log_events
 from flightrec.store.meaning import MeaningRepository
+from flightrec.store.otlp import OtlpRepository
 from flightrec.store.principals import PrincipalsRepository
 from flightrec.store.holds import HoldsRepository
 from flightrec.store.leases import LeaseRepository
@@ -107,6 +108,7 @@ class Store:
         self.retention = RetentionRepository(engine, self.db, config.cluster)
         self.tool_reads = ToolReads(engine, self.db)
         self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
+        self.otlp = OtlpRepository(engine, self.db)
         self._replacing: bool | None = None
 
     # -- lifecycle ---------------------------------------------------------------
