@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
@@ -461,6 +464,30 @@ def test_wait_for_names_what_did_not_happen(check_script: ModuleType) -> None:
     assert check_script.wait_for("x", 5, lambda: calls.append(1) or len(calls) >= 3, interval=0.001)[0]
     with pytest.raises(check_script.ClaimFailed, match="the pause seen: not within 0 s"):
         check_script.wait_for("the pause seen", 0.01, lambda: False, interval=0.001)
+
+
+def test_the_host_side_claims_hold_on_a_real_server(make_server, check_script: ModuleType) -> None:
+    """check.py's own HTTP path, span request, story claim and leader verdict, against a running server."""
+    server = make_server(env={"FLIGHTREC_API_TOKEN": "check-token-0123456789abcdef"})
+    cluster = check_script.Cluster({**os.environ, "FLIGHTREC_API_TOKEN": "check-token-0123456789abcdef"}, lb_url=server.url)
+    run = check_script.Run(cluster, pause_bound=5, leader_bound=30)
+    run.traces = {secrets.token_hex(16): 5, secrets.token_hex(16): 3}
+    request = check_script.otlp_json(run.traces, run.ticket, check_script.AGENT, time.time_ns())
+    run.send_http(request)
+    for trace_id, count in run.traces.items():
+        check_script.wait_for(f"trace {trace_id}", 60, lambda t=trace_id, n=count: run._spans_of(t) == n)
+    assert run.story().startswith(f"story of ticket:{run.ticket}: 2 traces")
+    health = cluster.api(None, "GET", "/api/health")
+    assert check_script.leader_of({"collector1": health}) == ("collector1", health["leader"]["term"])
+
+    run.traces[secrets.token_hex(16)] = 4  # a trace the store never got: the story claim must fail
+    with pytest.raises(check_script.ClaimFailed, match=f"story of ticket:{run.ticket} tells traces"):
+        run.story()
+    with pytest.raises(check_script.ClaimFailed, match="OTLP/HTTP through the load balancer: 200"):
+        run.send_http(check_script.otlp_json({"0af7": 1}, run.ticket, check_script.AGENT, time.time_ns()))  # a bad id
+    wrong = check_script.Cluster({**os.environ, "FLIGHTREC_API_TOKEN": "not-the-token-0123456789abcdef"}, lb_url=server.url)
+    with pytest.raises(check_script.ClaimFailed, match="GET /api/controls via the load balancer: 401"):
+        wrong.api(None, "GET", "/api/controls")
 
 
 def test_deploy_docs_say_how_to_run_it() -> None:

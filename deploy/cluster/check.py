@@ -56,14 +56,15 @@ AGENT = "cluster-check-agent"
 SPANS_PER_TRACE = 5
 
 # Runs in a container (or on the host) to call an HTTP endpoint: argv base method path [token],
-# body on stdin; prints {"status", "body"}. The token defaults to the container's FLIGHTREC_API_TOKEN.
+# body on stdin; prints {"status", "body"}. The token defaults to the environment's FLIGHTREC_API_TOKEN;
+# an empty one sends no Authorization header.
 HTTP_SNIPPET = """
 import json, os, sys, urllib.error, urllib.request
 base, method, path = sys.argv[1:4]
 token = sys.argv[4] if len(sys.argv) > 4 else os.environ.get("FLIGHTREC_API_TOKEN", "")
 body = sys.stdin.buffer.read() or None
-request = urllib.request.Request(base + path, data=body, method=method,
-                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+headers = {"Content-Type": "application/json", **({"Authorization": "Bearer " + token} if token else {})}
+request = urllib.request.Request(base + path, data=body, method=method, headers=headers)
 try:
     with urllib.request.urlopen(request, timeout=15) as response:
         status, text = response.status, response.read()
@@ -185,6 +186,7 @@ class Cluster:
 
     env: dict[str, str]
     verbose: bool = False
+    lb_url: str = LB_URL
     password: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -209,12 +211,15 @@ class Cluster:
                         *bound], stdin=query)
         return [line.split("\t") for line in out.splitlines() if line]
 
-    def http(self, where: str | None, method: str, path: str, body: object = None, token: str | None = None,
-             base: str = "http://127.0.0.1:4318") -> tuple[int, object]:
-        """(status, parsed body) of a request made in a service's container, or on the host (where=None)."""
+    def http(self, where: str | None, method: str, path: str, body: object = None,
+             token: str | None = None) -> tuple[int, object]:
+        """(status, parsed body) of a request made in a service's container to itself, or on the host
+        (where=None) to the load balancer's published port."""
         prefix = (["docker", "compose", "-f", str(COMPOSE_FILE), "-p", PROJECT, "exec", "-T", where, "python"]
                   if where else [sys.executable])
-        args = [*prefix, "-c", HTTP_SNIPPET, base, method, path, *([token] if token else [])]
+        base = "http://127.0.0.1:4318" if where else self.lb_url
+        # token None: the API token (the container's, or ours); "" sends no Authorization header.
+        args = [*prefix, "-c", HTTP_SNIPPET, base, method, path, *([] if token is None else [token])]
         answer = json.loads(self.run(args, stdin=json.dumps(body) if body is not None else ""))
         try:
             return answer["status"], json.loads(answer["body"])
@@ -288,11 +293,7 @@ class Run:
             if wanted[int(remainder)]:
                 wanted[int(remainder)] -= 1
                 self.traces[candidate] = SPANS_PER_TRACE
-        ingest_token = (self.cluster.env.get("FLIGHTREC_INGEST_TOKENS") or "").split(",")[0] or None
-        request = otlp_json(self.traces, self.ticket, AGENT, time.time_ns())
-        status, payload = self.cluster.http(None, "POST", "/v1/traces", request, ingest_token)
-        if status != 200 or (isinstance(payload, dict) and payload.get("partialSuccess", {}).get("rejectedSpans")):
-            raise ClaimFailed(f"OTLP/HTTP through the load balancer: {status} {payload}")
+        self.send_http(otlp_json(self.traces, self.ticket, AGENT, time.time_ns()))
         grpc = self.cluster.compose("exec", "-T", "ui", "python", "-c", GRPC_SNIPPET, "lb:4317",
                                     str(SPANS_PER_TRACE), self.ticket, AGENT).strip().splitlines()[-1]
         self.traces[grpc] = SPANS_PER_TRACE
@@ -300,6 +301,14 @@ class Run:
             wait_for(f"trace {trace_id} queryable through the load balancer", 120,
                      lambda t=trace_id, n=count: self._spans_of(t) == n)
         return f"{len(self.traces)} traces of ticket {self.ticket} (one over gRPC) queryable"
+
+    def send_http(self, request: dict) -> None:
+        """POST an OTLP/HTTP JSON request to the load balancer; every span must be accepted."""
+        # OTLP carries an ingest token when the deployment wants one, else none (the API token is not one).
+        ingest_token = (self.cluster.env.get("FLIGHTREC_INGEST_TOKENS") or "").split(",")[0].strip()
+        status, payload = self.cluster.http(None, "POST", "/v1/traces", request, ingest_token)
+        if status != 200 or (isinstance(payload, dict) and payload.get("partialSuccess", {}).get("rejectedSpans")):
+            raise ClaimFailed(f"OTLP/HTTP through the load balancer: {status} {payload}")
 
     def _spans_of(self, trace_id: str) -> int:
         status, payload = self.cluster.http(None, "GET", f"/api/traces/{trace_id}", token=self.cluster.env["FLIGHTREC_API_TOKEN"])
