@@ -388,6 +388,15 @@ def test_dry_run_prints_every_claim_in_order_without_docker() -> None:
     assert "leader 12 s" in result.stdout and "docker compose down -v" in result.stdout
 
 
+def test_the_script_runs_on_python_3_9_and_later() -> None:
+    """check.py runs on the Docker host's python3, not this venv: no syntax newer than 3.9."""
+    import ast
+
+    ast.parse((CLUSTER / "check.py").read_text(), feature_version=(3, 9))
+    with pytest.raises(SyntaxError):  # the check itself can fail
+        ast.parse("match x:\n    case 1:\n        pass\n", feature_version=(3, 9))
+
+
 def test_the_script_knows_the_topology_the_files_pin(check_script: ModuleType) -> None:
     compose = load_compose(CLUSTER)
     assert check_script.NODES == {node: shard for node, (shard, _) in node_macros(CLUSTER, compose).items()}
