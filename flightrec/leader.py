@@ -8,7 +8,7 @@ alone, and each such loop asks :meth:`LeaderElector.is_leader` before every pass
 | OTLP receivers, WAL, writer | every node | each node acknowledges into its own WAL; inserts are deduplicated by token |
 | API, and the audit appends of people's acts | every node | the node asked serves; appends are a compare-and-swap (store/audit_log.py) |
 | audit head signing, legal-hold keys at start | every node | a node signs what it appended; the keys are rewritten whole, as a new generation |
-| detector passes | leader | two passes would each fire and resolve the same alerts and queue their pages twice |
+| detector passes | leader | two passes would each fire and resolve the same alerts and queue their pages twice; a pass asked for through the API runs on the node asked |
 | pager outbox delivery, Alertmanager re-sends | leader | the outbox has no per-entry claim: every node would send every page |
 | evidence sequencer, interval checkpoints | leader | appends are compare-and-swap safe, but N sequencers race for every batch and each signs its own checkpoints; an on-demand checkpoint runs on the node asked |
 | model rates (clearing at start, pricing) | leader | one clears and prices; a second node clearing at its start would leave costs unknown meanwhile |

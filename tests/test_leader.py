@@ -8,6 +8,8 @@ and the ``flightrec_leader`` gauge through a real server: tests/test_metrics.py 
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -192,6 +194,15 @@ def test_a_renewal_interval_not_below_the_lease_is_refused(monkeypatch, lease: f
     assert f"FLIGHTREC_LEADER_RENEW_S={renew:g} must be below FLIGHTREC_LEADER_LEASE_S={lease:g}" in message
     with pytest.raises(ValidationError, match="must be below FLIGHTREC_LEADER_LEASE_S"):
         LeaderConfig(lease_s=lease, renew_s=renew)
+
+
+def test_the_node_id_is_the_setting_or_host_pid_and_a_random_suffix(monkeypatch) -> None:
+    assert Settings(node_id="collector1").leader_node() == "collector1"
+    made = {Settings().leader_node() for _ in range(3)}
+    assert len(made) == 3 and all(node.startswith(f"{socket.gethostname()}-{os.getpid()}-") for node in made)
+    monkeypatch.setenv("FLIGHTREC_NODE_ID", "")
+    with pytest.raises(ValidationError, match="node_id"):
+        Settings()
 
 
 def test_a_lease_of_zero_is_refused(monkeypatch) -> None:
