@@ -30,7 +30,16 @@ import yaml
 from flightrec.collector.decode import decode_body
 from flightrec.settings import Settings
 from flightrec.store.config import parse_dsn
-from tests.test_deploy import DEFAULT_ENV, environment, interpolate, is_bind, mounts, option, published_ports
+from tests.test_deploy import (
+    DEFAULT_ENV,
+    _compose_plugin_available,
+    environment,
+    interpolate,
+    is_bind,
+    mounts,
+    option,
+    published_ports,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "deploy" / "cluster"
@@ -224,6 +233,21 @@ def check_keeper(base: Path, compose: dict) -> None:
         assert listed == [(k, "9181") for k in KEEPERS], f"{node}: its zookeeper section lists {listed}"
 
 
+def check_secrets(base: Path, compose: dict) -> None:
+    """Every node gets the cluster secret from a required variable, and cluster.xml reads it from there only."""
+    for node in NODES:
+        raw = environment(compose["services"][node]).get("CLICKHOUSE_CLUSTER_SECRET", "")
+        assert re.fullmatch(r"\$\{FLIGHTREC_CLUSTER_SECRET:\?[^}]+\}", raw), \
+            f"{node}: CLICKHOUSE_CLUSTER_SECRET must be ${{FLIGHTREC_CLUSTER_SECRET:?...}}, is {raw!r}"
+        path = mount_source(base, compose["services"][node], CONFIG_D + "cluster.xml")
+        assert path is not None, f"{node} mounts no cluster.xml"
+        root = ET.parse(path).getroot()
+        for element in [*root.iter("secret"), *root.iter("password")]:
+            assert element.get("from_env") == "CLICKHOUSE_CLUSTER_SECRET" and not (element.text or "").strip(), \
+                f"{path.name}: <{element.tag}> must come from_env CLICKHOUSE_CLUSTER_SECRET, not the file"
+        assert root.find("interserver_http_credentials/password") is not None, "replicas fetch parts without a password"
+
+
 def haproxy_sections(text: str) -> dict[str, list[str]]:
     """'frontend NAME' / 'backend NAME' / ... -> their lines, comments dropped."""
     sections: dict[str, list[str]] = {}
@@ -271,6 +295,7 @@ CHECKS = {
     "macros": lambda base: check_macros(base, load_compose(base)),
     "keeper": lambda base: check_keeper(base, load_compose(base)),
     "balancer": lambda base: check_balancer(base, load_compose(base)),
+    "secrets": lambda base: check_secrets(base, load_compose(base)),
 }
 
 
@@ -328,6 +353,12 @@ BREAKS = [
      "raft_configuration differs"),
     ("keeper", "clickhouse/config.d/cluster.xml", "<node><host>keeper3</host><port>9181</port></node>", "",
      "zookeeper section lists"),
+    ("secrets", "docker-compose.yml", "${FLIGHTREC_CLUSTER_SECRET:?set FLIGHTREC_CLUSTER_SECRET (openssl rand -hex 32)}",
+     "${FLIGHTREC_CLUSTER_SECRET:-changeme}", "must be ${FLIGHTREC_CLUSTER_SECRET:?...}"),
+    ("secrets", "clickhouse/config.d/cluster.xml", '<password from_env="CLICKHOUSE_CLUSTER_SECRET"/>',
+     "<password>hunter2</password>", "must come from_env"),
+    ("secrets", "clickhouse/config.d/cluster.xml", '<secret from_env="CLICKHOUSE_CLUSTER_SECRET"/>',
+     '<secret from_env="OTHER"/>', "must come from_env"),
     ("balancer", "haproxy/haproxy.cfg",
      "    server collector2 collector2:4317 proto h2", "    #server collector2 collector2:4317 proto h2", "balances over"),
     ("balancer", "haproxy/haproxy.cfg", "    bind :4317 proto h2", "    bind :4317", "needs 'proto h2'"),
@@ -356,6 +387,17 @@ def test_the_collectors_cluster_settings_exist() -> None:
     """FLIGHTREC_CLUSTER and FLIGHTREC_STATE_CLUSTER are settings the collectors read."""
     settings = Settings(cluster="flightrec", state_cluster="flightrec_state")
     assert (settings.cluster, settings.state_cluster) == ("flightrec", "flightrec_state")
+
+
+@pytest.mark.skipif(not _compose_plugin_available(), reason="the `docker compose` CLI plugin is not installed")
+def test_docker_compose_accepts_the_file_and_refuses_a_missing_secret() -> None:
+    def config(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "compose", "-f", str(CLUSTER / "docker-compose.yml"), "config", "-q"],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+
+    assert config(ENV).returncode == 0, config(ENV).stderr
+    without = {key: value for key, value in ENV.items() if key != "FLIGHTREC_CLUSTER_SECRET"}
+    assert config({**without, "FLIGHTREC_CLUSTER_SECRET": ""}).returncode != 0, "compose accepted no cluster secret"
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed; check_balancer parses the file")
