@@ -266,6 +266,8 @@ def haproxy_sections(text: str) -> dict[str, list[str]]:
 
 def check_balancer(base: Path, compose: dict) -> None:
     """The balancer binds 4318 (HTTP/1.1) and 4317 (h2) and sends each to both collectors on that port."""
+    ui = command_args(compose["services"]["ui"])
+    assert ui[:2] == ["flightrec", "ui"] and option(ui, "--api") == "http://lb:4318", f"the UI calls {ui}, not the balancer"
     path = mount_source(base, compose["services"]["lb"], "/usr/local/etc/haproxy/haproxy.cfg")
     assert path is not None, "lb mounts no /usr/local/etc/haproxy/haproxy.cfg"
     sections = haproxy_sections(path.read_text())
@@ -361,6 +363,7 @@ BREAKS = [
      '<secret from_env="OTHER"/>', "must come from_env"),
     ("balancer", "haproxy/haproxy.cfg",
      "    server collector2 collector2:4317 proto h2", "    #server collector2 collector2:4317 proto h2", "balances over"),
+    ("balancer", "docker-compose.yml", "--api http://lb:4318", "--api http://collector1:4318", "not the balancer"),
     ("balancer", "haproxy/haproxy.cfg", "    bind :4317 proto h2", "    bind :4317", "needs 'proto h2'"),
     ("balancer", "haproxy/haproxy.cfg", "server collector1 collector1:4318 check", "server collector1 collector1:4318",
      "not health-checked"),
