@@ -57,6 +57,8 @@ class Runtime:
             # The first campaign runs between the migrations and retention: only the leader sets the TTLs.
             self.store = open_store(self.settings.store_config(), retention=self._elect)
             assert self.leader is not None
+            self.leader.on_elected = self._elected
+            self.leader.start()  # renewing from now: the rest of the start (WAL replay, pricing) may outlast a lease
             self.store.holds.reload()  # a held object's traces linked since the last hold act are held from now
             # Each append's head is signed with the key from the data directory (outside the store).
             self.audit_heads = HeadKeeper(self.store.audit, keys.load_or_create(self.settings.audit_key_path()),
@@ -92,8 +94,6 @@ class Runtime:
                 leader=self.leader.is_leader,
             )
             self.detectors.start(self.settings.detect_interval_s)
-            self.leader.on_elected = self._elected
-            self.leader.start()
         except Exception:
             self.shutdown()
             raise
@@ -115,7 +115,8 @@ class Runtime:
         """Taking over from another leader: its retention and re-derivation become this process's to finish."""
         assert self.store is not None
         self.store.apply_retention()
-        self._rederive_if_stale()
+        if self.rederive is not None:  # else the start, still under way, checks once it made the job
+            self._rederive_if_stale()
 
     def _emit(self, request: ExportTraceServiceRequest) -> None:
         """Spans Flight Recorder writes about itself (undo steps) take the agents' ingest path."""
