@@ -115,6 +115,47 @@ def test_a_leader_whose_lease_ran_out_runs_no_leader_pass(store: Store, electors
         runner.shutdown()
 
 
+class Fence:
+    """A leader-only loop's fence the test opens and closes; counts the times it was asked."""
+
+    def __init__(self) -> None:
+        self.open, self.asked = False, 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.open
+
+
+def test_the_sequencer_and_the_rate_resolver_work_only_while_they_lead(store: Store, tmp_path) -> None:
+    from flightrec.collector.rates import RateResolver, RatesConfig
+    from flightrec.collector.rows import RowBuilder
+    from flightrec.evidence.keys import load_or_create
+    from flightrec.evidence.sequencer import Sequencer, SequencerConfig
+    from tests.otlp_helpers import make_request, make_span
+
+    store.audit.append(actor="ops", act="test.act", subject="leader", details={})
+    chat = make_span("chat", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                              "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5},
+                     start_ns=time.time_ns())
+    store.insert_batch(RowBuilder().request_rows(make_request([chat])), "leader-test-chat")
+    assert store.meaning.unresolved_rates(), "a stored call to price"
+    fence = Fence()
+    sequencer = Sequencer(store, load_or_create(tmp_path / "key.pem"), SequencerConfig(poll_s=0.02), leader=fence)
+    rates = RateResolver(store, RatesConfig(interval_s=0.02), leader=fence)
+    sequencer.start()
+    rates.start()  # not leading: neither clears nor prices at start
+    try:
+        wait_for(lambda: fence.asked >= 20, 30, "both loops to ask the fence")
+        assert store.evidence.tree_size()[0] == 0 and sequencer.appended == 0, "a follower sequenced"
+        assert store.meaning.unresolved_rates(), "a follower priced"
+        fence.open = True
+        wait_for(lambda: sequencer.appended >= 2, 30, "the leader to sequence the span and the audit entry")
+        wait_for(lambda: not store.meaning.unresolved_rates(), 30, "the leader to price the stored call")
+    finally:
+        sequencer.shutdown()
+        rates.shutdown()
+
+
 def test_a_release_on_clean_shutdown_hands_over_at_once(store: Store, electors) -> None:
     config = LeaderConfig(lease_s=30.0, renew_s=0.2)
     a, b = elector(store, electors, "a", config), elector(store, electors, "b", config)
