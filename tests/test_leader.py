@@ -156,6 +156,25 @@ def test_the_sequencer_and_the_rate_resolver_work_only_while_they_lead(store: St
         rates.shutdown()
 
 
+def test_the_pager_outbox_delivers_only_while_it_leads(store: Store, receiver) -> None:
+    from flightrec.detectors.outbox import PagerOutbox
+    from flightrec.detectors.pager import PagerRoutes
+    from tests.test_pager import fired
+    from tests.test_pager_outbox import PD, config_for
+
+    fence = Fence()
+    outbox = PagerOutbox(store, PagerRoutes.from_config(config_for(receiver, poll_s=0.02)), leader=fence)
+    assert outbox.enqueue([fired()])
+    outbox.start()
+    try:
+        wait_for(lambda: fence.asked >= 10, 30, "the delivery loop to ask the fence")
+        assert receiver.at(PD) == [] and outbox.counts == {}, "a follower paged"
+        fence.open = True
+        wait_for(lambda: receiver.at(PD), 30, "the leader to deliver the page")
+    finally:
+        outbox.shutdown()
+
+
 def test_a_release_on_clean_shutdown_hands_over_at_once(store: Store, electors) -> None:
     config = LeaderConfig(lease_s=30.0, renew_s=0.2)
     a, b = elector(store, electors, "a", config), elector(store, electors, "b", config)
