@@ -45,7 +45,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=200_000, help="fleet spans to sequence")
-    parser.add_argument("--batch", type=int, default=5000, help="leaves per append (the sequencer's default)")
+    parser.add_argument("--batch", type=int, default=50_000, help="leaves per append (the sequencer's default)")
     parser.add_argument("--proofs", type=int, default=200, help="inclusion proofs to time")
     args = parser.parse_args()
     print(f"machine: {machine()}  load: {os.getloadavg()[0]:.1f}")

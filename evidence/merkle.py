@@ -174,15 +174,17 @@ class Frontier(BaseModel):
     def append(self, leaves: Iterable[bytes]) -> list[Node]:
         """Add leaf hashes; return every complete subtree that filled (the leaves included, level 0)."""
         filled: list[Node] = []
+        size, edge = self.size, list(self.edge)  # locals: a model's attribute writes cost more than the hashing
         for leaf in leaves:
-            filled.append(Node(level=0, index=self.size, hash=leaf))
-            carry, level, index = leaf, 0, self.size
-            while (self.size >> level) & 1:  # a subtree of this level is waiting on the left: merge
-                carry = node_hash(self.edge.pop(), carry)
+            filled.append(Node(0, size, leaf))
+            carry, level, index = leaf, 0, size
+            while (size >> level) & 1:  # a subtree of this level is waiting on the left: merge
+                carry = node_hash(edge.pop(), carry)
                 level, index = level + 1, index >> 1
-                filled.append(Node(level=level, index=index, hash=carry))
-            self.edge.append(carry)
-            self.size += 1
+                filled.append(Node(level, index, carry))
+            edge.append(carry)
+            size += 1
+        self.size, self.edge = size, edge
         return filled
 
     def root(self) -> bytes:

@@ -1,31 +1,43 @@
 """The sequencer: appends every new stored span and audit entry to the evidence log, and signs checkpoints.
 
 One background thread per server process (flightrec/runtime.py starts it). A pass reads the tree
-size, then what is new (audit entries after the newest sequenced one; spans inserted since the
-newest sequenced span's ``InsertedAt`` minus a few seconds' slack that are no leaf yet, from any
-writer; every minute a sweep looks back ``lookback_s`` for rows that became visible late), hashes them as read back (evidence/leaves.py), and appends them as one batch by
-compare-and-swap (store/evidence_log.py). The winner then stores the subtrees that filled; a loser
-reads the tree again and retries with what is still new. Reading the size *before* what is new is
-what keeps a racer from appending a leaf twice: whatever another process appended after our size
-read either shows up in the anti-join or takes our size's token.
+size, then appends what is new, batch after batch, each by compare-and-swap (store/evidence_log.py:
+the insert deduplication token names the tree size and root a batch extends; every leaf row names
+the process that wrote it, so a loser reads the winner's rows back and retries):
+
+- new audit entries (after the newest sequenced one) through Python: they are few;
+- spans past a cursor on (InsertedAt, TraceId, SpanId): one ``INSERT ... SELECT`` in which the
+  engine hashes the record, the content and the leaf, so no row travels through Python; only the
+  batch's leaf hashes come back, for the tree's nodes;
+- every minute a sweep over ``lookback_s`` behind the cursor: when the window holds more spans than
+  span leaves (two counts), the spans that are no leaf yet are appended through Python (rows that
+  became visible after the cursor passed them, ids the engine's leaf form leaves to Python).
+
+Reading the size *before* what is new is what keeps a racer from appending a leaf twice: whatever
+another process appended after our size read either is excluded as a leaf (a span's leaf is seen
+at its InsertedAt, so the check reads leaves from the cursor on) or takes our size's token.
 
 Crash safety: leaves and nodes are two inserts. A frontier is recovered from the stored nodes of
 the tree's edge; when the newest batch's nodes are missing (a crash between the two), they are
 recomputed from that batch's leaves and inserted with the token the crashed writer would have
 used, so a late duplicate of them is dropped.
 
-What the look-back window can still miss: a row whose ``InsertedAt`` is older than the newest
-sequenced one by more than the window when it becomes visible (an insert that takes longer than
-the window to commit, an async insert flushed late, clock skew between nodes, a writer that sets
-``InsertedAt`` itself). ``flightrec verify --store`` counts spans that are no leaf.
+What the look-back window can still miss: a row whose ``InsertedAt`` is older than the cursor by
+more than the window when it becomes visible (an insert that takes longer than the window to
+commit, an async insert flushed late, clock skew between nodes, a writer that sets ``InsertedAt``
+itself). ``flightrec verify --store`` counts spans that are no leaf. A later copy of a span that is
+already a leaf (a writer without insert-once identity) becomes a leaf of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time as clock
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -36,7 +48,7 @@ from flightrec.evidence.checkpoints import sign_checkpoint
 from flightrec.evidence.keys import SigningKey
 from flightrec.evidence.merkle import Frontier
 from flightrec.store.audit import AuditEntry
-from flightrec.store.evidence_log import LeafRow, NewSpan, StoredCheckpoint
+from flightrec.store.evidence_log import LeafRow, NewSpan, SpanCursor, StoredCheckpoint
 from flightrec.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -46,8 +58,7 @@ RACE_ATTEMPTS = 50
 
 class SequencerConfig(BaseModel):
     poll_s: float = Field(default=1.0, gt=0, description="seconds between passes")
-    batch: int = Field(default=5000, ge=1, description="at most this many leaves per append")
-    slack_s: float = Field(default=5.0, ge=0, description="how far before the newest sequenced span a pass looks")
+    batch: int = Field(default=50_000, ge=1, description="at most this many leaves per append (one engine insert)")
     lookback_s: float = Field(default=300.0, ge=0,
                               description="how far back a sweep looks for rows that became visible late")
     sweep_s: float = Field(default=60.0, gt=0, description="seconds between sweeps (and the first pass is one)")
@@ -84,8 +95,11 @@ class Sequencer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._frontier: Frontier | None = None
-        self._newest_us: int | None = None  # the newest InsertedAt sequenced (µs)
+        self._size: int | None = None  # the tree size after this process's last append
+        self._cursor: SpanCursor | None = None  # the last span appended past the cursor
+        self._audit_through: int | None = None  # the newest audit entry that is a leaf
         self._last_sweep: float | None = None
         self._last_checkpoint = 0.0
         self.appended = 0
@@ -127,27 +141,31 @@ class Sequencer:
             sweep = self._last_sweep is None or now - self._last_sweep >= self.config.sweep_s
             while True:
                 size, batch_start = self.repo.tree_size()
+                if size != self._size:  # another process appended (or this is the first pass): re-read where we are
+                    self._cursor, self._audit_through = None, None
                 frontier = self._frontier_at(size, batch_start)
-                leaves, newest_seen = self._new_leaves(size, sweep)
-                if not leaves:
+                root = frontier.root().hex()
+                token = f"leaves:{size}:{root}" + (f":{generation}" if generation else "")
+                appended = self._append_next(size, token, sweep)
+                if appended is None:
                     if sweep:
                         self._last_sweep = now
                     return total
-                root = frontier.root().hex()
-                token = f"leaves:{size}:{root}" + (f":{generation}" if generation else "")
-                self.repo.append_leaves(leaves, token=token)
-                stored = self.repo.leaf_hashes(start=size, end=size + len(leaves))
-                if stored == [(leaf.index, leaf.leaf_hash) for leaf in leaves]:
-                    self._store_nodes(frontier, size, [bytes.fromhex(leaf.leaf_hash) for leaf in leaves])
-                    total += len(leaves)
-                    self.appended += len(leaves)
-                    if newest_seen:
-                        self._newest_us = max(self._newest_us or 0, newest_seen)
+                hashes, any_there = self.repo.batch_from(size, sequencer=self.id)
+                if hashes:
+                    self._store_nodes(frontier, size, hashes)
+                    self._size = size + len(hashes)
+                    if isinstance(appended, SpanCursor):
+                        self._cursor = appended
+                    elif appended:
+                        self._audit_through = max(appended)
+                    total += len(hashes)
+                    self.appended += len(hashes)
                     if self._stop.is_set():
                         return total
                     continue
-                self._frontier = None
-                if not stored:  # the token was used, yet no leaf is there: the end of the log was removed
+                self._frontier, self._size = None, None
+                if not any_there:  # the token was used, yet no leaf is there: the end of the log was removed
                     log.error("evidence: leaves from %d were written before but are gone (run `flightrec verify "
                               "--store`); appending after what is left", size)
                     generation += 1
@@ -158,23 +176,36 @@ class Sequencer:
                         return total
                     clock.sleep(random.uniform(0, 0.005 * min(lost, 10)))
 
-    def _new_leaves(self, size: int, sweep: bool) -> tuple[list[LeafRow], int]:
-        """The next batch: new audit entries and new spans, by time, as leaves from ``size``. A pass
-        looks ``slack_s`` before the newest sequenced span; a sweep ``lookback_s`` (late rows)."""
-        limit = self.config.batch
-        if self._newest_us is None:
-            self._newest_us = self.repo.newest_seen()
-        back = self.config.lookback_s if sweep else self.config.slack_s
-        since = max(0, self._newest_us - int(back * 1e6)) if self._newest_us else 0
-        entries = self.store.audit.entries(since_seq=self.repo.sequenced_audit_through(), limit=limit)
-        spans = self.repo.new_spans(since_us=since, limit=limit)
-        items: list[tuple[int, int, AuditEntry | NewSpan]] = [(_micros(entry.time), 0, entry) for entry in entries]
-        items += [(row.inserted_us, 1, row) for row in spans]
-        items.sort(key=lambda item: item[:2])
-        chosen = items[:limit]
-        leaves = [self._leaf(size + offset, size, item) for offset, (_, _, item) in enumerate(chosen)]
-        newest_seen = max((item[0] for item in chosen if item[1] == 1), default=0)
-        return leaves, newest_seen
+    def _append_next(self, size: int, token: str, sweep: bool) -> SpanCursor | list[int] | None:
+        """Append the next batch from index ``size``: new audit entries (through Python: few), else the
+        spans past the cursor (one INSERT ... SELECT in the engine), else, in a sweep, spans that became
+        visible behind the cursor (through Python). What was appended (the span cursor reached, the audit
+        sequence numbers, or [] for a sweep's spans); None when nothing is new."""
+        if self._audit_through is None:
+            self._audit_through = self.repo.sequenced_audit_through()
+        entries = self.store.audit.entries(since_seq=self._audit_through, limit=self.config.batch)
+        if entries:
+            self._append_rows([self._leaf(size + offset, size, entry) for offset, entry in enumerate(entries)], token)
+            return [entry.seq for entry in entries]
+        if self._cursor is None:
+            self._cursor = self.repo.span_cursor()
+        reached = self.repo.append_spans_after(self._cursor, start=size, limit=self.config.batch, token=token,
+                                               sequencer=self.id)
+        if reached is not None:
+            return reached
+        if not sweep or self._cursor is None:
+            return None
+        since = max(0, self._cursor.inserted_us - int(self.config.lookback_s * 1e6))
+        if not self.repo.unsequenced_behind(since_us=since, until_us=self._cursor.inserted_us):
+            return None
+        spans = self.repo.new_spans(since_us=since, limit=self.config.batch)
+        if not spans:
+            return None
+        self._append_rows([self._leaf(size + offset, size, span) for offset, span in enumerate(spans)], token)
+        return []
+
+    def _append_rows(self, leaves: list[LeafRow], token: str) -> None:
+        self.repo.append_leaves(leaves, token=token, sequencer=self.id)
 
     @staticmethod
     def _leaf(index: int, batch: int, item: AuditEntry | NewSpan) -> LeafRow:
@@ -191,7 +222,7 @@ class Sequencer:
     def _store_nodes(self, frontier: Frontier, start: int, hashes: list[bytes]) -> None:
         """Append ``hashes`` to ``frontier`` (at ``start``) and store the subtrees that filled."""
         filled = frontier.append(hashes)
-        self.repo.add_nodes(((node.level, node.index, node.hash.hex()) for node in filled if node.level),
+        self.repo.add_nodes([node for node in filled if node.level],
                             token=f"nodes:{start}:{frontier.size}:{frontier.root().hex()}")
         self._frontier = frontier.model_copy(deep=True)
 

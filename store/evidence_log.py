@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import BaseModel
 
+from flightrec.store.native_block import native_block, native_strings, native_uint64
+
 if TYPE_CHECKING:  # the offline verifier reads checkpoints through this module: no engine import
     from flightrec.store.engine import Engine
 
@@ -61,6 +63,20 @@ CONTENT_HASH = (
     f"{_str('lt')}, {_str('ls')}, {_str('lst')}, {_map('la', 'lp')}), "
     "Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes))))))"
 )
+# The span leaf data (evidence/leaves.py: RFC 8785 JSON, keys sorted) and its RFC 9162 leaf hash, in
+# SQL over a row's ``record`` and ``content`` hashes. For ids that are valid UTF-8 without control
+# characters, JSON escapes only '"' and '\\', so two replacements write what Python writes.
+def _json_string(expression: str) -> str:
+    return f"replaceAll(replaceAll({expression}, '\\\\', '\\\\\\\\'), '\"', '\\\\\"')"
+
+
+ENGINE_LEAF_IDS = ("isValidUTF8(TraceId) AND isValidUTF8(SpanId) "
+                   "AND NOT match(concat(TraceId, SpanId), '[\\\\x00-\\\\x1f]')")
+ENGINE_LEAF_HASH = (
+    "lower(hex(SHA256(concat(char(0), '{\"content\":\"', content, '\",\"kind\":\"span\",\"record\":\"', record, "
+    f"'\",\"span_id\":\"', {_json_string('SpanId')}, '\",\"trace_id\":\"', {_json_string('TraceId')}, "
+    "'\",\"v\":1}'))))"
+)
 LEAF_COLUMNS = ["Idx", "Kind", "TraceId", "SpanId", "AuditSeq", "RecordHash", "ContentHash", "LeafHash", "Time",
                 "Seen", "Batch"]
 LEAF_SELECT = ", ".join(LEAF_COLUMNS[:8]) + ", toUnixTimestamp64Nano(Time), toUnixTimestamp64Micro(Seen), Batch"
@@ -75,6 +91,14 @@ class NewSpan(NamedTuple):
     record_hash: str
     content_hash: str
     inserted_us: int
+
+
+class SpanCursor(NamedTuple):
+    """Where span sequencing has reached: the (InsertedAt µs, TraceId, SpanId) of the last span appended."""
+
+    inserted_us: int
+    trace_id: str
+    span_id: str
 
 
 class LeafRow(NamedTuple):
@@ -123,15 +147,18 @@ class EvidenceRepository:
 
     def new_spans(self, *, since_us: int, limit: int) -> list[NewSpan]:
         """Stored spans inserted at or after ``since_us`` (µs since 1970) that are no leaf yet, by
-        insertion time, one copy each (the first inserted), hashed by the engine.
+        insertion time, one copy each (the first inserted), hashed by the engine: what a sweep
+        appends through Python (rows that became visible behind the cursor, ids the engine's leaf
+        form does not cover).
 
         Two statements over the same filter: the first reads cheap columns only to find the insert
         time of the ``limit``-th new span; the second hashes just the new spans up to it (the
         anti-join drops what is a leaf before any hashing), so a window full of sequenced rows
-        costs a scan of three columns, never their hashes."""
+        costs a scan of three columns, never their hashes. A leaf's Seen is its span's InsertedAt,
+        so only leaves seen since ``since_us`` can match (the minmax index on Seen skips the rest)."""
         new = ("InsertedAt >= fromUnixTimestamp64Micro({since:Int64}) AND (TraceId, SpanId) NOT IN ("
-               f"SELECT TraceId, SpanId FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND TraceId IN ("
-               f"SELECT TraceId FROM {self.db}.otel_traces WHERE InsertedAt >= fromUnixTimestamp64Micro({{since:Int64}})))")
+               f"SELECT TraceId, SpanId FROM {self.db}.evidence_leaves WHERE Kind = 'span' "
+               "AND Seen >= fromUnixTimestamp64Micro({since:Int64}))")
         params = {"since": since_us, "limit": limit}
         [(count, until)] = self.engine.query(
             "evidence_new_span_until",
@@ -149,6 +176,85 @@ class EvidenceRepository:
             {**params, "until": until},
         )
         return [NewSpan(*row) for row in rows]
+
+    def unsequenced_behind(self, *, since_us: int, until_us: int) -> bool:
+        """Whether [since, until] (InsertedAt, µs) holds more stored spans than span leaves seen
+        there: two counts, so a sweep over a window the cursor already covered reads no hashes."""
+        [(spans, leaves)] = self.engine.query(
+            "evidence_unsequenced_behind",
+            f"SELECT (SELECT count() FROM {self.db}.otel_traces WHERE InsertedAt BETWEEN "
+            "fromUnixTimestamp64Micro({since:Int64}) AND fromUnixTimestamp64Micro({until:Int64})), "
+            f"(SELECT count() FROM {self.db}.evidence_leaves WHERE Kind = 'span' AND Seen BETWEEN "
+            "fromUnixTimestamp64Micro({since:Int64}) AND fromUnixTimestamp64Micro({until:Int64}))",
+            {"since": since_us, "until": until_us})
+        return spans > leaves
+
+    def span_cursor(self) -> SpanCursor | None:
+        """The newest (InsertedAt, TraceId, SpanId) that is a span leaf: where the cursor resumes."""
+        rows = self.engine.query(
+            "evidence_span_cursor",
+            f"SELECT toUnixTimestamp64Micro(Seen) AS seen, TraceId, SpanId FROM {self.db}.evidence_leaves "
+            "WHERE Kind = 'span' ORDER BY seen DESC, TraceId DESC, SpanId DESC LIMIT 1")
+        return SpanCursor(*rows[0]) if rows else None
+
+    def append_spans_after(self, cursor: SpanCursor | None, *, start: int, limit: int, token: str,
+                           sequencer: str) -> SpanCursor | None:
+        """Append, as leaves from index ``start``, the stored spans past ``cursor`` that are no leaf
+        yet (up to ``limit``, in cursor order, one copy each), hashed and inserted by the engine in
+        one ``INSERT ... SELECT`` with the compare-and-swap ``token``; the cursor of the last one
+        (None: nothing new). The caller reads the batch back to learn whether it won.
+
+        The leaf data is written in SQL exactly as evidence/leaves.py writes it (RFC 8785 JSON; ids
+        escaped for ``"`` and ``\\``); ids that are not valid UTF-8 or hold control characters are
+        left to the sweep, which hashes their leaf data in Python. Two statements, as
+        :meth:`new_spans`: three cheap columns find the batch's last cursor, then only the batch
+        is hashed."""
+        after = cursor or SpanCursor(0, "", "")
+        new = (
+            "InsertedAt >= fromUnixTimestamp64Micro({at:Int64}) "
+            "AND (toUnixTimestamp64Micro(InsertedAt), TraceId, SpanId) > ({at:Int64}, {trace:String}, {span:String}) "
+            f"AND {ENGINE_LEAF_IDS} AND (TraceId, SpanId) NOT IN (SELECT TraceId, SpanId FROM {self.db}.evidence_leaves "
+            "WHERE Kind = 'span' AND Seen >= fromUnixTimestamp64Micro({at:Int64}))"
+        )
+        params = {"at": after.inserted_us, "trace": after.trace_id, "span": after.span_id, "limit": limit}
+        [(count, last)] = self.engine.query(
+            "evidence_span_batch_end",
+            f"SELECT count(), max((inserted, TraceId, SpanId)) FROM (SELECT toUnixTimestamp64Micro(InsertedAt) "
+            f"AS inserted, TraceId, SpanId FROM {self.db}.otel_traces PREWHERE {new} "
+            "ORDER BY inserted, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32})", params)
+        if not count:
+            return None
+        end = SpanCursor(*last)
+        self.engine.command(
+            "evidence_append_spans",
+            f"INSERT INTO {self.db}.evidence_leaves ({', '.join(LEAF_COLUMNS)}, Sequencer) "
+            "SELECT {start:UInt64} + row_number() OVER (ORDER BY inserted, TraceId, SpanId) - 1, 'span', TraceId, "
+            f"SpanId, 0, record, content, {ENGINE_LEAF_HASH}, Timestamp, InsertedAt, {{start:UInt64}}, {{me:String}} "
+            f"FROM (SELECT TraceId, SpanId, Timestamp, InsertedAt, toUnixTimestamp64Micro(InsertedAt) AS inserted, "
+            f"{RECORD_HASH} AS record, {CONTENT_HASH} AS content FROM {self.db}.otel_traces PREWHERE {new} "
+            "AND (inserted, TraceId, SpanId) <= ({end_at:Int64}, {end_trace:String}, {end_span:String}) "
+            "ORDER BY inserted, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32})",
+            {**params, "start": start, "me": sequencer, "end_at": end.inserted_us, "end_trace": end.trace_id,
+             "end_span": end.span_id},
+            settings={"insert_deduplication_token": token, "log_comment": "evidence_append_spans"})
+        return end
+
+    def batch_from(self, start: int, *, sequencer: str) -> tuple[list[bytes], bool]:
+        """The leaf hashes of the leaves ``sequencer`` appended from index ``start`` on, in order (up to
+        the first index that is not its own), and whether any leaf is stored at ``start`` at all.
+        One row back: the hashes concatenated, so a batch of thousands costs one string."""
+        [(indices, hashes, mine)] = self.engine.query(
+            "evidence_batch_from",
+            "SELECT groupArray(Idx), arrayStringConcat(groupArray(LeafHash)), groupArray(Sequencer = {me:String}) "
+            f"FROM (SELECT Idx, LeafHash, Sequencer FROM {self.db}.evidence_leaves WHERE Idx >= {{start:UInt64}} "
+            "ORDER BY Idx)", {"start": start, "me": sequencer})
+        raw = bytes.fromhex(hashes)
+        ours: list[bytes] = []
+        for offset, (index, own) in enumerate(zip(indices, mine)):
+            if index != start + offset or not own:
+                break
+            ours.append(raw[32 * offset:32 * offset + 32])
+        return ours, bool(indices) and indices[0] == start
 
     def sequenced_audit_through(self) -> int:
         """The newest audit sequence number that is a leaf (0: none)."""
@@ -168,15 +274,15 @@ class EvidenceRepository:
     def tree_size(self) -> tuple[int, int]:
         """(leaves: the highest index + 1, the batch the newest leaf belongs to)."""
         rows = self.engine.query(
-            "evidence_tree_size", f"SELECT count(), max(Idx), max(Batch) FROM {self.db}.evidence_leaves")
-        count, top, batch = rows[0]
-        return (int(top) + 1, int(batch)) if count else (0, 0)
+            # read in primary-key order: the newest granule, not the whole log
+            "evidence_tree_size", f"SELECT Idx, Batch FROM {self.db}.evidence_leaves ORDER BY Idx DESC LIMIT 1")
+        return (int(rows[0][0]) + 1, int(rows[0][1])) if rows else (0, 0)
 
-    def append_leaves(self, leaves: Sequence[LeafRow], *, token: str) -> None:
+    def append_leaves(self, leaves: Sequence[LeafRow], *, token: str, sequencer: str = "") -> None:
         """Insert one batch of leaves with the compare-and-swap token (the caller reads it back)."""
-        columns = [list(column) for column in zip(*leaves)]
-        self.engine.insert("evidence_append_leaves", f"{self.db}.evidence_leaves", columns, LEAF_COLUMNS,
-                           dedup_token=token)
+        columns = [list(column) for column in zip(*leaves)] + [[sequencer] * len(leaves)]
+        self.engine.insert("evidence_append_leaves", f"{self.db}.evidence_leaves", columns,
+                           [*LEAF_COLUMNS, "Sequencer"], dedup_token=token)
 
     def leaf_hashes(self, *, start: int, end: int) -> list[tuple[int, str]]:
         """(index, leaf hash) of every stored leaf in [start, end), by index (two rows for one index: both)."""
@@ -231,12 +337,20 @@ class EvidenceRepository:
             "AND SpanId = '' AND AuditSeq IN {seqs:Array(UInt64)} ORDER BY Idx", {"seqs": list(seqs)})
         return [LeafRow(*row) for row in rows]
 
-    def add_nodes(self, nodes: Iterable[tuple[int, int, str]], *, token: str) -> None:
-        """Insert complete subtrees (level >= 1, index, hash hex); the same token twice inserts once."""
-        rows = list(nodes)
-        if rows:
-            self.engine.insert("evidence_add_nodes", f"{self.db}.evidence_nodes",
-                               [list(column) for column in zip(*rows)], ["Level", "Idx", "Hash"], dedup_token=token)
+    def add_nodes(self, nodes: Sequence[tuple[int, int, bytes]], *, token: str) -> None:
+        """Insert complete subtrees (level >= 1, index, hash); the same token twice inserts once.
+
+        Encoded as Native here (three fixed types) rather than through clickhouse-connect's column
+        insert, which costs ~10 µs a row in Python against ~1 µs for this: a sequencer batch stores
+        as many nodes as leaves."""
+        if not nodes:
+            return
+        levels, indices, hashes = zip(*nodes)
+        block = native_block([("Level", "UInt8", bytes(levels)), ("Idx", "UInt64", native_uint64(indices)),
+                              ("Hash", "String", native_strings([digest.hex().encode() for digest in hashes]))],
+                             len(nodes))
+        self.engine.insert_native("evidence_add_nodes", f"{self.db}.evidence_nodes", ["Level", "Idx", "Hash"], block,
+                                  dedup_token=token)
 
     def node_hashes(self, coordinates: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """The stored hash (hex) of each (level, index) asked for that is stored: level 0 from the leaves.
