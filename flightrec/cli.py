@@ -139,6 +139,31 @@ def config(
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+@app.command()
+def schema(
+    cluster: str = typer.Option(None, "--cluster", metavar="NAME",
+                                help="Data cluster: sharded *_local + Distributed tables [FLIGHTREC_CLUSTER]"),
+    state_cluster: str = typer.Option(None, "--state-cluster", metavar="NAME",
+                                      help="State cluster, one shard on every node [FLIGHTREC_STATE_CLUSTER]"),
+    database: str = typer.Option(None, "--database", metavar="DB", help="Database [FLIGHTREC_DATABASE, default flightrec]"),
+) -> None:
+    """Print the DDL the migrations would run (single node, or with --cluster and --state-cluster), without a store."""
+    from pydantic import ValidationError
+
+    from flightrec.store.migrations import schema_sql
+
+    settings = _settings(cluster=cluster, state_cluster=state_cluster, database=database)
+    try:
+        script = schema_sql(settings.database, settings.cluster, settings.state_cluster)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(map(str, problem["loc"]))
+        console.print(f"[red]invalid setting:[/red] {escape(f'{where}: ' if where else '')}{escape(problem['msg'])}",
+                      highlight=False)
+        raise typer.Exit(2) from exc
+    typer.echo(script, nl=False)
+
+
 def api_client(settings: Settings) -> httpx.Client:
     """An HTTP client for the running server's API, with the API token when one is set."""
     import httpx

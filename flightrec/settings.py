@@ -91,7 +91,10 @@ class Settings(BaseSettings):
         default=None, description="store DSN: chdb:///dir or http(s)://user:pass@host:port/db (default: DATA/data)"
     )
     database: str = Field(default="flightrec", description="ClickHouse database name")
-    cluster: str | None = Field(default=None, description="ClickHouse cluster for ON CLUSTER / Replicated tables")
+    cluster: str | None = Field(default=None, description="ClickHouse data cluster: spans, links and logs sharded by "
+                                "trace (*_local Replicated + Distributed tables); needs state_cluster")
+    state_cluster: str | None = Field(default=None, description="ClickHouse state cluster (one shard, every node a "
+                                      "replica): controls, alerts, plans, audit, principals, holds, migrations")
     retention_days: int = Field(
         default=180, ge=0, description="days spans and their object links are kept (legal holds exempt what they "
         "cover); 0 keeps forever; below 180 needs retention_short_acknowledged")
@@ -334,7 +337,7 @@ class Settings(BaseSettings):
         from flightrec.store.config import StoreConfig
 
         return StoreConfig(
-            dsn=self.store_dsn, database=self.database, cluster=self.cluster, retention_days=self.retention_days,
+            dsn=self.store_dsn, database=self.database, cluster=self.cluster, state_cluster=self.state_cluster, retention_days=self.retention_days,
             log_retention_days=self.log_retention_days, alert_retention_days=self.alert_retention_days,
             outbox_retention_days=self.outbox_retention_days, retention_materialize=self.retention_materialize,
             rules=self.user_rules(), default_tenant=self.default_tenant,

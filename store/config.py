@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from flightrec.store.retention import RetentionPolicy
 from flightrec.store.rules import RuleSet
+from flightrec.store.topology import Topology, check_clusters
 
 
 class EngineTarget(BaseModel):
@@ -72,7 +73,14 @@ class StoreConfig(BaseModel):
     cluster: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
-        description="ClickHouse cluster name: schema made ON CLUSTER with Replicated engines",
+        description="ClickHouse data cluster: spans, links and logs sharded by trace (*_local Replicated tables "
+                    "+ Distributed tables); needs state_cluster",
+    )
+    state_cluster: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="ClickHouse state cluster: one shard whose replicas are every node, for controls, alerts, "
+                    "plans, audit and evidence logs, principals, holds, migrations (required with cluster)",
     )
     retention_days: int = Field(default=180, ge=0, description="span and link TTL in days; 0 keeps them forever")
     log_retention_days: int | None = Field(default=None, ge=0, description="log record TTL in days (None: as spans)")
@@ -81,6 +89,15 @@ class StoreConfig(BaseModel):
     retention_materialize: bool = Field(default=True, description="a changed TTL applies to stored rows at once")
     rules: RuleSet = Field(default_factory=RuleSet, description="the user's derivation rules (ahead of the built-in)")
     default_tenant: str = Field(default="default", description="the tenant of spans that name none")
+
+    @model_validator(mode="after")
+    def _clusters_go_together(self) -> "StoreConfig":
+        check_clusters(self.cluster, self.state_cluster)
+        return self
+
+    def topology(self) -> Topology:
+        """Where each table lives (store/topology.py)."""
+        return Topology(database=self.database, cluster=self.cluster, state_cluster=self.state_cluster)
 
     def target(self) -> EngineTarget:
         return parse_dsn(self.dsn)

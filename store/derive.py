@@ -288,12 +288,13 @@ def cost_columns(database: str) -> list[DerivedColumn]:
     return [DerivedColumn("CostUsd", "Float64", cost, "ALIAS", cost), DerivedColumn("CostKnown", "UInt8", known, "ALIAS", known)]
 
 
-def links_select(database: str, version: int, where: str = "") -> str:
-    """The rows of object_links the derived Objects column names (the view's query, and the re-derive's)."""
+def links_select(database: str, version: int, where: str = "", table: str = "otel_traces") -> str:
+    """The rows of object_links the derived Objects column names (the view's query over ``table``, the spans'
+    storage, and the re-derive's over the spans)."""
     return (
         "SELECT substringIndex(o, ':', 1) AS ObjectType, substring(o, position(o, ':') + 1) AS ObjectId, "
         "TraceId, SpanId, Timestamp, Tenant, Agent, 'span' AS Source, "
-        f"toUInt64({int(version)}) AS RulesVersion FROM {database}.otel_traces ARRAY JOIN Objects AS o{where}"
+        f"toUInt64({int(version)}) AS RulesVersion FROM {database}.{table} ARRAY JOIN Objects AS o{where}"
     )
 
 

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.external import ExternalData
 
 from flightrec.store.config import EngineTarget
+from flightrec.store.topology import DISTRIBUTED_INSERT_SETTINGS, Topology
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ TRANSIENT_CODES = frozenset({
 # Messages that share a transient code but describe the data itself.
 PERMANENT_MESSAGES = ("Too many partitions for single INSERT block",)
 CODE = re.compile(r"Code: (\d+)\.")
+INSERT_TARGET = re.compile(r"^\s*INSERT INTO ([\w.]+)", re.IGNORECASE)
 
 
 class StoreError(RuntimeError):
@@ -96,8 +98,9 @@ def _external_data(external: dict[str, Any] | None) -> ExternalData | None:
 class Engine:
     """Runs named statements against one ClickHouse (embedded or server)."""
 
-    def __init__(self, target: EngineTarget) -> None:
+    def __init__(self, target: EngineTarget, topology: Topology | None = None) -> None:
         self.target = target
+        self.topology = topology or Topology(database=target.database or "default")
         self._lock = threading.Lock()
         self._client = self._connect(target)
 
@@ -161,13 +164,21 @@ class Engine:
     def command(self, name: str, sql: str, params: dict[str, Any] | None = None,
                 settings: dict[str, Any] | None = None, data: bytes | None = None) -> Any:
         """Run DDL or another statement that returns no rows (``settings``: e.g. ``mutations_sync``;
-        ``data``: the body of an ``INSERT ... FORMAT``, read by its ``input()``)."""
+        ``data``: the body of an ``INSERT ... FORMAT``, read by its ``input()``).
+
+        An ``INSERT INTO <Distributed table> SELECT`` gets the distributed insert settings too."""
+        target = INSERT_TARGET.match(sql)
+        if target and self.topology.distributed_target(target.group(1)):
+            settings = {**DISTRIBUTED_INSERT_SETTINGS, **(settings or {})}
         return self._run(name, lambda: self._client.command(sql, parameters=params or {}, settings=settings or None,
                                                             data=data))
 
-    @staticmethod
-    def _insert_settings(name: str, dedup_token: str | None) -> dict[str, Any]:
+    def _insert_settings(self, name: str, table: str, dedup_token: str | None) -> dict[str, Any]:
+        """Every insert's settings, in one place: the query tag, the token, and on a Distributed table
+        the settings that make it durable on its shard's replicas before it returns (store/topology.py)."""
         settings: dict[str, Any] = {"log_comment": name}
+        if self.topology.distributed_target(table):
+            settings.update(DISTRIBUTED_INSERT_SETTINGS)
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token
         return settings
@@ -181,7 +192,7 @@ class Engine:
         dedup_token: str | None = None,
     ) -> None:
         """Insert column-oriented data; ``dedup_token`` makes a replayed insert a no-op."""
-        settings = self._insert_settings(name, dedup_token)
+        settings = self._insert_settings(name, table, dedup_token)
         self._run(
             name,
             lambda: self._client.insert(
@@ -197,7 +208,7 @@ class Engine:
         self, name: str, table: str, column_names: Sequence[str], payload: bytes, dedup_token: str | None = None
     ) -> None:
         """Insert pre-encoded Native bytes (see ``store.native``)."""
-        settings = self._insert_settings(name, dedup_token)
+        settings = self._insert_settings(name, table, dedup_token)
         self._run(
             name,
             lambda: self._client.raw_insert(

@@ -223,6 +223,11 @@ class ErasureRepository:
 
     # -- erasing -----------------------------------------------------------------
 
+    def _alter(self, table: str) -> str:
+        """``ALTER TABLE`` of the rows' storage (on a cluster: the local table on every shard)."""
+        topology = self.engine.topology
+        return f"ALTER TABLE {self.db}.{topology.storage_name(table)} {topology.on_cluster(table)}".rstrip()
+
     def erase(self, *, span_pairs: list[tuple[str, str]], log_pairs: list[tuple[str, str]], needles: Needles,
               request_id: str, logs: bool = True) -> None:
         """Replace what the plan names with the request's marker in these spans and (``logs``) in the log records
@@ -230,11 +235,11 @@ class ErasureRepository:
         common = {**needles.params(), "marker": marker(request_id)}
         if span_pairs:
             self.engine.command("erasure_erase_spans",
-                                f"ALTER TABLE {self.db}.otel_traces UPDATE {SPAN_UPDATE} WHERE {IN_SCOPE}",
+                                f"{self._alter('otel_traces')} UPDATE {SPAN_UPDATE} WHERE {IN_SCOPE}",
                                 {**common, "pairs": span_pairs}, SYNC)
         if logs:
             self.engine.command("erasure_erase_logs",
-                                f"ALTER TABLE {self.db}.otel_logs UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}",
+                                f"{self._alter('otel_logs')} UPDATE {LOG_UPDATE} WHERE {LOG_SCOPE}",
                                 {**common, "pairs": log_pairs}, SYNC)
 
     def content_hashes(self, *, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -23,9 +23,9 @@ OPEN_END_US = 7_258_118_400_000_000  # 2200-01-01: "no until"
 WINDOW = ("Timestamp >= fromUnixTimestamp64Micro({since:Int64}) "
           "AND Timestamp < fromUnixTimestamp64Micro({until:Int64})")
 SPAN_SCOPE = (
-    "({otype:String} = '' OR TraceId IN (SELECT TraceId FROM {db}.object_links WHERE ObjectType = {otype:String} "
+    "({otype:String} = '' OR TraceId IN (SELECT TraceId FROM {db}.{links} WHERE ObjectType = {otype:String} "
     f"AND ({{oid:String}} = '' OR ObjectId = {{oid:String}}) AND {WINDOW})) "
-    "AND ({agent:String} = '' OR TraceId IN (SELECT TraceId FROM {db}.otel_traces WHERE Agent = {agent:String} "
+    "AND ({agent:String} = '' OR TraceId IN (SELECT TraceId FROM {db}.{spans} WHERE Agent = {agent:String} "
     f"AND {WINDOW})) AND {WINDOW}"
 )
 DERIVED = "Agent, Operation, Model, CostUsd, CostKnown, Objects, Tenant"
@@ -66,8 +66,14 @@ class EvidenceScopeRepository:
         self.engine, self.db = engine, db
 
     def scope_sql(self) -> str:
-        """:data:`SPAN_SCOPE` for this database, as the manifest records it."""
-        return SPAN_SCOPE.replace("{db}", self.db)
+        """:data:`SPAN_SCOPE` for this database, as the manifest records it.
+
+        Its subqueries ask about the row's own trace, so on a cluster they read the shard's local tables
+        (co-located: a trace's spans and links live on one shard); every query it is part of reads the
+        Distributed spans or links, so each shard answers for its traces."""
+        topology = self.engine.topology
+        return (SPAN_SCOPE.replace("{db}", self.db).replace("{links}", topology.storage_name("object_links"))
+                .replace("{spans}", topology.storage_name("otel_traces")))
 
     def span_counts(self, scope: SpanScope) -> tuple[int, int]:
         """(spans, traces) in scope, each span once."""
@@ -109,7 +115,8 @@ class EvidenceScopeRepository:
         rows = self.engine.query(
             "scope_objects",
             f"SELECT DISTINCT ObjectType, ObjectId FROM {self.db}.object_links WHERE (TraceId, SpanId) IN ("
-            f"SELECT TraceId, SpanId FROM {self.db}.otel_traces WHERE {self.scope_sql()}) "
+            f"SELECT TraceId, SpanId FROM {self.db}.{self.engine.topology.storage_name('otel_traces')} "
+            f"WHERE {self.scope_sql()}) "
             "AND ({otype:String} = '' OR ObjectType = {otype:String}) AND ({oid:String} = '' OR ObjectId = {oid:String}) "
             "ORDER BY ObjectType, ObjectId",
             scope.params())

@@ -44,10 +44,12 @@ class Hold(BaseModel):
 class HoldsRepository:
     """The legal_holds statements."""
 
-    def __init__(self, engine: Engine, db: str, cluster: str | None = None) -> None:
+    def __init__(self, engine: Engine, db: str) -> None:
         self.engine = engine
         self.db = db
-        self.on_cluster = f"ON CLUSTER {cluster}" if cluster else ""
+        # State: the held keys and their dictionary are on every node (the state cluster), so each shard's
+        # TTL merges ask a dictionary of every held trace.
+        self.on_cluster = engine.topology.on_cluster("legal_hold_keys_table")
 
     def _latest(self, where: str, params: dict) -> list[Hold]:
         rows = self.engine.query(

@@ -25,6 +25,7 @@ from flightrec.store.derive import (
 )
 from flightrec.store.engine import Engine, StoreError
 from flightrec.store.rules import FieldRule, LinkRule, RuleSet, RulesError
+from flightrec.store.topology import mirror_on_distributed
 
 MUTATION_SETTINGS = {"mutations_sync": 2, "max_query_size": 16 * 2**20}
 DDL_SETTINGS = {"max_query_size": 16 * 2**20}  # compiled rules make long statements (the default is 256 KiB)
@@ -72,10 +73,14 @@ class RateRow(BaseModel):
 class MeaningRepository:
     """Derived columns, the link view, history re-derivation and model rates of one database."""
 
-    def __init__(self, engine: Engine, database: str, on_cluster: str = "") -> None:
+    def __init__(self, engine: Engine, database: str) -> None:
         self.engine = engine
         self.db = database
-        self.on_cluster = on_cluster
+        self.topology = engine.topology
+        # The derived columns, the link view and the re-derive's mutations act on the spans' storage (on a
+        # cluster: otel_traces_local on every shard, the view from it into object_links_local).
+        self.spans = self.topology.storage_name("otel_traces")
+        self.on_cluster = self.topology.on_cluster("otel_traces")
         self._claims: tuple[RuleSet, str, frozenset[str], str] | None = None
 
     def columns(self, rules: RuleSet, default_tenant: str) -> list[DerivedColumn]:
@@ -144,38 +149,46 @@ class MeaningRepository:
         existing = {
             name: kind for name, kind in self.engine.query(
                 "derived_columns",
-                "SELECT name, default_kind FROM system.columns WHERE database = {db:String} AND table = 'otel_traces'",
-                {"db": self.db},
+                "SELECT name, default_kind FROM system.columns WHERE database = {db:String} AND table = {table:String}",
+                {"db": self.db, "table": self.spans},
             )
         }
-        table = f"{self.db}.otel_traces {self.on_cluster}"
+        table = f"{self.db}.{self.spans} {self.on_cluster}"
         # A stored column that becomes an ALIAS (CostUsd, CostKnown) is dropped first,
         # CostKnown first: its old DEFAULT reads CostUsd.
         replaced = [c.name for c in columns if c.name in existing and (existing[c.name] in ("ALIAS", "EPHEMERAL"))
                     != (c.kind in ("ALIAS", "EPHEMERAL"))]
         for name in reversed(replaced):
-            self.engine.command("replace_derived_column", f"ALTER TABLE {table} DROP COLUMN {name}")
+            self._alter_columns("replace_derived_column", f"ALTER TABLE {table} DROP COLUMN {name}")
         # One statement for every column: each ALTER re-analyses the table's expressions.
         changes = []
         for column in columns:
             spec = f"{column.name} {column.type} {column.kind} {column.expression}"
             fresh = column.name not in existing or column.name in replaced
             changes.append(f"ADD COLUMN IF NOT EXISTS {spec}" if fresh else f"MODIFY COLUMN {spec}")
-        self.engine.command("install_derived_columns", f"ALTER TABLE {table} " + ", ".join(changes),
-                            settings=DDL_SETTINGS)
+        self._alter_columns("install_derived_columns", f"ALTER TABLE {table} " + ", ".join(changes))
         version = (state.version if state else 0) + 1
         self.engine.command("drop_link_view", f"DROP VIEW IF EXISTS {self.db}.{LINK_VIEW} {self.on_cluster}")
         self.engine.command(
             "create_link_view",
-            f"CREATE MATERIALIZED VIEW {self.db}.{LINK_VIEW} {self.on_cluster} TO {self.db}.object_links "
+            f"CREATE MATERIALIZED VIEW {self.db}.{LINK_VIEW} {self.on_cluster} TO "
+            f"{self.db}.{self.topology.storage_name('object_links')} "
             f"(ObjectType String, ObjectId String, TraceId String, SpanId String, Timestamp DateTime64(9), "
-            f"Tenant String, Agent String, Source String, RulesVersion UInt64) AS {links_select(self.db, version)}",
+            f"Tenant String, Agent String, Source String, RulesVersion UInt64) AS "
+            f"{links_select(self.db, version, table=self.spans)}",
             settings=DDL_SETTINGS,
         )
         self._record("install", wanted, version, rules)
         if state is None and not self._span_count():
             self._record("history", wanted, version, rules)  # nothing stored: nothing to re-derive
         return self.state()  # type: ignore[return-value]
+
+    def _alter_columns(self, name: str, sql: str) -> None:
+        """Change the spans' columns; on a cluster the Distributed table's too (its columns must match)."""
+        self.engine.command(name, sql, settings=DDL_SETTINGS)
+        mirror = mirror_on_distributed(sql)
+        if mirror:
+            self.engine.command(f"{name}_distributed", mirror, settings=DDL_SETTINGS)
 
     def validate(self, rules: RuleSet, columns: list[DerivedColumn]) -> None:
         """Refuse rules the engine would fail on, before any DDL: patterns RE2 refuses, and every
@@ -212,9 +225,9 @@ class MeaningRepository:
     def partitions(self) -> list[str]:
         return [row[0] for row in self.engine.query(
             "span_partitions",
-            "SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = 'otel_traces' "
-            "AND active ORDER BY partition_id DESC",
-            {"db": self.db},
+            f"SELECT DISTINCT partition_id FROM {self.topology.parts_of('system.parts')} WHERE database = {{db:String}} "
+            "AND table = {table:String} AND active ORDER BY partition_id DESC",
+            {"db": self.db, "table": self.spans},
         )]
 
     def rederive(self, rules: RuleSet, default_tenant: str, progress: Progress | None = None) -> int:
@@ -234,8 +247,8 @@ class MeaningRepository:
             done = self._rederive_partitions(state, passes, partitions, progress)
         except StoreError:
             # A mutation that cannot finish blocks every later one (TTL, the next re-derive): stop it.
-            self.engine.command("kill_rederive", "KILL MUTATION WHERE database = {db:String} AND table = 'otel_traces' "
-                                "AND NOT is_done", {"db": self.db})
+            self.engine.command("kill_rederive", f"KILL MUTATION {self.on_cluster} WHERE database = {{db:String}} "
+                                "AND table = {table:String} AND NOT is_done", {"db": self.db, "table": self.spans})
             raise
         self._record("history", state.installed, state.version, rules, done)
         return done
@@ -252,7 +265,7 @@ class MeaningRepository:
             for assignments in passes:
                 self.engine.command(
                     "rederive_partition",
-                    f"ALTER TABLE {self.db}.otel_traces {self.on_cluster} UPDATE {assignments} "
+                    f"ALTER TABLE {self.db}.{self.spans} {self.on_cluster} UPDATE {assignments} "
                     f"IN PARTITION ID {{partition:String}} WHERE 1",
                     params, settings=MUTATION_SETTINGS,
                 )
@@ -261,14 +274,14 @@ class MeaningRepository:
                 f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
                 f"Source, RulesVersion) "
                 + links_select(self.db, state.version, " WHERE _partition_id = {partition:String}"),
-                params,
+                params, settings=self._co_located,
             )
             done += spans
             if progress:
                 progress(index + 1, len(partitions))
         self.engine.command(
             "drop_old_links",
-            f"ALTER TABLE {self.db}.object_links {self.on_cluster} DELETE "
+            f"ALTER TABLE {self.db}.{self.topology.storage_name('object_links')} {self.on_cluster} DELETE "
             "WHERE Source = 'span' AND RulesVersion < {version:UInt64}",
             {"version": state.version}, settings=MUTATION_SETTINGS,
         )
@@ -338,7 +351,14 @@ class MeaningRepository:
         self.engine.insert("insert_rates", f"{self.db}.model_rates", [list(c) for c in zip(*data)], names)
 
     def clear_rates(self) -> None:
-        self.engine.command("clear_rates", f"TRUNCATE TABLE {self.db}.model_rates {self.on_cluster}")
+        self.engine.command("clear_rates",
+                            f"TRUNCATE TABLE {self.db}.model_rates {self.topology.on_cluster('model_rates')}")
+
+    @property
+    def _co_located(self) -> dict[str, int] | None:
+        """On a cluster, an INSERT ... SELECT between two Distributed tables of the data cluster runs on each
+        shard over its local tables (a trace's spans and links are on one shard): no row crosses the network."""
+        return {"parallel_distributed_insert_select": 2} if self.topology.clustered else None
 
 
 def _preview(kind: str, rule: LinkRule | FieldRule, spans: int, objects: int = 0,

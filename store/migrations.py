@@ -1,21 +1,34 @@
 """Numbered, append-only migrations recorded in a migrations table.
 
-Files are ``NNNN_<what>.up.sql``; ``${db}``, ``${on_cluster}``, ``${local}`` (the suffix of a sharded
-table's storage) and the engine names are filled in for embedded, server or cluster. A shipped file is never
-edited: a change is a new number.
+Files are ``NNNN_<what>.up.sql``; ``${db}``, ``${on_cluster}``, ``${local}`` and the
+engine names are filled in for embedded, server or cluster (store/topology.py). A
+statement that names a sharded table's storage as ``${db}.<name>${local}`` is rendered
+for the data cluster, every other one for the state cluster. ``NNNN_<what>.cluster.up.sql``
+files run only with a cluster. A shipped file is never edited: a change is a new number
+(writing ``${local}`` into shipped files changed no single-node statement: the snapshot).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import time
 from importlib import resources
 from string import Template
 
 from pydantic import BaseModel
 
 from flightrec.store.engine import Engine
+from flightrec.store.topology import DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed
 
-MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.up\.sql$")
+# A claim on the pending migrations lasts this long: a node that died holding it is taken over after.
+CLAIM_LEASE_S = 600.0
+CLAIM_POLL_S = 0.5
+
+# NNNN_<what>.up.sql, or NNNN_<what>.cluster.up.sql: applied only with a cluster (the Distributed twins).
+MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.cluster)?\.up\.sql$")
+LOCAL_VAR = "${local}"
 
 
 class Migration(BaseModel):
@@ -24,59 +37,124 @@ class Migration(BaseModel):
     statements: list[str]
 
 
-def schema_vars(database: str, cluster: str | None) -> dict[str, str]:
-    """Template values: plain engines on one node, Replicated ones ON CLUSTER."""
-    if cluster:
-        # A stable Keeper path per table ({uuid} would differ on a replica created later, which would then
-        # never replicate): the server's {database} and {table} macros.
-        zk = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-        return {
-            "db": database,
-            "on_cluster": f"ON CLUSTER {cluster}",
-            "local": "",
-            "replacing_engine": f"ReplicatedReplacingMergeTree({zk})",
-            "merge_engine": f"ReplicatedMergeTree({zk})",
-            "aggregating_engine": f"ReplicatedAggregatingMergeTree({zk})",
-        }
-    return {"db": database, "on_cluster": "", "local": "", "replacing_engine": "ReplacingMergeTree", "merge_engine": "MergeTree",
-            "aggregating_engine": "AggregatingMergeTree"}
+def _statements(text: str) -> list[str]:
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [part.strip() for part in body.split(";") if part.strip()]
 
 
-def load_migrations(database: str, cluster: str | None = None) -> list[Migration]:
-    """Every migration file, in order, rendered for this database and cluster."""
+def load_migrations(database: str, cluster: str | None = None, state_cluster: str | None = None) -> list[Migration]:
+    """Every migration file, in order, rendered for this database and cluster.
+
+    A statement that names a sharded table's storage (``${local}``) is rendered for the data cluster,
+    every other one for the state cluster; with a cluster, a column change of a sharded table is
+    repeated on its Distributed twin once that exists (its columns must stay the local table's).
+    """
+    topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
+    values = {sharded: topology.engines(sharded) for sharded in (True, False)}
     found: list[Migration] = []
-    values = schema_vars(database, cluster)
     for entry in resources.files("flightrec.store").joinpath("migrations").iterdir():
         match = MIGRATION_NAME.match(entry.name)
-        if not match:
+        if not match or (match.group(3) and not topology.clustered):
             continue
-        text = Template(entry.read_text(encoding="utf-8")).substitute(values)
-        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-        statements = [part.strip() for part in body.split(";") if part.strip()]
+        statements = [Template(statement).substitute(values[LOCAL_VAR in statement])
+                      for statement in _statements(entry.read_text(encoding="utf-8"))]
         found.append(Migration(version=int(match.group(1)), name=match.group(2), statements=statements))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate migration numbers in store/migrations: {versions}")
+    twins: set[str] = set()
+    for migration in found:
+        mirrored = []
+        for statement in migration.statements:
+            mirrored.append(statement)
+            twin = DISTRIBUTED_CREATE.match(statement)
+            if twin:
+                twins.add(twin.group(1))
+            elif (mirror := mirror_on_distributed(statement)) and LOCAL_ALTER.match(statement).group("name") in twins:  # type: ignore[union-attr]
+                mirrored.append(mirror)
+        migration.statements = mirrored
     return found
 
 
-def migrate(engine: Engine, database: str, cluster: str | None = None) -> list[int]:
-    """Apply every migration not yet recorded; return the versions applied now. Idempotent."""
-    on_cluster = f"ON CLUSTER {cluster}" if cluster else ""
+def schema_sql(database: str, cluster: str | None = None, state_cluster: str | None = None) -> str:
+    """The DDL the migrations would run, as one script (``flightrec schema``): no store needed."""
+    topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
+    head = [f"CREATE DATABASE IF NOT EXISTS {database} {topology.on_cluster('flightrec_migrations')}".rstrip(),
+            migrations_table_sql(topology), claims_table_sql(topology)]
+    parts = ["-- bookkeeping\n" + ";\n\n".join(head) + ";"]
+    parts += [f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
+              for m in load_migrations(database, cluster, state_cluster)]
+    return "\n\n".join(parts) + "\n"
+
+
+def migrations_table_sql(topology: Topology) -> str:
+    """The table of applied migrations: a state table (one shard, every node)."""
+    return (f"CREATE TABLE IF NOT EXISTS {topology.database}.flightrec_migrations "
+            f"{topology.on_cluster('flightrec_migrations')} (version UInt32, name String, applied_at DateTime DEFAULT now()) "
+            f"ENGINE = {topology.engines(sharded=False)['merge_engine']} ORDER BY version").replace("  ", " ")
+
+
+def claims_table_sql(topology: Topology) -> str:
+    """Who applies the pending migrations: the first claim of a (from, to) round wins (insert deduplication)."""
+    return (f"CREATE TABLE IF NOT EXISTS {topology.database}.flightrec_migration_claims "
+            f"{topology.on_cluster('flightrec_migration_claims')} (Round String, Node String, "
+            f"ClaimedAt DateTime64(3) DEFAULT now64(3)) ENGINE = {topology.engines(sharded=False)['merge_engine']} "
+            "ORDER BY (Round, ClaimedAt) SETTINGS non_replicated_deduplication_window = 1000").replace("  ", " ")
+
+
+def _claim(engine: Engine, database: str, round_: str, node: str) -> str | None:
+    """Claim a migration round; return the node holding it (this one, or the one that claimed first), or None
+    while the winning claim has not reached this node's replica yet (this node's own claim was dropped)."""
+    table = f"{database}.flightrec_migration_claims"
+    engine.insert("claim_migrations", table, [[round_], [node]], ["Round", "Node"], dedup_token=round_)
+    rows = engine.query("migration_claim", f"SELECT Node FROM {table} WHERE Round = {{round:String}} "
+                        "ORDER BY ClaimedAt LIMIT 1", {"round": round_})
+    return rows[0][0] if rows else None
+
+
+def migrate(engine: Engine, database: str, cluster: str | None = None, state_cluster: str | None = None, *,
+            node: str = "", wait_s: float = CLAIM_LEASE_S) -> list[int]:
+    """Apply every migration not yet recorded, once per store (or cluster); return the versions applied now.
+
+    The pending migrations are a round, from the highest applied version to the highest known one. Its
+    first claim wins: the claim's insert carries the round as deduplication token, so a second node's
+    concurrent claim is dropped by the engine (in Keeper on a cluster) and that node waits until the
+    round is recorded instead of applying it too. A claim older than the lease (its node died mid-way)
+    opens the next round's number; every statement is idempotent (IF NOT EXISTS), so a takeover
+    completes a half-applied migration. With a cluster the DDL runs ON CLUSTER from the one node that
+    holds the claim: applied once per cluster, never per shard.
+    """
+    topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
+    node = node or f"{socket.gethostname()}:{os.getpid()}"
+    on_cluster = topology.on_cluster("flightrec_migrations")
     engine.command("create_database", f"CREATE DATABASE IF NOT EXISTS {database} {on_cluster}")
-    table_engine = schema_vars(database, cluster)["merge_engine"]
-    engine.command(
-        "create_migrations_table",
-        f"CREATE TABLE IF NOT EXISTS {database}.flightrec_migrations {on_cluster} "
-        f"(version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = {table_engine} ORDER BY version",
-    )
-    applied = {
-        row[0] for row in engine.query("applied_migrations", f"SELECT version FROM {database}.flightrec_migrations")
-    }
+    engine.command("create_migrations_table", migrations_table_sql(topology))
+    applied = _applied(engine, database)
+    pending = [m for m in load_migrations(database, cluster, state_cluster) if m.version not in applied]
+    if not pending:
+        return []
+    engine.command("create_migration_claims_table", claims_table_sql(topology))
+    base = f"{max(applied, default=0)}->{pending[-1].version}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        expired = engine.query(
+            "expired_migration_claims",
+            f"SELECT count() FROM {database}.flightrec_migration_claims WHERE startsWith(Round, {{base:String}}) "
+            "AND ClaimedAt < now64(3) - toIntervalSecond({lease:UInt32})",
+            {"base": base + ":", "lease": int(CLAIM_LEASE_S)})[0][0]
+        holder = _claim(engine, database, f"{base}:{expired}", node)
+        if holder == node:
+            break
+        if pending[-1].version in _applied(engine, database):
+            return []
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"migrations {base} are being applied by {holder}, which has not finished in "
+                               f"{wait_s:.0f} s; its claim expires {CLAIM_LEASE_S:.0f} s after it was made")
+        time.sleep(CLAIM_POLL_S)
     done: list[int] = []
-    for migration in load_migrations(database, cluster):
-        if migration.version in applied:
+    for migration in pending:
+        if migration.version in _applied(engine, database):
             continue
         for statement in migration.statements:
             engine.command(f"migration_{migration.version:04d}", statement)
@@ -85,6 +163,11 @@ def migrate(engine: Engine, database: str, cluster: str | None = None) -> list[i
             f"{database}.flightrec_migrations",
             [[migration.version], [migration.name]],
             ["version", "name"],
+            dedup_token=f"migration:{migration.version}",
         )
         done.append(migration.version)
     return done
+
+
+def _applied(engine: Engine, database: str) -> set[int]:
+    return {row[0] for row in engine.query("applied_migrations", f"SELECT version FROM {database}.flightrec_migrations")}

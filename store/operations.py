@@ -128,9 +128,11 @@ class ActionsRepository:
             f"SELECT {ACTION_SELECT} FROM {self.db}.otel_traces WHERE Operation = 'action' "
             "AND ({agent:String} = '' OR Agent = {agent:String}) "
             "AND ({object:String} = '' OR (has(Objects, {object:String}) AND TraceId IN ("
-            f"SELECT TraceId FROM {self.db}.object_links WHERE ObjectType = {{kind:String}} AND ObjectId = {{ident:String}}))) "
+            f"SELECT TraceId FROM {self.db}.{self.engine.topology.storage_name('object_links')} "
+            "WHERE ObjectType = {kind:String} AND ObjectId = {ident:String}))) "
             "AND ({flow:String} = '' OR TraceId IN ("
-            f"SELECT TraceId FROM {self.db}.otel_traces WHERE ParentSpanId = '' AND SpanName = {{flow:String}})) "
+            f"SELECT TraceId FROM {self.db}.{self.engine.topology.storage_name('otel_traces')} "
+            "WHERE ParentSpanId = '' AND SpanName = {flow:String})) "
             "AND Timestamp >= fromUnixTimestamp64Nano({since:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({until:Int64}) "
         )
         if performed_only:

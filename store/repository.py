@@ -102,12 +102,13 @@ class Store:
         self.runs = RunsRepository(engine, self.db)
         self.outbox = OutboxRepository(engine, self.db)
         self.principals = PrincipalsRepository(engine, self.db)
-        self.holds = HoldsRepository(engine, self.db, config.cluster)
+        self.topology = engine.topology
+        self.holds = HoldsRepository(engine, self.db)
         self.erasures = ErasureRepository(engine, self.db)
         self.leases = LeaseRepository(engine, self.db)
-        self.retention = RetentionRepository(engine, self.db, config.cluster)
+        self.retention = RetentionRepository(engine, self.db)
         self.tool_reads = ToolReads(engine, self.db)
-        self.meaning = MeaningRepository(engine, self.db, f"ON CLUSTER {config.cluster}" if config.cluster else "")
+        self.meaning = MeaningRepository(engine, self.db)
         self.otlp = OtlpRepository(engine, self.db)
         self._replacing: bool | None = None
 
@@ -122,7 +123,7 @@ class Store:
         ``retention`` may be a function of the migrated store answering whether to (the server's:
         whether this process leads, flightrec/leader.py).
         """
-        done = migrate(self.engine, self.db, self.config.cluster)
+        done = migrate(self.engine, self.db, self.config.cluster, self.config.state_cluster)
         if retention(self) if callable(retention) else retention:
             self.apply_retention()
         self.meaning.install(self.config.rules, self.config.default_tenant)
@@ -247,10 +248,11 @@ class Store:
 
     def object_anchors(self, *, obj: ObjectRef, runs: int | None = None) -> set[tuple[str, str]]:
         """The (trace id, span id) pairs whose spans name this object; with ``runs``, only the latest runs'."""
+        # GLOBAL on a cluster: the latest runs of all shards, not of each.
         latest = (
-            "AND TraceId IN (SELECT TraceId FROM {db}.object_links WHERE ObjectType = {{type:String}} "
+            "AND TraceId {IN} (SELECT TraceId FROM {db}.object_links WHERE ObjectType = {{type:String}} "
             "AND ObjectId = {{id:String}} GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {{runs:UInt32}})"
-        ).format(db=self.db) if runs else ""
+        ).format(db=self.db, IN=self.topology.IN) if runs else ""
         rows = self.engine.query(
             "object_anchors",
             f"SELECT DISTINCT TraceId, SpanId FROM {self.db}.object_links "
@@ -299,7 +301,7 @@ class Store:
             "recent_objects",
             f"SELECT ObjectType, ObjectId, toUnixTimestamp64Nano(max(Timestamp)), uniqExact(TraceId), "
             f"arraySort(groupUniqArray(16)(Agent)), argMax(TraceId, Timestamp) FROM {self.db}.object_links "
-            "WHERE (ObjectType, ObjectId) IN (SELECT ObjectType, ObjectId FROM ("
+            f"WHERE (ObjectType, ObjectId) {self.topology.IN} (SELECT ObjectType, ObjectId FROM ("
             f"SELECT ObjectType, ObjectId, max(LastSeen) AS seen FROM {self.db}.object_recency "
             "WHERE ({type:String} = '' OR ObjectType = {type:String}) "
             "AND ({text:String} = '' OR positionCaseInsensitive(ObjectId, {text:String}) > 0) "
@@ -377,7 +379,7 @@ class Store:
         """Objects linked to runs whose span names or error messages contain ``text``."""
         rows = self.engine.query(
             "objects_by_span_text",
-            f"SELECT DISTINCT ObjectType, ObjectId FROM {self.db}.object_links WHERE TraceId IN ("
+            f"SELECT DISTINCT ObjectType, ObjectId FROM {self.db}.object_links WHERE TraceId {self.topology.IN} ("
             f"SELECT DISTINCT TraceId FROM {self.db}.otel_traces WHERE positionCaseInsensitive(SpanName, {{text:String}}) > 0 "
             "OR positionCaseInsensitive(StatusMessage, {text:String}) > 0 LIMIT 50"
             ") ORDER BY ObjectType, ObjectId LIMIT {limit:UInt32}",
@@ -411,8 +413,8 @@ class Store:
         if self._replacing is None:
             rows = self.engine.query(
                 "spans_engine",
-                "SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'otel_traces'",
-                {"db": self.db},
+                "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+                {"db": self.db, "table": self.topology.storage_name("otel_traces")},
             )
             self._replacing = bool(rows) and "Replacing" in rows[0][0]
         return self._replacing
@@ -442,13 +444,14 @@ class Store:
     def optimize(self) -> None:
         """Merge parts now, collapsing replayed duplicates (tests and benchmarks)."""
         for table in ("otel_traces", "otel_traces_trace_id_ts", "object_links", "object_recency", "otel_logs"):
-            self.engine.command("optimize", f"OPTIMIZE TABLE {self.db}.{table} FINAL")
+            self.engine.command("optimize", f"OPTIMIZE TABLE {self.topology.storage(table)} "
+                                f"{self.topology.on_cluster(table)} FINAL".replace("  ", " "))
 
 
 def open_store(config: StoreConfig, *, retention: bool | Callable[[Store], bool] = True) -> Store:
     """Connect, migrate and apply retention (``retention`` as :meth:`Store.migrate` takes it): the one store
     client factory."""
-    engine = Engine(config.target())
+    engine = Engine(config.target(), config.topology())
     store = Store(engine, config)
     try:
         store.migrate(retention=retention)

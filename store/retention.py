@@ -117,17 +117,21 @@ def needs_rewrite(current: str, wanted: str, has_rows: bool) -> bool:
 class RetentionRepository:
     """The TTL statements: read a table's TTL, set it when it differs, expire what a release let go."""
 
-    def __init__(self, engine: Engine, db: str, cluster: str | None = None) -> None:
+    def __init__(self, engine: Engine, db: str) -> None:
         self.engine = engine
         self.db = db
-        self.on_cluster = f"ON CLUSTER {cluster}" if cluster else ""
+        self.topology = engine.topology
+
+    def _alter(self, table: str) -> str:
+        """``ALTER TABLE`` of the table that stores ``table``'s rows, on its cluster (a TTL is storage)."""
+        return f"ALTER TABLE {self.db}.{self.topology.storage_name(table)} {self.topology.on_cluster(table)}"
 
     def table_ttl(self, table: str) -> str:
         """The TTL clause of a table as ClickHouse reports it ('' when none or no such table)."""
         rows = self.engine.query(
             "table_ttl",
             "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {table:String}",
-            {"db": self.db, "table": table},
+            {"db": self.db, "table": self.topology.storage_name(table)},
         )
         text = rows[0][0] if rows else ""
         start = text.find(" TTL ")
@@ -147,9 +151,9 @@ class RetentionRepository:
             if _squash(wanted) == current:
                 continue
             if wanted:
-                sql = f"ALTER TABLE {self.db}.{table} {self.on_cluster} MODIFY TTL {wanted}"
+                sql = f"{self._alter(table)} MODIFY TTL {wanted}"
             elif current:
-                sql = f"ALTER TABLE {self.db}.{table} {self.on_cluster} REMOVE TTL"
+                sql = f"{self._alter(table)} REMOVE TTL"
             else:
                 continue
             rewrite = policy.materialize and needs_rewrite(current, wanted, self.has_rows(table))
@@ -161,9 +165,9 @@ class RetentionRepository:
         """Whether any active part of the table holds rows (an empty table has nothing to rewrite)."""
         rows = self.engine.query(
             "table_has_rows",
-            "SELECT count() FROM system.parts WHERE database = {db:String} AND table = {table:String} "
-            "AND active AND rows > 0",
-            {"db": self.db, "table": table},
+            f"SELECT count() FROM {self.topology.parts_of('system.parts')} WHERE database = {{db:String}} "
+            "AND table = {table:String} AND active AND rows > 0",
+            {"db": self.db, "table": self.topology.storage_name(table)},
         )
         return rows[0][0] > 0
 
@@ -182,16 +186,16 @@ class RetentionRepository:
             cutoff = (now - timedelta(days=days)).replace(tzinfo=None)
             rows = self.engine.query(
                 "expired_partitions",
-                "SELECT DISTINCT partition_id FROM system.parts WHERE database = {db:String} AND table = {table:String} "
-                "AND active AND rows > 0 AND min_time < {cutoff:DateTime} ORDER BY partition_id",
-                {"db": self.db, "table": table, "cutoff": cutoff},
+                f"SELECT DISTINCT partition_id FROM {self.topology.parts_of('system.parts')} WHERE database = {{db:String}} "
+                "AND table = {table:String} AND active AND rows > 0 AND min_time < {cutoff:DateTime} ORDER BY partition_id",
+                {"db": self.db, "table": self.topology.storage_name(table), "cutoff": cutoff},
             )
             for (partition,) in rows:
                 if not PARTITION_ID.match(partition):  # ClickHouse's own ids: digits, letters, '-', '_'
                     raise ValueError(f"unexpected partition id {partition!r} in {table}")
                 self.engine.command(  # a partition id is a literal in ALTER (no parameter there)
                     "materialize_ttl",
-                    f"ALTER TABLE {self.db}.{table} {self.on_cluster} MATERIALIZE TTL IN PARTITION ID '{partition}'",
+                    f"{self._alter(table)} MATERIALIZE TTL IN PARTITION ID '{partition}'",
                 )
                 started += 1
         return started
@@ -200,7 +204,8 @@ class RetentionRepository:
         """Whether every mutation on this database's tables has finished."""
         rows = self.engine.query(
             "mutations_pending",
-            "SELECT count() FROM system.mutations WHERE database = {db:String} AND NOT is_done",
+            f"SELECT count() FROM {self.topology.parts_of('system.mutations')} WHERE database = {{db:String}} "
+            "AND NOT is_done",
             {"db": self.db},
         )
         return rows[0][0] == 0
@@ -209,7 +214,8 @@ class RetentionRepository:
         """Mutations ever run on a table (a MODIFY TTL that materializes is one)."""
         rows = self.engine.query(
             "mutation_count",
-            "SELECT count() FROM system.mutations WHERE database = {db:String} AND table = {table:String}",
-            {"db": self.db, "table": table},
+            f"SELECT count() FROM {self.topology.parts_of('system.mutations')} WHERE database = {{db:String}} "
+            "AND table = {table:String}",
+            {"db": self.db, "table": self.topology.storage_name(table)},
         )
         return rows[0][0]

@@ -48,7 +48,7 @@ class RunsRepository:
         rows = self.engine.query(
             "runs_by_session_or_user",
             f"SELECT {RUN_SELECT} FROM {self.db}.otel_traces WHERE TraceId IN ("
-            f"SELECT DISTINCT TraceId FROM {self.db}.otel_traces "
+            f"SELECT DISTINCT TraceId FROM {self.db}.{self.engine.topology.storage_name('otel_traces')} "
             "WHERE SessionId = {value:String} OR UserId = {value:String}) "
             "GROUP BY TraceId ORDER BY min(Timestamp) DESC LIMIT {limit:UInt32}",
             {"value": value, "limit": limit},
@@ -61,7 +61,8 @@ class RunsRepository:
             "unlinked_runs",
             f"SELECT {RUN_SELECT} FROM {self.db}.otel_traces "
             "WHERE Timestamp >= {since:DateTime64(9)} AND TraceId NOT IN ("
-            f"SELECT TraceId FROM {self.db}.object_links WHERE Timestamp >= {{since:DateTime64(9)}} - INTERVAL 1 DAY) "
+            f"SELECT TraceId FROM {self.db}.{self.engine.topology.storage_name('object_links')} "
+            "WHERE Timestamp >= {since:DateTime64(9)} - INTERVAL 1 DAY) "
             "GROUP BY TraceId ORDER BY min(Timestamp) DESC LIMIT {limit:UInt32}",
             {"since": since, "limit": limit},
         )

@@ -661,3 +661,32 @@ def test_systems_lists_and_registers_and_undo_then_calls_only_what_was_registere
     assert (steps[allowed]["status"], steps[allowed]["system"]) == ("reversible", "billing"), steps[allowed]
     assert steps[credit]["status"] == "irreversible", "ben's registration replaced ana's: /credits is no longer allowed"
     assert "/credits/CR-5/undo is not among the undo paths allowed on system billing" in shown.stdout
+
+
+def test_schema_prints_the_migrations_ddl_without_a_store(tmp_path: Path) -> None:
+    """``flightrec schema`` (issue 13's interface): the DDL the migrations would run, single node or cluster."""
+    from flightrec.store.migrations import schema_sql
+
+    env = {"FLIGHTREC_DATA": str(tmp_path / "never")}
+    single = run_cli("schema", env=env)
+    assert single.returncode == 0 and single.stdout == schema_sql("flightrec")
+    assert "ON CLUSTER" not in single.stdout and "CREATE TABLE IF NOT EXISTS flightrec.otel_traces \n" in single.stdout
+    clustered = run_cli("schema", "--cluster", "flightrec", "--state-cluster", "flightrec_state", "--database", "obs",
+                        env=env)
+    assert clustered.returncode == 0 and clustered.stdout == schema_sql("obs", "flightrec", "flightrec_state")
+    assert "CREATE TABLE IF NOT EXISTS obs.otel_traces ON CLUSTER flightrec AS obs.otel_traces_local" in clustered.stdout
+    from_env = run_cli("schema", env={**env, "FLIGHTREC_CLUSTER": "flightrec", "FLIGHTREC_STATE_CLUSTER": "flightrec_state"})
+    assert from_env.stdout == schema_sql("flightrec", "flightrec", "flightrec_state")
+    assert not (tmp_path / "never").exists()  # no store was opened
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--cluster", "flightrec"], "FLIGHTREC_STATE_CLUSTER go"),
+    (["--state-cluster", "flightrec_state"], "FLIGHTREC_STATE_CLUSTER go"),
+    (["--database", "bad;DROP"], "database"),
+    (["--cluster", "a b", "--state-cluster", "s"], "cluster"),
+])
+def test_schema_refuses_a_bad_setting_and_prints_no_ddl(args: list[str], said: str) -> None:
+    result = run_cli("schema", *args)
+    assert result.returncode == 2 and "invalid setting" in result.stdout and said in result.stdout
+    assert "CREATE" not in result.stdout and "Traceback" not in result.stderr

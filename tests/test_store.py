@@ -65,7 +65,7 @@ def test_bad_database_name_is_refused() -> None:
 def test_migration_sql_snapshot(cluster: str | None, snapshot: str) -> None:
     rendered = "\n\n".join(
         f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
-        for m in load_migrations("flightrec", cluster)
+        for m in load_migrations("flightrec", cluster, f"{cluster}_state" if cluster else None)
     )
     path = SNAPSHOTS / snapshot
     if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():

@@ -7,7 +7,7 @@
 -- scattered over the key space, and each trace costs a granule of every wide column
 -- (the attribute maps) to decompress; 8192-row granules and daily parts made that the
 -- whole of a story's latency (bench/story.py).
-CREATE TABLE IF NOT EXISTS ${db}.otel_traces ${on_cluster}
+CREATE TABLE IF NOT EXISTS ${db}.otel_traces${local} ${on_cluster}
 (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
@@ -69,7 +69,7 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 
 -- Links: one row per (object, span that names it). Ordered by object, so one
 -- object's anchors are a range read; descendants are resolved when reading.
-CREATE TABLE IF NOT EXISTS ${db}.object_links ${on_cluster}
+CREATE TABLE IF NOT EXISTS ${db}.object_links${local} ${on_cluster}
 (
     ObjectType LowCardinality(String),
     ObjectId String,

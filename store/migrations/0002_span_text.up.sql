@@ -10,7 +10,7 @@
 -- these statements; as shipped it added the text columns AFTER UserId, which a table without
 -- UserId refuses (on 0001's table they landed at the end either way, UserId being its last
 -- column). A store where 0001 ran on such a table and 0002 failed is completed by this too.
-ALTER TABLE ${db}.otel_traces ${on_cluster}
+ALTER TABLE ${db}.otel_traces${local} ${on_cluster}
     ADD COLUMN IF NOT EXISTS Tenant LowCardinality(String) CODEC(ZSTD(1)),
     ADD COLUMN IF NOT EXISTS Agent LowCardinality(String) CODEC(ZSTD(1)),
     ADD COLUMN IF NOT EXISTS Operation LowCardinality(String) CODEC(ZSTD(1)),
@@ -36,8 +36,8 @@ ALTER TABLE ${db}.otel_traces ${on_cluster}
     ADD INDEX IF NOT EXISTS idx_agent Agent TYPE set(256) GRANULARITY 4,
     ADD INDEX IF NOT EXISTS idx_ts Timestamp TYPE minmax GRANULARITY 1;
 
-ALTER TABLE ${db}.otel_traces ${on_cluster} MODIFY SETTING non_replicated_deduplication_window = 10000;
+ALTER TABLE ${db}.otel_traces${local} ${on_cluster} MODIFY SETTING non_replicated_deduplication_window = 10000;
 
-ALTER TABLE ${db}.otel_traces ${on_cluster}
+ALTER TABLE ${db}.otel_traces${local} ${on_cluster}
     ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)),
     ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3));

@@ -3,7 +3,7 @@
 -- send events (messages, choices, tool calls) as log records carrying their span's trace and
 -- span ids; stories join them to their spans by those ids (the bloom index keeps that cheap).
 -- Monthly partitions like the spans, so one writer insert never spans more than it may.
-CREATE TABLE IF NOT EXISTS ${db}.otel_logs ${on_cluster}
+CREATE TABLE IF NOT EXISTS ${db}.otel_logs${local} ${on_cluster}
 (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TimestampTime DateTime DEFAULT toDateTime(Timestamp),

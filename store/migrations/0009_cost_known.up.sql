@@ -3,5 +3,5 @@
 -- CostUsd stay sums of known costs and countIf(CostKnown = 0) says how many calls they miss.
 -- Rows stored before, or inserted without the column, take the expression: tokens priced at
 -- 0 USD were priced by a table that did not know the model.
-ALTER TABLE ${db}.otel_traces ${on_cluster} ADD COLUMN IF NOT EXISTS CostKnown UInt8
+ALTER TABLE ${db}.otel_traces${local} ${on_cluster} ADD COLUMN IF NOT EXISTS CostKnown UInt8
     DEFAULT if(CostUsd = 0 AND (InputTokens + OutputTokens) > 0, 0, 1) CODEC(ZSTD(1));

@@ -21,7 +21,7 @@ SETTINGS join_any_take_last_row = 1;
 
 -- Each link derived by the view carries the version of the rules that made it, so a
 -- re-derivation inserts the new links before it deletes the old ones (no story goes empty).
-ALTER TABLE ${db}.object_links ${on_cluster} ADD COLUMN IF NOT EXISTS RulesVersion UInt64 DEFAULT 0;
+ALTER TABLE ${db}.object_links${local} ${on_cluster} ADD COLUMN IF NOT EXISTS RulesVersion UInt64 DEFAULT 0;
 
 -- Which rule set was installed, and which one derived the stored history, when, over how many spans.
 CREATE TABLE IF NOT EXISTS ${db}.derivations ${on_cluster}

@@ -5,7 +5,7 @@
 -- OpenTelemetry Collector exporter's, a hand-written INSERT), so the sequencer reads rows by the
 -- time they were inserted, with a look-back window, and anti-joins what is already a leaf. Rows
 -- stored before this column existed read it as the time of the query until a merge writes it.
-ALTER TABLE ${db}.otel_traces ${on_cluster} ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(6) DEFAULT now64(6) CODEC(Delta(8), ZSTD(1));
+ALTER TABLE ${db}.otel_traces${local} ${on_cluster} ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(6) DEFAULT now64(6) CODEC(Delta(8), ZSTD(1));
 
 -- Leaves, in order: Idx is the leaf index. A batch of leaves is appended as a compare-and-swap
 -- (the insert deduplication token names the tree size and root it extends), so two server

@@ -4,7 +4,7 @@
 -- and aggregates details over those 50 objects' links only. Fed by every insert into
 -- object_links (the link view, re-derivations, manual links); rows of links deleted later
 -- (a rule removed) stay until they expire: the list reads the links to confirm each object.
-CREATE TABLE IF NOT EXISTS ${db}.object_recency ${on_cluster}
+CREATE TABLE IF NOT EXISTS ${db}.object_recency${local} ${on_cluster}
 (
     ObjectType LowCardinality(String),
     ObjectId String,
@@ -15,9 +15,9 @@ CREATE TABLE IF NOT EXISTS ${db}.object_recency ${on_cluster}
 ENGINE = ${aggregating_engine}
 ORDER BY (ObjectType, ObjectId, Tenant, Agent);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.object_recency_view ${on_cluster} TO ${db}.object_recency
-AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM ${db}.object_links;
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.object_recency_view ${on_cluster} TO ${db}.object_recency${local}
+AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM ${db}.object_links${local};
 
-INSERT INTO ${db}.object_recency
-SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM ${db}.object_links
+INSERT INTO ${db}.object_recency${local}
+SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM ${db}.object_links${local}
 GROUP BY ObjectType, ObjectId, Tenant, Agent;

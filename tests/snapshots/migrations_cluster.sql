@@ -1,5 +1,5 @@
 -- 0001_spans
-CREATE TABLE IF NOT EXISTS flightrec.otel_traces ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_local ON CLUSTER fr
 (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
@@ -59,7 +59,7 @@ PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TraceId, SpanId)
 SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 
-CREATE TABLE IF NOT EXISTS flightrec.object_links ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.object_links_local ON CLUSTER fr
 (
     ObjectType LowCardinality(String),
     ObjectId String,
@@ -74,18 +74,18 @@ PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId)
 SETTINGS non_replicated_deduplication_window = 10000;
 
-CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections ON CLUSTER fr_state
 (
     Timestamp DateTime64(3),
     Transport LowCardinality(String),
     Rejected UInt64,
     Reason String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Timestamp;
 
 -- 0002_span_text
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr
     ADD COLUMN IF NOT EXISTS Tenant LowCardinality(String) CODEC(ZSTD(1)),
     ADD COLUMN IF NOT EXISTS Agent LowCardinality(String) CODEC(ZSTD(1)),
     ADD COLUMN IF NOT EXISTS Operation LowCardinality(String) CODEC(ZSTD(1)),
@@ -111,14 +111,14 @@ ALTER TABLE flightrec.otel_traces ON CLUSTER fr
     ADD INDEX IF NOT EXISTS idx_agent Agent TYPE set(256) GRANULARITY 4,
     ADD INDEX IF NOT EXISTS idx_ts Timestamp TYPE minmax GRANULARITY 1;
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr MODIFY SETTING non_replicated_deduplication_window = 10000;
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr MODIFY SETTING non_replicated_deduplication_window = 10000;
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr
     ADD COLUMN IF NOT EXISTS InputText String CODEC(ZSTD(3)),
     ADD COLUMN IF NOT EXISTS OutputText String CODEC(ZSTD(3));
 
 -- 0003_controls_rollback_audit
-CREATE TABLE IF NOT EXISTS flightrec.controls ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.controls ON CLUSTER fr_state
 (
     Scope LowCardinality(String),
     Name String,
@@ -128,10 +128,10 @@ CREATE TABLE IF NOT EXISTS flightrec.controls ON CLUSTER fr
     Reason String,
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (Scope, Name);
 
-CREATE TABLE IF NOT EXISTS flightrec.rollback_plans ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.rollback_plans ON CLUSTER fr_state
 (
     PlanId String,
     Version UInt64,
@@ -140,10 +140,10 @@ CREATE TABLE IF NOT EXISTS flightrec.rollback_plans ON CLUSTER fr
     Body String CODEC(ZSTD(3)),
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY PlanId;
 
-CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr_state
 (
     Seq UInt64,
     Time DateTime64(6),
@@ -154,11 +154,11 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_log ON CLUSTER fr
     PrevHash String,
     Hash String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Seq;
 
 -- 0004_alerts
-CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr_state
 (
     DedupKey String,
     Version UInt64,
@@ -168,14 +168,14 @@ CREATE TABLE IF NOT EXISTS flightrec.alerts ON CLUSTER fr
     Body String CODEC(ZSTD(3)),
     UpdatedAt DateTime64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY DedupKey;
 
 -- 0005_span_identity
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD COLUMN IF NOT EXISTS ContentHash UInt64 DEFAULT 0 CODEC(ZSTD(1));
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr ADD COLUMN IF NOT EXISTS ContentHash UInt64 DEFAULT 0 CODEC(ZSTD(1));
 
 -- 0006_pager_outbox
-CREATE TABLE IF NOT EXISTS flightrec.pager_outbox ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.pager_outbox ON CLUSTER fr_state
 (
     EntryId String,
     Version UInt64,
@@ -191,12 +191,12 @@ CREATE TABLE IF NOT EXISTS flightrec.pager_outbox ON CLUSTER fr
     LastError String,
     Body String CODEC(ZSTD(3))
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (EntryId, Version)
 TTL toDateTime(CreatedAt) + toIntervalDay(30);
 
 -- 0007_logs
-CREATE TABLE IF NOT EXISTS flightrec.otel_logs ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.otel_logs_local ON CLUSTER fr
 (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TimestampTime DateTime DEFAULT toDateTime(Timestamp),
@@ -223,14 +223,14 @@ ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 -- 0008_link_source
-ALTER TABLE flightrec.object_links ON CLUSTER fr ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT 'span';
+ALTER TABLE flightrec.object_links_local ON CLUSTER fr ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT 'span';
 
 -- 0009_cost_known
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD COLUMN IF NOT EXISTS CostKnown UInt8
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr ADD COLUMN IF NOT EXISTS CostKnown UInt8
     DEFAULT if(CostUsd = 0 AND (InputTokens + OutputTokens) > 0, 0, 1) CODEC(ZSTD(1));
 
 -- 0010_derived_meaning
-CREATE TABLE IF NOT EXISTS flightrec.model_rates ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.model_rates ON CLUSTER fr_state
 (
     Provider String,
     Model String,
@@ -246,9 +246,9 @@ CREATE TABLE IF NOT EXISTS flightrec.model_rates ON CLUSTER fr
 ENGINE = Join(ANY, LEFT, Provider, Model, Day)
 SETTINGS join_any_take_last_row = 1;
 
-ALTER TABLE flightrec.object_links ON CLUSTER fr ADD COLUMN IF NOT EXISTS RulesVersion UInt64 DEFAULT 0;
+ALTER TABLE flightrec.object_links_local ON CLUSTER fr ADD COLUMN IF NOT EXISTS RulesVersion UInt64 DEFAULT 0;
 
-CREATE TABLE IF NOT EXISTS flightrec.derivations ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.derivations ON CLUSTER fr_state
 (
     AppliedAt DateTime64(3) DEFAULT now64(3),
     Kind LowCardinality(String),
@@ -257,11 +257,11 @@ CREATE TABLE IF NOT EXISTS flightrec.derivations ON CLUSTER fr
     Rules String,
     Spans UInt64
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY AppliedAt;
 
 -- 0011_principals
-CREATE TABLE IF NOT EXISTS flightrec.principals ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.principals ON CLUSTER fr_state
 (
     Name String,
     Kind LowCardinality(String),
@@ -274,11 +274,11 @@ CREATE TABLE IF NOT EXISTS flightrec.principals ON CLUSTER fr
     Revoked UInt8 DEFAULT 0,
     Version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Name;
 
 -- 0012_manual_links
-CREATE TABLE IF NOT EXISTS flightrec.manual_links ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.manual_links ON CLUSTER fr_state
 (
     ObjectType LowCardinality(String),
     ObjectId String,
@@ -288,15 +288,15 @@ CREATE TABLE IF NOT EXISTS flightrec.manual_links ON CLUSTER fr
     Tenant LowCardinality(String),
     Agent LowCardinality(String)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId);
 
 -- 0013_audit_v2
-ALTER TABLE flightrec.audit_log ON CLUSTER fr MODIFY SETTING non_replicated_deduplication_window = 10000;
+ALTER TABLE flightrec.audit_log ON CLUSTER fr_state MODIFY SETTING non_replicated_deduplication_window = 10000;
 
-ALTER TABLE flightrec.audit_log ON CLUSTER fr ADD COLUMN IF NOT EXISTS Format UInt8 DEFAULT 1;
+ALTER TABLE flightrec.audit_log ON CLUSTER fr_state ADD COLUMN IF NOT EXISTS Format UInt8 DEFAULT 1;
 
-CREATE TABLE IF NOT EXISTS flightrec.audit_heads ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.audit_heads ON CLUSTER fr_state
 (
     Seq UInt64,
     Hash String,
@@ -304,18 +304,18 @@ CREATE TABLE IF NOT EXISTS flightrec.audit_heads ON CLUSTER fr
     KeyId String,
     Signature String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Seq;
 
 -- 0014_principal_scope
-ALTER TABLE flightrec.principals ON CLUSTER fr ADD COLUMN IF NOT EXISTS Services Array(String) AFTER Agents;
+ALTER TABLE flightrec.principals ON CLUSTER fr_state ADD COLUMN IF NOT EXISTS Services Array(String) AFTER Agents;
 
-ALTER TABLE flightrec.principals ON CLUSTER fr ADD COLUMN IF NOT EXISTS Tenant String DEFAULT '' AFTER Services;
+ALTER TABLE flightrec.principals ON CLUSTER fr_state ADD COLUMN IF NOT EXISTS Tenant String DEFAULT '' AFTER Services;
 
 -- 0015_evidence_log
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(6) DEFAULT now64(6) CODEC(Delta(8), ZSTD(1));
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(6) DEFAULT now64(6) CODEC(Delta(8), ZSTD(1));
 
-CREATE TABLE IF NOT EXISTS flightrec.evidence_leaves ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.evidence_leaves ON CLUSTER fr_state
 (
     Idx UInt64,
     Kind LowCardinality(String),
@@ -331,21 +331,21 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_leaves ON CLUSTER fr
     SequencedAt DateTime64(6) DEFAULT now64(6),
     PROJECTION by_ref (SELECT * ORDER BY Kind, TraceId, SpanId, AuditSeq)
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Idx
 SETTINGS non_replicated_deduplication_window = 10000;
 
-CREATE TABLE IF NOT EXISTS flightrec.evidence_nodes ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.evidence_nodes ON CLUSTER fr_state
 (
     Level UInt8,
     Idx UInt64,
     Hash String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (Level, Idx)
 SETTINGS non_replicated_deduplication_window = 10000;
 
-CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr_state
 (
     Size UInt64,
     RootHash String,
@@ -354,14 +354,14 @@ CREATE TABLE IF NOT EXISTS flightrec.evidence_checkpoints ON CLUSTER fr
     KeyId String,
     Note String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (Size, Time);
 
 -- 0016_inserted_index
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1;
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1;
 
 -- 0017_legal_holds
-CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr_state
 (
     Id String,
     Kind LowCardinality(String),
@@ -376,24 +376,24 @@ CREATE TABLE IF NOT EXISTS flightrec.legal_holds ON CLUSTER fr
     ReleaseReason String DEFAULT '',
     Version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Id;
 
-CREATE VIEW IF NOT EXISTS flightrec.legal_holds_active ON CLUSTER fr AS
+CREATE VIEW IF NOT EXISTS flightrec.legal_holds_active ON CLUSTER fr_state AS
 SELECT Id, argMax(Kind, Version) AS HoldKind, argMax(ObjectType, Version) AS HoldObjectType,
        argMax(Key, Version) AS HoldKey, argMax(Released, Version) AS HoldReleased
 FROM flightrec.legal_holds GROUP BY Id HAVING HoldReleased = 0;
 
-CREATE TABLE IF NOT EXISTS flightrec.legal_hold_keys_table ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.legal_hold_keys_table ON CLUSTER fr_state
 (
     Generation UInt64,
     Kind LowCardinality(String),
     Key String
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (Generation, Kind, Key);
 
-CREATE DICTIONARY IF NOT EXISTS flightrec.legal_hold_keys ON CLUSTER fr
+CREATE DICTIONARY IF NOT EXISTS flightrec.legal_hold_keys ON CLUSTER fr_state
 (
     Kind String,
     Key String,
@@ -405,7 +405,7 @@ LIFETIME(MIN 60 MAX 120)
 LAYOUT(COMPLEX_KEY_HASHED());
 
 -- 0018_erasures
-CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr_state
 (
     RequestId String,
     ErasedAt DateTime64(3),
@@ -419,11 +419,11 @@ CREATE TABLE IF NOT EXISTS flightrec.erasures ON CLUSTER fr
     ContentHash String,
     AuditSeq UInt64
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY (TraceId, SpanId, ErasedAt);
 
 -- 0019_leader_lease
-CREATE TABLE IF NOT EXISTS flightrec.leader_lease ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.leader_lease ON CLUSTER fr_state
 (
     Lease LowCardinality(String),
     Version UInt64,
@@ -433,12 +433,12 @@ CREATE TABLE IF NOT EXISTS flightrec.leader_lease ON CLUSTER fr
     Expires DateTime64(6),
     Written DateTime64(6) DEFAULT now64(6)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/state/{database}/{table}', '{replica}')
 ORDER BY Lease
 SETTINGS non_replicated_deduplication_window = 100;
 
 -- 0021_object_recency
-CREATE TABLE IF NOT EXISTS flightrec.object_recency ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.object_recency_local ON CLUSTER fr
 (
     ObjectType LowCardinality(String),
     ObjectId String,
@@ -449,37 +449,37 @@ CREATE TABLE IF NOT EXISTS flightrec.object_recency ON CLUSTER fr
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (ObjectType, ObjectId, Tenant, Agent);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.object_recency_view ON CLUSTER fr TO flightrec.object_recency
-AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM flightrec.object_links;
+CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.object_recency_view ON CLUSTER fr TO flightrec.object_recency_local
+AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM flightrec.object_links_local;
 
-INSERT INTO flightrec.object_recency
-SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM flightrec.object_links
+INSERT INTO flightrec.object_recency_local
+SELECT ObjectType, ObjectId, Tenant, Agent, max(Timestamp) FROM flightrec.object_links_local
 GROUP BY ObjectType, ObjectId, Tenant, Agent;
 
 -- 0022_tool_indexes
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr
     ADD INDEX IF NOT EXISTS idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     ADD INDEX IF NOT EXISTS idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     ADD INDEX IF NOT EXISTS idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     ADD INDEX IF NOT EXISTS idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1;
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr
     MATERIALIZE INDEX idx_res_attr_key, MATERIALIZE INDEX idx_res_attr_value,
     MATERIALIZE INDEX idx_span_attr_key, MATERIALIZE INDEX idx_span_attr_value;
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild';
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild';
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr
     ADD PROJECTION IF NOT EXISTS by_service_time
     (
         SELECT Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, Duration, StatusCode
         ORDER BY ServiceName, SpanName, toDateTime(Timestamp), Timestamp
     );
 
-ALTER TABLE flightrec.otel_traces ON CLUSTER fr MATERIALIZE PROJECTION by_service_time;
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr MATERIALIZE PROJECTION by_service_time;
 
 -- 0023_trace_id_ts
-CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts ON CLUSTER fr
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts_local ON CLUSTER fr
 (
     TraceId String CODEC(ZSTD(1)),
     Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
@@ -491,14 +491,30 @@ ORDER BY (TraceId)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.otel_traces_trace_id_ts_mv ON CLUSTER fr
-TO flightrec.otel_traces_trace_id_ts
+TO flightrec.otel_traces_trace_id_ts_local
 AS SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
-FROM flightrec.otel_traces
+FROM flightrec.otel_traces_local
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO flightrec.otel_traces_trace_id_ts
+INSERT INTO flightrec.otel_traces_trace_id_ts_local
 SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
-FROM flightrec.otel_traces
+FROM flightrec.otel_traces_local
 WHERE TraceId != ''
 GROUP BY TraceId;
+
+-- 0024_distributed_tables
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces ON CLUSTER fr AS flightrec.otel_traces_local
+ENGINE = Distributed(fr, flightrec, otel_traces_local, cityHash64(TraceId));
+
+CREATE TABLE IF NOT EXISTS flightrec.object_links ON CLUSTER fr AS flightrec.object_links_local
+ENGINE = Distributed(fr, flightrec, object_links_local, cityHash64(TraceId));
+
+CREATE TABLE IF NOT EXISTS flightrec.otel_logs ON CLUSTER fr AS flightrec.otel_logs_local
+ENGINE = Distributed(fr, flightrec, otel_logs_local, cityHash64(TraceId));
+
+CREATE TABLE IF NOT EXISTS flightrec.object_recency ON CLUSTER fr AS flightrec.object_recency_local
+ENGINE = Distributed(fr, flightrec, object_recency_local, cityHash64(ObjectType, ObjectId));
+
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts ON CLUSTER fr AS flightrec.otel_traces_trace_id_ts_local
+ENGINE = Distributed(fr, flightrec, otel_traces_trace_id_ts_local, cityHash64(TraceId));
