@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import threading
+import time as clock
 import uuid
 from pathlib import Path
 
@@ -222,6 +223,47 @@ def test_spans_another_writer_inserts_become_leaves(store: Store, key: keys.Sign
     assert Sequencer(store, key, CONFIG).run_once() == 0
     assert {leaf.span_id for leaf in store.evidence.span_leaves(low="", high=None)} == {s.span_id for s in sent}
     Sequencer(store, key, CONFIG).checkpoint()
+    assert verify_store(store, key.public_raw).ok
+
+
+def test_the_engine_writes_the_leaf_data_python_writes_and_leaves_odd_ids_to_the_sweep(
+        store: Store, key: keys.SigningKey) -> None:
+    """Ids another writer may store: quotes and backslashes (JSON-escaped by the engine), non-ASCII
+    (kept as UTF-8), and control characters, which the engine's leaf form leaves to the sweep's Python."""
+    ids = ['quote"d', "back\\slash", "caf\u00e9-\U0001f600", "new\nline", "tab\tand\x01"]
+    sent = [ex.ExporterSpan(trace_id=f"{name}-{index}", span_id=os.urandom(8).hex(), name="odd", start_ns=BASE_NS,
+                            end_ns=BASE_NS + 1000) for index, name in enumerate(ids)]
+    ex.exporter_insert(store.engine._client, store.db, "otel_traces", sent)
+    sequencer = Sequencer(store, key, SequencerConfig(checkpoint_interval_s=0, sweep_s=3600))
+    sequencer._last_sweep = clock.monotonic()  # no sweep in this pass: only what the engine appends
+    assert sequencer.run_once() == 3  # the quoted, the back-slashed and the non-ASCII ids
+    sequencer._last_sweep = None
+    assert sequencer.run_once() == 2  # the sweep: the ids holding control characters
+    leaves = store.evidence.span_leaves(low="", high=None)
+    assert sorted(leaf.trace_id for leaf in leaves) == sorted(span.trace_id for span in sent)
+    for leaf in leaves:
+        data = canon.span_leaf_data(leaf.trace_id, leaf.span_id, leaf.record_hash, leaf.content_hash)
+        assert leaf.leaf_hash == canon.leaf_hex(data), leaf.trace_id
+    sequencer.checkpoint()
+    assert verify_store(store, key.public_raw).ok
+
+
+def test_a_span_visible_behind_the_cursor_waits_for_the_sweep(store: Store, key: keys.SigningKey) -> None:
+    """A row inserted with an InsertedAt older than the cursor (a slow insert from another writer) is
+    not seen by the passes that read past the cursor; the next sweep appends it, once."""
+    [(trace, span)] = insert_spans(store, 1)
+    sequencer = Sequencer(store, key, SequencerConfig(checkpoint_interval_s=0, sweep_s=3600, lookback_s=7200))
+    assert sequencer.run_once() == 1
+    late = os.urandom(8).hex()
+    ex.exporter_insert(store.engine._client, store.db, "otel_traces", [ex.ExporterSpan(
+        trace_id=trace, span_id=late, name="late", start_ns=BASE_NS, end_ns=BASE_NS + 1000)])
+    _mutate(store, f"ALTER TABLE {store.db}.otel_traces UPDATE InsertedAt = InsertedAt - INTERVAL 1 HOUR "
+                   f"WHERE SpanId = '{late}'")
+    assert sequencer.run_once() == 0  # behind the cursor, and no sweep is due
+    sequencer._last_sweep = None
+    assert sequencer.run_once() == 1 and sequencer.run_once() == 0
+    assert {leaf.span_id for leaf in store.evidence.span_leaves(low="", high=None)} == {span, late}
+    sequencer.checkpoint()
     assert verify_store(store, key.public_raw).ok
 
 
