@@ -92,7 +92,8 @@ def migrations_table_sql(topology: Topology) -> str:
     """The table of applied migrations: a state table (one shard, every node)."""
     return (f"CREATE TABLE IF NOT EXISTS {topology.database}.flightrec_migrations "
             f"{topology.on_cluster('flightrec_migrations')} (version UInt32, name String, applied_at DateTime DEFAULT now()) "
-            f"ENGINE = {topology.engines(sharded=False)['merge_engine']} ORDER BY version").replace("  ", " ")
+            f"ENGINE = {topology.engines(sharded=False)['merge_engine']} ORDER BY version "
+            "SETTINGS replicated_deduplication_window_seconds = 604800").replace("  ", " ")
 
 
 def claims_table_sql(topology: Topology) -> str:
@@ -100,7 +101,8 @@ def claims_table_sql(topology: Topology) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {topology.database}.flightrec_migration_claims "
             f"{topology.on_cluster('flightrec_migration_claims')} (Round String, Node String, "
             f"ClaimedAt DateTime64(3) DEFAULT now64(3)) ENGINE = {topology.engines(sharded=False)['merge_engine']} "
-            "ORDER BY (Round, ClaimedAt) SETTINGS non_replicated_deduplication_window = 1000").replace("  ", " ")
+            "ORDER BY (Round, ClaimedAt) SETTINGS non_replicated_deduplication_window = 1000, "
+            "replicated_deduplication_window_seconds = 604800").replace("  ", " ")
 
 
 def _claim(engine: Engine, database: str, round_: str, node: str) -> str | None:

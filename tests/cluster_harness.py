@@ -70,6 +70,34 @@ def outcome(exc: StoreError | None) -> str:
     return "network" if exc.code in NETWORK_CODES else "error"
 
 
+WRITES: list[dict[str, Any]] = []
+
+
+class SettingsSeen:
+    """The clickhouse-connect client, noting the settings every write is sent with (what reaches the engine)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def _seen(self, kind: str, target: str, settings: dict | None) -> None:
+        WRITES.append({"kind": kind, "target": target, "settings": {k: str(v) for k, v in (settings or {}).items()}})
+
+    def command(self, sql: str, *args: Any, settings: dict | None = None, **kw: Any) -> Any:
+        self._seen("command", sql, settings)
+        return self._client.command(sql, *args, settings=settings, **kw)
+
+    def insert(self, table: str, *args: Any, settings: dict | None = None, **kw: Any) -> Any:
+        self._seen("insert", table, settings)
+        return self._client.insert(table, *args, settings=settings, **kw)
+
+    def raw_insert(self, table: str, *args: Any, settings: dict | None = None, **kw: Any) -> Any:
+        self._seen("insert", table, settings)
+        return self._client.raw_insert(table, *args, settings=settings, **kw)
+
+
 class KeeperlessEngine(Engine):
     """The store's engine on chDB configured with the clusters; records every statement and its outcome."""
 
@@ -77,8 +105,8 @@ class KeeperlessEngine(Engine):
 
     @staticmethod
     def _connect(target: Any) -> Any:
-        return clickhouse_connect.get_client(dsn=f"chdb://{target.path}", settings=EMBEDDED_SETTINGS,
-                                             chdb_options={"config-file": KeeperlessEngine.config_file})
+        return SettingsSeen(clickhouse_connect.get_client(dsn=f"chdb://{target.path}", settings=EMBEDDED_SETTINGS,
+                                                          chdb_options={"config-file": KeeperlessEngine.config_file}))
 
     def _record(self, name: str, sql: str, call: Any) -> Any:
         try:
@@ -279,7 +307,8 @@ def main(directory: Path) -> None:
     finally:
         engine.close()
     (directory / "statements.json").write_text(json.dumps(
-        {"statements": RECORDED, "failures": failures, "tables": tables, "local_counts": local_counts}, indent=1))
+        {"statements": RECORDED, "writes": WRITES, "failures": failures, "tables": tables,
+         "local_counts": local_counts}, indent=1))
 
 
 if __name__ == "__main__":

@@ -224,6 +224,37 @@ def test_a_plain_in_over_a_distributed_subquery_would_have_been_refused(harness:
     assert refused and refused[0]["outcome"] == "error" and "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in refused[0]["error"]
 
 
+def _write_target(write: dict) -> str:
+    if write["kind"] == "insert":
+        return write["target"]
+    match = re.match(r"\s*INSERT INTO ([\w.]+)", write["target"])
+    return match.group(1) if match else ""
+
+
+def test_every_insert_into_a_distributed_table_is_sent_with_the_durable_settings(harness: dict) -> None:
+    """Whatever the path (column insert, Native, INSERT ... SELECT, the engine's OTLP parse): one place sets them."""
+    sharded = {f"fr.{name}" for name in sharded_tables()}
+    writes = [w for w in harness["writes"] if _write_target(w) in sharded]
+    assert {_write_target(w) for w in writes} >= {"fr.otel_traces", "fr.object_links"}
+    for write in writes:
+        for key, value in DISTRIBUTED_INSERT_SETTINGS.items():
+            assert write["settings"].get(key) == str(value), (write["target"][:120], key)
+    others = [w for w in harness["writes"] if _write_target(w) and _write_target(w) not in sharded]
+    assert others and not any("insert_quorum" in w["settings"] for w in others)  # state and local tables: none
+
+
+def test_every_table_written_with_a_token_remembers_it_for_a_week(harness: dict) -> None:
+    """ClickHouse forgets a Replicated table's tokens after an hour by default; a retried WAL segment can be older."""
+    script = schema_sql("fr", CLUSTER, STATE)
+    tokened = {_write_target(w).removeprefix("fr.") for w in harness["writes"]
+               if "insert_deduplication_token" in w["settings"] and _write_target(w)}
+    assert {"otel_traces", "audit_log", "evidence_leaves", "flightrec_migration_claims"} <= tokened
+    for table in tokened:
+        storage = f"{table}_local" if table in sharded_tables() else table
+        assert re.search(rf"fr\.{storage} ON CLUSTER \S+ (MODIFY SETTING |\(.*SETTINGS .*)"
+                         rf"replicated_deduplication_window_seconds = 604800", script), table
+
+
 def test_inserts_into_distributed_tables_wait_for_their_shards(harness: dict) -> None:
     """A foreground insert fails when its shards cannot take it (a queued one would have returned at once)."""
     spans = [s for s in harness["statements"] if s["name"] == "insert_spans"]

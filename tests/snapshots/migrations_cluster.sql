@@ -518,3 +518,23 @@ ENGINE = Distributed(fr, flightrec, object_recency_local, cityHash64(ObjectType,
 
 CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts ON CLUSTER fr AS flightrec.otel_traces_trace_id_ts_local
 ENGINE = Distributed(fr, flightrec, otel_traces_trace_id_ts_local, cityHash64(TraceId));
+
+-- 0025_deduplication_window
+ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.otel_logs_local ON CLUSTER fr MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.object_links_local ON CLUSTER fr MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.audit_log ON CLUSTER fr_state MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.evidence_leaves ON CLUSTER fr_state MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.evidence_nodes ON CLUSTER fr_state MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+ALTER TABLE flightrec.leader_lease ON CLUSTER fr_state MODIFY SETTING replicated_deduplication_window_seconds = 604800;
+
+-- 0027_evidence_cursor
+ALTER TABLE flightrec.evidence_leaves ON CLUSTER fr_state ADD COLUMN IF NOT EXISTS Sequencer String DEFAULT '';
+
+ALTER TABLE flightrec.evidence_leaves ON CLUSTER fr_state ADD INDEX IF NOT EXISTS idx_seen Seen TYPE minmax GRANULARITY 1;

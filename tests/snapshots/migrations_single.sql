@@ -502,3 +502,8 @@ SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
 FROM flightrec.otel_traces
 WHERE TraceId != ''
 GROUP BY TraceId;
+
+-- 0027_evidence_cursor
+ALTER TABLE flightrec.evidence_leaves  ADD COLUMN IF NOT EXISTS Sequencer String DEFAULT '';
+
+ALTER TABLE flightrec.evidence_leaves  ADD INDEX IF NOT EXISTS idx_seen Seen TYPE minmax GRANULARITY 1;
