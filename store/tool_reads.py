@@ -17,6 +17,7 @@ SERVICE_WINDOW = (
     "ServiceName = {service:String} AND Timestamp >= fromUnixTimestamp64Nano({since:Int64}) "
     "AND Timestamp < fromUnixTimestamp64Nano({until:Int64})"
 )
+BLOOM_INDEXES = ("idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key", "idx_span_attr_value")
 SPAN_LIST = "TraceId, SpanId, ParentSpanId, ServiceName, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, StatusCode"
 
 
@@ -72,6 +73,9 @@ class ToolReads:
     def __init__(self, engine: Engine, db: str) -> None:
         self.engine = engine
         self.db = db
+        # what an ALTER of the spans' storage names (on a cluster: the local table on every shard)
+        topology = engine.topology
+        self._spans_storage = f"{db}.{topology.storage_name('otel_traces')} {topology.on_cluster('otel_traces')}"
 
     def _service_roots_sql(self) -> str:
         return (f"SELECT {SPAN_LIST} FROM {self.db}.otel_traces WHERE {SERVICE_WINDOW} AND ParentSpanId = '' "
@@ -163,23 +167,39 @@ class ToolReads:
 
     def storage(self) -> SchemaStorage:
         """Bytes on disk of otel_traces, its projections and skip indexes, and the lookup table."""
+        # this node's storage: on a cluster, the local tables of its shard
+        spans, lookup = (self.engine.topology.storage_name(t) for t in ("otel_traces", "otel_traces_trace_id_ts"))
         table = self.engine.query(
             "tool_storage_table",
             "SELECT table, sum(bytes_on_disk), sum(rows) FROM system.parts WHERE database = {db:String} AND active "
-            "AND table IN ('otel_traces', 'otel_traces_trace_id_ts') GROUP BY table", {"db": self.db})
+            "AND table IN ({spans:String}, {lookup:String}) GROUP BY table", {"db": self.db, "spans": spans, "lookup": lookup})
         projections = self.engine.query(
             "tool_storage_projections",
             "SELECT name, sum(bytes_on_disk) FROM system.projection_parts WHERE database = {db:String} "
-            "AND table = 'otel_traces' AND active GROUP BY name", {"db": self.db})
+            "AND table = {spans:String} AND active GROUP BY name", {"db": self.db, "spans": spans})
         indexes = self.engine.query(
             "tool_storage_indexes",
             "SELECT name, data_compressed_bytes FROM system.data_skipping_indices WHERE database = {db:String} "
-            "AND table = 'otel_traces'", {"db": self.db})
+            "AND table = {spans:String}", {"db": self.db, "spans": spans})
         sizes = {name: (int(size), int(rows)) for name, size, rows in table}
-        spans_bytes, spans = sizes.get("otel_traces", (0, 0))
-        return SchemaStorage(spans=spans, spans_bytes=spans_bytes, lookup_bytes=sizes.get("otel_traces_trace_id_ts", (0, 0))[0],
+        spans_bytes, span_count = sizes.get(spans, (0, 0))
+        return SchemaStorage(spans=span_count, spans_bytes=spans_bytes, lookup_bytes=sizes.get(lookup, (0, 0))[0],
                              projection_bytes={name: int(size) for name, size in projections},
                              index_bytes={name: int(size) for name, size in indexes})
+
+    def rebuild_tool_schema(self, what: str) -> None:
+        """Drop and build again, synchronously, the ``projection`` or the ``bloom filters`` of the stored
+        parts: what migration 0022 costs a store that already holds spans (bench/schema_reads.py)."""
+        if what == "projection":
+            names = [("PROJECTION", "by_service_time")]
+        elif what == "bloom filters":
+            names = [("INDEX", name) for name in BLOOM_INDEXES]
+        else:
+            raise ValueError(f"nothing to rebuild called {what!r}: 'projection' or 'bloom filters'")
+        for verb in ("CLEAR", "MATERIALIZE"):
+            self.engine.command(f"{verb.lower()}_tool_schema", f"ALTER TABLE {self._spans_storage} "
+                                + ", ".join(f"{verb} {kind} {name}" for kind, name in names),
+                                settings={"mutations_sync": 2})
 
     def _explain(self, sql: str, params: dict[str, Any]) -> str:
         return "\n".join(row[0] for row in self.engine.query("explain", f"EXPLAIN indexes = 1 {sql}", params))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
+
 from flightrec.collector.rows import RowBuilder
 from flightrec.store import Store
 from flightrec.store.migrations import load_migrations
@@ -89,6 +91,21 @@ def test_a_service_window_reads_the_projection_and_a_trace_reads_the_key(store: 
     assert sum(counts.values()) == 100
     trace = reads.explain_trace(trace_id=NEEDLE_TRACE)
     assert "ReadFromMergeTree (by_service_time)" not in trace and "Granules: 1/4" in trace, trace
+
+
+def test_the_tool_schema_builds_again_over_stored_parts(store: Store) -> None:
+    fill(store)
+    reads = store.tool_reads
+    since, until = BASE_NS, BASE_NS + 4096 * 10**9
+    before = reads.service_roots(service="svc-c", since_ns=since, until_ns=until, limit=2000)
+    for what in ("projection", "bloom filters"):
+        reads.rebuild_tool_schema(what)
+    assert "ReadFromMergeTree (by_service_time)" in reads.explain_service_roots(service="svc-c", since_ns=since,
+                                                                                until_ns=until)
+    assert reads.service_roots(service="svc-c", since_ns=since, until_ns=until, limit=2000) == before
+    assert skipped_by(reads.explain_attribute_value(value="needle-value"), "idx_span_attr_value") == (1, 4)
+    with pytest.raises(ValueError, match="nothing to rebuild called 'indexes': 'projection' or 'bloom filters'"):
+        reads.rebuild_tool_schema("indexes")
 
 
 def test_the_lookup_table_fills_from_new_inserts(store: Store) -> None:
