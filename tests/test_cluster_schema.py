@@ -168,19 +168,8 @@ def test_distributed_inserts_are_foreground_with_a_quorum_and_deduplicated() -> 
 
 # -- every statement, in chDB, on Distributed tables --------------------------------------------------------
 
-# Statements the harness cannot reach, and why: each runs only after a read of a Distributed table returned
-# rows (chDB cannot reach its shards, so those reads return none), or after one failed (kill_rederive).
+# Statements the harness cannot reach, and why.
 NOT_REACHED = {
-    "evidence_new_spans": "after evidence_new_span_until counted new spans",
-    "evidence_append_spans": "after evidence_span_batch_end found spans",
-    "evidence_leaf_nodes": "after leaves were read back",
-    "object_trace_spans": "after object_anchors found anchors",
-    "object_count": "after span_counts returned its row",
-    "rejected_count": "after span_counts returned its row",
-    "reload_hold_keys": "after refresh_hold_keys (an INSERT ... SELECT over object_links) reached the shards",
-    "purge_hold_keys": "after refresh_hold_keys reached the shards",
-    "rederive_partition": "after partition_spans counted the partition's spans",
-    "relink_partition": "after partition_spans counted the partition's spans",
     "kill_rederive": "only when a re-derive's mutation fails",
 }
 # Statements chDB's client cannot send at all (no external data), so not analysed here (issue 9's engine ingest).
