@@ -183,9 +183,10 @@ def health(server: ServerProcess) -> dict:
     return httpx.get(f"{server.url}/api/health", headers=server.api_headers(), timeout=10).json()
 
 
-@pytest.fixture
-def crash_server(make_server) -> ServerProcess:
-    return make_server(name="crash")
+@pytest.fixture(params=["python", "engine"])
+def crash_server(make_server, request: pytest.FixtureRequest) -> ServerProcess:
+    """A server on each ingest parser (FLIGHTREC_INGEST_PARSER): exactly once holds for both."""
+    return make_server(name="crash", env={"FLIGHTREC_INGEST_PARSER": request.param})
 
 
 def test_kill9_mid_stream_keeps_every_acknowledged_span_once(crash_server: ServerProcess) -> None:
@@ -333,6 +334,8 @@ def spawned_workers(server: ServerProcess) -> list[psutil.Process]:
 def test_kill9_while_the_workers_start_leaves_no_orphans(crash_server: ServerProcess) -> None:
     """Killed as soon as it answers, the server leaves workers that may still be starting (importing):
     they must notice the server is gone even though it died before they were ready."""
+    if crash_server.env.get("FLIGHTREC_INGEST_PARSER") == "engine":
+        pytest.skip("the engine parser starts no worker processes")
     wait_for(lambda: spawned_workers(crash_server), 60, "the writer's worker processes to be spawned")
     survivors = kill9(crash_server, grace_s=ORPHAN_DEADLINE_S)
     assert survivors == [], (
