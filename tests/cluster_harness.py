@@ -310,6 +310,7 @@ def main(directory: Path) -> None:
     failures: list[str] = []
     tables: dict[str, str] = {}
     local_counts: list[int] = []
+    columns: dict[str, list[list[str]]] = {}
     try:
         store = Store(engine, config)
         # Python after a statement may fail on a read that returned no rows (the shards are skipped): the
@@ -321,6 +322,10 @@ def main(directory: Path) -> None:
                 failures.append(traceback.format_exc(limit=-3))
         tables = {name: kind for name, kind in engine.query(
             "harness_tables", "SELECT name, engine FROM system.tables WHERE database = {db:String}", {"db": DATABASE})}
+        for name, kind, column, spec in engine.query(
+                "harness_columns", "SELECT table, type, name, concat(default_kind, ' ', default_expression) "
+                "FROM system.columns WHERE database = {db:String} ORDER BY table, position", {"db": DATABASE}):
+            columns.setdefault(name, []).append([column, kind, spec])
         failures += call_everything(store, overrides())
         try:  # the check can fail: ClickHouse refuses a plain IN over a Distributed subquery
             engine.query("harness_plain_in", "SELECT count() FROM fr.object_links WHERE TraceId IN "
@@ -334,7 +339,7 @@ def main(directory: Path) -> None:
     finally:
         engine.close()
     (directory / "statements.json").write_text(json.dumps(
-        {"statements": RECORDED, "writes": WRITES, "failures": failures, "tables": tables,
+        {"statements": RECORDED, "writes": WRITES, "failures": failures, "tables": tables, "columns": columns,
          "local_counts": local_counts}, indent=1))
 
 

@@ -205,6 +205,20 @@ def test_the_schema_is_what_the_store_reads(harness: dict) -> None:
     assert tables["controls"].endswith("MergeTree") and "controls_local" not in tables
 
 
+def test_each_distributed_table_has_its_local_tables_columns_after_migrations_and_rules(harness: dict) -> None:
+    """Defaults and aliases are the Distributed table's own on insert and read: derived columns included."""
+    columns = harness["columns"]
+    assert any(column == "_DeriveSpan" for column, _, _ in columns["otel_traces"])  # the rules' columns, installed
+    for name in sharded_tables():
+        assert columns[name] == columns[f"{name}_local"], name
+
+
+def test_the_link_view_installed_at_start_reads_and_writes_local_tables(harness: dict) -> None:
+    (view,) = {s["sql"] for s in harness["statements"] if s["name"] == "create_link_view"}
+    assert f" ON CLUSTER {CLUSTER} TO fr.object_links_local " in view and view.endswith(
+        "FROM fr.otel_traces_local ARRAY JOIN Objects AS o")
+
+
 def test_a_plain_in_over_a_distributed_subquery_would_have_been_refused(harness: dict) -> None:
     """The check can fail: the store's GLOBAL IN queries are issued and pass, and ClickHouse refuses the plain form."""
     globals_ = [s for s in harness["statements"] if "GLOBAL IN" in s["sql"]]
