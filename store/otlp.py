@@ -311,6 +311,31 @@ def keys_query(source: SegmentSource) -> str:
             f"FROM {source.table(KEY_STRUCTURE, insert=False)} {_SPANS_FROM}")
 
 
+def insert_statement(source: SegmentSource, database: str, *, skip: Sequence[tuple[str, str]] = (),
+                     months: Sequence[int] = (), first_copies: bool = False,
+                     table: str = "otel_traces") -> tuple[str, dict[str, Any]]:
+    """The INSERT ... SELECT of a segment's spans and its parameters (see :meth:`OtlpRepository.insert_spans`);
+    on a server it ends ``FORMAT Protobuf`` and the segment's bytes are its body."""
+    where, params = [], {}
+    if skip:
+        where.append("(TraceId, SpanId) NOT IN {skip:Array(Tuple(String, String))}")
+        params["skip"] = list(skip)
+    if months:
+        where.append("toYYYYMM(Timestamp) IN {months:Array(UInt32)}")
+        params["months"] = list(months)
+    select = spans_query(source, numbered=first_copies, insert=True)
+    if first_copies:
+        select = (f"SELECT {', '.join(f'`{name}`' for name in SPAN_COLUMN_NAMES)} FROM ({select}) "
+                  "ORDER BY _n LIMIT 1 BY TraceId, SpanId")
+    if where:
+        select = f"SELECT * FROM ({select}) WHERE {' AND '.join(where)}"
+    columns = ", ".join(f"`{name}`" for name in SPAN_COLUMN_NAMES)
+    sql = f"INSERT INTO {database}.{table} ({columns}) {select}"
+    if source.path:
+        return sql, {**params, "path": source.path}
+    return f"{sql} FORMAT Protobuf", params
+
+
 class SpanKeys(BaseModel):
     """Every span of a segment, in order: ids and the month (partition) it falls in."""
 
@@ -360,27 +385,10 @@ class OtlpRepository:
         ``token`` is the insert's deduplication token: a retry or a replay inserts nothing twice.
         ``table``: another table with the insert columns (bench/ingest.py's stage sinks).
         """
-        where, params = [], {}
-        if skip:
-            where.append("(TraceId, SpanId) NOT IN {skip:Array(Tuple(String, String))}")
-            params["skip"] = list(skip)
-        if months:
-            where.append("toYYYYMM(Timestamp) IN {months:Array(UInt32)}")
-            params["months"] = list(months)
-        select = spans_query(source, numbered=first_copies, insert=True)
-        if first_copies:
-            select = (f"SELECT {', '.join(f'`{name}`' for name in SPAN_COLUMN_NAMES)} FROM ({select}) "
-                      "ORDER BY _n LIMIT 1 BY TraceId, SpanId")
-        if where:
-            select = f"SELECT * FROM ({select}) WHERE {' AND '.join(where)}"
-        columns = ", ".join(f"`{name}`" for name in SPAN_COLUMN_NAMES)
-        sql = f"INSERT INTO {self.db}.{table} ({columns}) {select}"
+        sql, params = insert_statement(source, self.db, skip=skip, months=months, first_copies=first_copies,
+                                       table=table)
         settings = {**format_settings(TRACE_SCHEMA), "insert_deduplication_token": token}
-        if source.path:
-            self.engine.command("insert_spans_otlp", sql, {**params, "path": source.path}, settings=settings)
-        else:
-            self.engine.command("insert_spans_otlp", f"{sql} FORMAT Protobuf", params, settings=settings,
-                                data=source.body)
+        self.engine.command("insert_spans_otlp", sql, params, settings=settings, data=None if source.path else source.body)
 
     def create_stage_sinks(self) -> tuple[str, str]:
         """Two tables with otel_traces' insert columns only, to measure ingest by stage (bench/ingest.py):

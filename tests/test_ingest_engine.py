@@ -19,7 +19,7 @@ from flightrec.collector.prepare import SegmentPreparer
 from flightrec.collector.wal import WalRecord
 from flightrec.store import Store
 from flightrec.store.models import SPAN_COLUMN_NAMES
-from flightrec.store.otlp import (DEPTH, TRACE_SCHEMA, TRACE_STRUCTURE, SegmentSource, format_settings, keys_query,
+from flightrec.store.otlp import (DEPTH, TRACE_SCHEMA, SegmentSource, format_settings, insert_statement, keys_query,
                                   spans_query)
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
@@ -147,10 +147,13 @@ def test_segment_over_many_months_is_inserted_in_groups(store: Store, tmp_path: 
     assert store.engine.query("test_months", f"SELECT count() FROM {store.db}.otel_traces") == [(120,)]
 
 
-def test_server_statements_read_the_insert_body_and_an_external_table() -> None:
+def test_server_statements_read_the_insert_body_and_parse(store: Store) -> None:
+    """No server runs here: the server's statements are rendered, then parsed by the engine (EXPLAIN AST)."""
     body = SegmentSource(body=b"bytes")
-    insert = spans_query(body, insert=True)
-    assert "FROM input('resource_spans Array(" in insert and "file(" not in insert
+    sql, params = insert_statement(body, store.db, skip=[("a" * 32, "b" * 16)], months=[202612], first_copies=True)
+    assert sql.endswith("FORMAT Protobuf") and "FROM input('resource_spans Array(" in sql and "file(" not in sql
+    assert set(params) == {"skip", "months"}
     assert "FROM segment " in keys_query(body) and "FROM segment " in spans_query(body, numbered=True)
     assert "file({path:String}, 'Protobuf'" in spans_query(SegmentSource(path="/x"), insert=True)
-    assert TRACE_STRUCTURE.count("(") == TRACE_STRUCTURE.count(")")
+    for statement, bound in ((sql, params), (keys_query(body), {}), (spans_query(body, numbered=True), {})):
+        assert store.engine.query("test_server_sql", f"EXPLAIN AST {statement}", bound)
