@@ -168,10 +168,7 @@ def _json(v: str, level: int) -> str:
     else:
         nested = ("concat('{\"otlp.protobuf.base64\":', toJSONString(base64Encode("
                   f"if({v}.value = 'array_value', {v}.array_value, {v}.kvlist_value))), '}}')")
-    return (f"multiIf({v}.value = 'string_value', toJSONString({v}.string_value), "
-            f"{v}.value = 'int_value', toString({v}.int_value), "
-            f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
-            f"{v}.value = 'double_value', {_python_float(f'{v}.double_value', True)}, "
+    return (f"multiIf({v}.value = 'string_value', toJSONString({v}.string_value), {_scalars(v, True)}, "
             f"{v}.value IN ('array_value', 'kvlist_value'), {nested}, "
             f"{v}.value = 'bytes_value', toJSONString(base64Encode({v}.bytes_value)), 'null')")
 
@@ -188,12 +185,16 @@ def _last_wins(keys: str, values: str) -> str:
             f"[({keys}, {values})])[1]")
 
 
+def _scalars(v: str, json: bool) -> str:
+    """The int, bool and double branches of a ``multiIf`` over an AnyValue (the same in text and JSON)."""
+    return (f"{v}.value = 'int_value', toString({v}.int_value), "
+            f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+            f"{v}.value = 'double_value', {_python_float(f'{v}.double_value', json)}")
+
+
 def _text(v: str) -> str:
     """An attribute's AnyValue as the map's string (rows.any_value_to_str)."""
-    return (f"multiIf({v}.value = 'string_value', {v}.string_value, "
-            f"{v}.value = 'int_value', toString({v}.int_value), "
-            f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
-            f"{v}.value = 'double_value', {_python_float(f'{v}.double_value', False)}, "
+    return (f"multiIf({v}.value = 'string_value', {v}.string_value, {_scalars(v, False)}, "
             f"{v}.value = 'none', '', {_json(v, 0)})")
 
 
