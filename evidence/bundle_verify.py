@@ -309,10 +309,14 @@ def _parquet(check: _Check, lines: list[dict]) -> None:
     data = check.files.get(names.SPANS_PARQUET)
     if data is None:
         return
+    import pyarrow as pa  # the one check that needs pyarrow: ~0.15 s of a fresh process (numpy with it)
     import pyarrow.parquet as pq
 
+    # One file read on this thread from an Arrow buffer: read_table would import pyarrow.dataset and pandas
+    # (~0.5 s more), and over a Python file object it leaves Arrow threads that take the GIL at interpreter
+    # exit (apache/arrow#33975: a crash at exit; the flaky SIGABRT of `flightrec verify`).
     try:
-        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        rows = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False).to_pylist()
     except Exception as exc:  # pyarrow raises many kinds on a damaged file
         check.fail(names.SPANS_PARQUET, f"not a readable Parquet file ({type(exc).__name__}: {exc})")
         return

@@ -1,6 +1,6 @@
-"""``python -m flightrec`` runs the CLI."""
+"""``python -m flightrec`` runs the CLI, as the ``flightrec`` command does (flightrec/entry.py)."""
 
-from flightrec.cli import app
+from flightrec.entry import main
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -2,6 +2,8 @@
 
 The CLI imports what a command needs when it runs, so a client-only install (``[cli]``)
 answers ``--version`` and the API commands, and ``serve`` says to install ``[server]``.
+``flightrec verify`` skips the command group altogether (flightrec/cli_verify.py ``run_alone``):
+a bundle is checked in a fresh process with only the verifier's imports (issue 11: <= 1 s).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def _missing(exc: ModuleNotFoundError) -> SystemExit:
 
 def main() -> None:
     try:
+        if sys.argv[1:2] == ["verify"]:  # the offline check of a bundle: only what it needs is imported
+            from flightrec.cli_verify import run_alone
+
+            run_alone(sys.argv[2:])
+            return
         from flightrec.cli import app
 
         app()

@@ -41,9 +41,10 @@ def refuse(*args, **kwargs):
     raise OSError("the offline verifier tried to use the network")
 socket.socket.connect = socket.socket.connect_ex = socket.socket.bind = refuse
 socket.create_connection = socket.getaddrinfo = refuse
-def report():
+def report():  # pandas and pyarrow.dataset: pq.read_table, whose threads outlive the read (a SIGABRT at exit)
     heavy = sorted(name for name in ("chdb", "clickhouse_connect", "httpx", "fastapi", "uvicorn", "grpc",
-                   "flightrec.store.engine", "flightrec.store.repository", "flightrec.settings") if name in sys.modules)
+                   "flightrec.store.engine", "flightrec.store.repository", "flightrec.settings", "flightrec.cli",
+                   "pandas", "pyarrow.dataset") if name in sys.modules)
     sys.stderr.write("LOADED:" + ",".join(heavy) + "\\n")
 atexit.register(report)
 sys.argv = ["flightrec", *sys.argv[1:]]
@@ -204,10 +205,11 @@ def test_verify_runs_offline_with_no_server_no_store_no_network(served, tmp_path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "intact: bundle" in said and "12 spans, 1 audit entries" in said and "(bundle)" in said
     assert "only the bundle's own key was used" in said and "does not prove: completeness" in said
-    assert "LOADED:\n" in done.stderr  # no engine, no store, no HTTP client, no settings were imported
+    assert "LOADED:\n" in done.stderr  # no engine, no store, no HTTP client, no settings, not the whole CLI
     assert not any(path.name != "bundle.zip" and path.name != "server.pem" for path in home.iterdir())
     trusted = offline("verify", "bundle.zip", "--fingerprint", published["fingerprint"], "--json", home=home)
-    assert trusted.returncode == 0 and json.loads(trusted.stdout)["key_source"] == "trusted fingerprint"
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr  # the stderr says how a process died
+    assert json.loads(trusted.stdout)["key_source"] == "trusted fingerprint"
     assert offline("verify", "bundle.zip", "--key", "server.pem", home=home).returncode == 0
     (home / "broken.zip").write_bytes(tamper(data, {"audit.jsonl": w.members(data)["audit.jsonl"].replace(
         b'"review"', b'"nothing to see"')}))
