@@ -163,13 +163,17 @@ class RetentionRepository:
 
     def has_rows(self, table: str) -> bool:
         """Whether any active part of the table holds rows (an empty table has nothing to rewrite)."""
+        return self._system_count("table_has_rows", "system.parts", table, " AND active AND rows > 0") > 0
+
+    def _system_count(self, name: str, system_table: str, table: str, condition: str = "") -> int:
+        """Rows of a system table about one table's storage (on a cluster: every node's)."""
         rows = self.engine.query(
-            "table_has_rows",
-            f"SELECT count() FROM {self.topology.parts_of('system.parts')} WHERE database = {{db:String}} "
-            "AND table = {table:String} AND active AND rows > 0",
+            name,
+            f"SELECT count() FROM {self.topology.parts_of(system_table)} WHERE database = {{db:String}} "
+            f"AND table = {{table:String}}{condition}",
             {"db": self.db, "table": self.topology.storage_name(table)},
         )
-        return rows[0][0] > 0
+        return rows[0][0]
 
     def expire_released(self, policy: RetentionPolicy) -> int:
         """Re-materialize the TTL of the held tables' partitions that keep rows past their retention.
@@ -212,10 +216,4 @@ class RetentionRepository:
 
     def mutation_count(self, table: str) -> int:
         """Mutations ever run on a table (a MODIFY TTL that materializes is one)."""
-        rows = self.engine.query(
-            "mutation_count",
-            f"SELECT count() FROM {self.topology.parts_of('system.mutations')} WHERE database = {{db:String}} "
-            "AND table = {table:String}",
-            {"db": self.db, "table": self.topology.storage_name(table)},
-        )
-        return rows[0][0]
+        return self._system_count("mutation_count", "system.mutations", table)
