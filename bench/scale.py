@@ -1,18 +1,20 @@
 """Scale curve (issue 9): one `flightrec serve` grown to 1M, 3M and 10M spans through the real ingest path.
 
 Fleet spans are sent as OTLP/HTTP protobuf (512 a request, 4 senders) in chunks of 100,000
-generated before anything is timed and kept on disk (a chunk's workflows have their own seed, so
-ids never repeat; steps must be multiples of the chunk size). At
+generated before each step's ingest is timed and kept on disk (a chunk's workflows have their own
+seed, so ids never repeat; steps must be multiples of the chunk size). At
 each step, once every span sent is queryable, it measures over HTTP, sequentially:
 
 - ingest of the spans sent since the previous step: spans/s end to end (sent -> queryable), server
-  CPU per 1,000 spans and the peak RSS of the server's process tree while they went in;
+  CPU per 1,000 spans and the peak RSS of the server's process tree while they went in, with the
+  1-minute load average at its start and end (the machine is shared);
 - bytes on disk per stored span (the store's directory, after the engine's own merges);
 - story p50/p95/p99 over objects from the objects list and from search, the objects list
   (limit 50) p95, search p95, one detector pass (POST /api/detectors/run).
 
 Figures go to bench/out/scale.json and a plotly chart of each against the stored span count to
-bench/scale.html (plotly.js from its CDN: open it with network, or read RESULTS.md).
+bench/scale.html (plotly.js from its CDN: open it with network, or read RESULTS.md), both written
+again after every step, so a partial curve survives a crash or a stopped run.
 
     python bench/scale.py                          # 1M, 3M, 10M
     python bench/scale.py --steps 1000000,3000000  # a shorter curve
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import struct
@@ -43,8 +46,9 @@ from flightrec.demo.fleet import FleetConfig, build_workflow_spans  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 CHART = Path(__file__).resolve().parent / "scale.html"
-TARGETS = {"ingest_spans_s": 48_000, "story_p95_ms_1m": 50.0, "story_p95_ms_10m": 100.0, "list_p95_ms": 50.0,
-           "search_p95_ms": 100.0, "detector_s_10m": 10.0, "peak_rss_mib": 1024.0}
+TARGETS = {"ingest_spans_s": 48_000, "cpu_ms_per_1000": 20.0, "peak_rss_mib": 1024.0, "bytes_per_span": 150.0,
+           "story_p95_ms_1m": 50.0, "story_p95_ms_10m": 100.0, "list_p95_ms_1m": 50.0, "search_p95_ms": 100.0,
+           "detector_s_10m": 10.0}
 CHUNK_SPANS = 100_000
 
 
@@ -64,21 +68,19 @@ def chunk_requests(index: int, spans: int, per_request: int) -> list[bytes]:
     return [encode_spans(generated[i:i + per_request]).SerializeToString() for i in range(0, len(generated), per_request)]
 
 
-def write_chunks(directory: Path, total: int, per_request: int, progress: Progress) -> list[Path]:
-    """Every chunk's requests generated before anything is timed, each chunk a file of length-prefixed
-    requests (10M spans are ~11 GB of requests: on disk, not in memory)."""
+def write_chunks(directory: Path, start: int, total: int, per_request: int, progress: Progress) -> list[Path]:
+    """The requests of spans ``start`` to ``total``, generated before their ingest is timed, each chunk a
+    file of length-prefixed requests (10M spans are ~11 GB of requests: on disk, not in memory)."""
     directory.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task("requests generated", total=total)
-    paths, done = [], 0
-    for index in range((total + CHUNK_SPANS - 1) // CHUNK_SPANS):
+    task = progress.add_task(f"requests generated ({start:,} to {total:,})", total=total - start)
+    paths = []
+    for index in range(start // CHUNK_SPANS, total // CHUNK_SPANS):
         path = directory / f"chunk-{index:05d}.bin"
-        spans = min(CHUNK_SPANS, total - done)
         with path.open("wb") as out:
-            for body in chunk_requests(index, spans, per_request):
+            for body in chunk_requests(index, CHUNK_SPANS, per_request):
                 out.write(struct.pack("<I", len(body)) + body)
         paths.append(path)
-        done += spans
-        progress.update(task, completed=done)
+        progress.update(task, advance=CHUNK_SPANS)
     return paths
 
 
@@ -127,6 +129,13 @@ def read_figures(api: httpx.Client, seed: int, sample: int) -> dict:
             "detector_pass_s": detector}
 
 
+def save(points: list[dict]) -> None:
+    """bench/out/scale.json and the chart, as they are after the latest step."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / "scale.json").write_text(json.dumps({"machine": machine(), "targets": TARGETS, "points": points}, indent=2))
+    chart(points)
+
+
 def chart(points: list[dict]) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -162,45 +171,55 @@ def main() -> None:
     server = MonitoredServer(work / "server", env={"FLIGHTREC_DETECT_INTERVAL_S": "0"})
     server.start()
     points: list[dict] = []
-    sent, chunk = 0, 0
+    sent = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     try:
         with httpx.Client(base_url=server.url, timeout=600) as api, Progress(*columns) as progress:
-            chunks = write_chunks(work / "requests", steps[-1], args.per_request, progress)
             task = progress.add_task("spans sent", total=steps[-1])
             for step in steps:
+                generating = time.perf_counter()
+                chunks = write_chunks(work / "requests", sent, step, args.per_request, progress)
+                generation_s = time.perf_counter() - generating
+                progress.console.print(f"{step - sent:,} spans of requests generated in {generation_s:.0f} s (not timed)")
+                load_start = os.getloadavg()[0]
                 cpu_before, server.peak_rss, started = server.cpu_seconds(), 0, time.perf_counter()
                 segment = step - sent
-                while sent < step:
-                    send_all(server.url, read_chunk(chunks[chunk]), args.senders)
-                    sent += min(CHUNK_SPANS, steps[-1] - sent)
-                    chunk += 1
+                for path in chunks:
+                    send_all(server.url, read_chunk(path), args.senders)
+                    path.unlink()
+                    sent += CHUNK_SPANS
                     progress.update(task, completed=sent)
                 wait_queryable(api, sent)
                 elapsed, cpu = time.perf_counter() - started, server.cpu_seconds() - cpu_before
+                load_end = os.getloadavg()[0]
+                progress.console.print(f"{segment:,} spans queryable in {elapsed:.0f} s; load average (1 min) "
+                                       f"{load_start:.1f} at the start, {load_end:.1f} at the end")
                 api.post("/api/evidence/checkpoints", json={}).raise_for_status()  # reads measured with the log caught up
                 progress.update(task, description=f"spans sent (measuring at {step:,})")
                 point = {"stored_spans": api.get("/api/stats").json()["spans"], "ingest_spans_s": segment / elapsed,
                          "cpu_ms_per_1000": cpu / segment * 1e6, "peak_rss_mib": server.peak_rss / 2**20,
-                         "bytes_per_span": store_bytes(server.data) / step, **read_figures(api, args.seed, args.sample)}
+                         "bytes_per_span": store_bytes(server.data) / step, **read_figures(api, args.seed, args.sample),
+                         "ingest_s": elapsed, "generation_s": generation_s, "load_start": load_start,
+                         "load_end": load_end, "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
                 points.append(point)
+                save(points)
                 progress.console.print(json.dumps({key: round(value, 2) if isinstance(value, float) else value
                                                    for key, value in point.items()}))
                 progress.update(task, description="spans sent")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "scale.json").write_text(json.dumps({"machine": machine(), "points": points}, indent=2))
-    chart(points)
     print(f"\n{'stored':>11} {'ingest/s':>9} {'CPU/1k':>8} {'RSS MiB':>8} {'B/span':>7} {'story p50/p95/p99 ms':>22} "
-          f"{'list p95':>9} {'search p95':>10} {'detect s':>8}")
+          f"{'list p95':>9} {'search p95':>10} {'detect s':>8} {'load':>9}")
+    print(f"{'target':>11} {'>=48,000':>9} {'<=20':>8} {'<=1,024':>8} {'<=150':>7} {'p95 <=50 1M, <=100 10M':>22}     "
+          f"{'<=50 (1M)':>9} {'<=100':>10} {'<=10 (10M)':>8}")
     for p in points:
         print(f"{p['stored_spans']:>11,} {p['ingest_spans_s']:>9,.0f} {p['cpu_ms_per_1000']:>8.0f} "
               f"{p['peak_rss_mib']:>8.0f} {p['bytes_per_span']:>7.0f} "
               f"{p['story_p50_ms']:>6.0f}/{p['story_p95_ms']:>5.0f}/{p['story_p99_ms']:>5.0f}     "
-              f"{p['list_p95_ms']:>9.0f} {p['search_p95_ms']:>10.0f} {p['detector_pass_s']:>8.1f}")
+              f"{p['list_p95_ms']:>9.0f} {p['search_p95_ms']:>10.0f} {p['detector_pass_s']:>8.1f} "
+              f"{p['load_start']:>4.1f}-{p['load_end']:<4.1f}")
     print(f"\ntargets: {json.dumps(TARGETS)}")
     print(f"chart: {CHART}")
 
