@@ -8,7 +8,8 @@ each step, once every span sent is queryable, it measures over HTTP, sequentiall
 - ingest of the spans sent since the previous step: spans/s end to end (sent -> queryable), server
   CPU per 1,000 spans and the peak RSS of the server's process tree while they went in, with the
   1-minute load average at its start and end (the machine is shared);
-- bytes on disk per stored span (the store's directory, after the engine's own merges);
+- bytes on disk per stored span: each table's active parts (parts merged away wait minutes for
+  deletion and are not counted; the whole directory is reported beside them);
 - story p50/p95/p99 over objects from the objects list and from search, the objects list
   (limit 50) p95, search p95, one detector pass (POST /api/detectors/run).
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import sys
@@ -93,8 +95,32 @@ def read_chunk(path: Path) -> list[bytes]:
     return requests
 
 
-def store_bytes(data: Path) -> int:
-    return sum(path.stat().st_size for path in (data / "data").rglob("*") if path.is_file())
+PART = re.compile(r"^([^_]+)_(\d+)_(\d+)_(\d+)(?:_(\d+))?$")  # partition_min_max_level[_mutation]
+
+
+def store_bytes(data: Path) -> dict[str, int]:
+    """Bytes of each table's active parts (a part whose block range another part covers was merged away and
+    waits for deletion), and of the whole store directory."""
+    def size(path: Path) -> int:
+        return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+    sizes, tables = {"directory": size(data / "data")}, {}
+    for link in sorted((data / "data" / "data").glob("*/*"), key=lambda link: len(link.name)):
+        tables.setdefault(link.resolve(), link.name)  # a view's link shares its target's directory
+    for directory, table in tables.items():
+        parts = [(part, PART.match(part.name)) for part in directory.iterdir() if part.is_dir()]
+        ranges = [(m[1], int(m[2]), int(m[3]), int(m[4]), int(m[5] or 0)) for _, m in parts if m]
+        sizes[table] = sum(size(part) for part, m in parts if m and not any(
+            q[0] == m[1] and q[1] <= int(m[2]) and q[2] >= int(m[3]) and q[3:] >= (int(m[4]), int(m[5] or 0))
+            and q != (m[1], int(m[2]), int(m[3]), int(m[4]), int(m[5] or 0)) for q in ranges))
+    return sizes
+
+
+def bytes_per_span(sizes: dict[str, int], spans: int) -> dict:
+    tables = {table: size / spans for table, size in sizes.items() if table != "directory" and size >= spans}
+    return {"bytes_per_span": sum(size for table, size in sizes.items() if table != "directory") / spans,
+            "bytes_per_span_spans_links": (sizes.get("otel_traces", 0) + sizes.get("object_links", 0)) / spans,
+            "bytes_per_span_directory": sizes["directory"] / spans, "bytes_per_span_tables": tables}
 
 
 def wait_queryable(api: httpx.Client, expected: int) -> None:
@@ -199,7 +225,7 @@ def main() -> None:
                 progress.update(task, description=f"spans sent (measuring at {step:,})")
                 point = {"stored_spans": api.get("/api/stats").json()["spans"], "ingest_spans_s": segment / elapsed,
                          "cpu_ms_per_1000": cpu / segment * 1e6, "peak_rss_mib": server.peak_rss / 2**20,
-                         "bytes_per_span": store_bytes(server.data) / step, **read_figures(api, args.seed, args.sample),
+                         **bytes_per_span(store_bytes(server.data), step), **read_figures(api, args.seed, args.sample),
                          "ingest_s": elapsed, "generation_s": generation_s, "load_start": load_start,
                          "load_end": load_end, "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
                 points.append(point)
