@@ -12,7 +12,9 @@ reads; on a server, the insert body (``input()``). The engine parses, flattens a
   the first copy kept); the insert then leaves the stored ones out and keeps first copies;
 - a segment spread over more months than one insert may create is inserted in groups;
 - every insert carries a deduplication token from the segment's name, the group and what was
-  left out, so a retry or a replay after a crash inserts nothing twice.
+  left out, so a retry or a replay after a crash inserts nothing twice;
+- the views' rows of spans found stored are derived again where a crash lost them
+  (``store/view_repair.py``).
 
 Log records keep the Python path (their rows are few and carry no identity check).
 """
@@ -110,5 +112,7 @@ class EngineSegmentWriter:
             self.store.otlp.insert_spans(
                 source, token=f"otel_traces:{token}:{number}:{left_out.hexdigest()}", skip=skip,
                 months=group if len(groups) > 1 else [], first_copies=any(count > 1 for count in counts.values()))
+        if skip:  # a replay after a crash may find spans stored whose views' rows were lost
+            self.store.view_repair.restore(trace_ids=sorted({trace for trace, _ in skip}))
         result.inserted = len(pairs) - result.duplicates - len(result.conflicts)
         return result

@@ -205,6 +205,8 @@ class BatchWriter:
             duplicates += len(hits) - len(refused)
             prepared = again(Exclusions(spans={(t, s) for t, s, _ in hits}))
         self.store.insert_prepared(prepared)
+        if hits:  # a replay after a crash may find spans stored whose views' rows were lost
+            self.store.view_repair.restore(trace_ids=sorted({trace for trace, _, _ in hits}))
         self._count_identity(duplicates, conflicts)
         return prepared.spans
 

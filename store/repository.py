@@ -19,6 +19,7 @@ from flightrec.store.leases import LeaseRepository
 from flightrec.store.retention import RetentionPolicy, RetentionRepository
 from flightrec.store.texts import text_of
 from flightrec.store.tool_reads import ToolReads
+from flightrec.store.view_repair import ViewRepairRepository
 from flightrec.store.migrations import migrate
 from flightrec.store.native import PreparedBatch
 from flightrec.store.audit_log import AuditRepository
@@ -110,6 +111,7 @@ class Store:
         self.tool_reads = ToolReads(engine, self.db)
         self.meaning = MeaningRepository(engine, self.db)
         self.otlp = OtlpRepository(engine, self.db)
+        self.view_repair = ViewRepairRepository(engine, self.db, self.meaning)
         self._replacing: bool | None = None
 
     # -- lifecycle ---------------------------------------------------------------
