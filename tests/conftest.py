@@ -44,6 +44,17 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 60, what: str =
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stacks_of(pid: int) -> str:
+    """Every thread's stack of a live process, Python and native frames (py-spy), for a failure message:
+    a process that does not stop says where it is stuck (a Ctrl-C that never finished hung two CI runs)."""
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "py-spy"), "dump", "--native", "--pid", str(pid)],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(no stacks of {pid}: {exc})"
+    return (done.stdout + done.stderr)[-20000:]
+
+
 PORT_BLOCK_SIZE = 1000
 PORT_BLOCKS_START = 10_000
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, stacks_of
 from tests.otlp_helpers import make_request, make_span
 from tests.test_records import RecordsServer
 
@@ -179,11 +179,27 @@ def interrupt_when_ready(command: list[str], log: Path, ready: Callable[[str], b
             assert time.monotonic() < deadline, f"never got ready: {log.read_text()[-3000:]}"
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
-        return proc.wait(timeout=120)
+        try:
+            return proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 120 s after Ctrl-C; its stacks:\n{stacks_of(proc.pid)}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_process_that_does_not_stop_is_reported_with_its_stacks() -> None:
+    """What the Ctrl-C tests print when a process hangs: every thread's frames, down to the function."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time\ndef stuck_here():\n    time.sleep(120)\nstuck_here()"])
+    try:
+        deadline = time.monotonic() + 60
+        while "stuck_here" not in (stacks := stacks_of(proc.pid)):
+            assert time.monotonic() < deadline, stacks
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "time_sleep" in stacks or "sleep" in stacks, stacks
 
 
 def test_ctrl_c_stops_the_demo_quietly(tmp_path: Path) -> None:

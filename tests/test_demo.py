@@ -18,7 +18,7 @@ from rich.console import Console
 
 from flightrec import cli_output
 from flightrec.cli_output import flightrec_command, print_detection, print_plan
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, stacks_of
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -90,9 +90,10 @@ def test_demo_serves_a_live_fleet_every_page_and_a_try_line_that_works(tmp_path:
         try:
             returncode = proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
+            stacks = stacks_of(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise
+            raise AssertionError(f"still running 120 s after Ctrl-C; its stacks:\n{stacks}") from None
     output = log.read_text(errors="replace").split("press Ctrl-C to stop.", 1)[1]
     assert returncode == 130, output
     assert output.strip() == f"stopped; the recorded data stays in {tmp_path / 'demo'}", output
