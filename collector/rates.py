@@ -1,6 +1,6 @@
 """Model rates for the engine's cost column: (provider, model, day) -> USD per token.
 
-The engine prices calls at read time (``CostUsd`` is an ALIAS over ``model_rates``). This
+The engine prices calls at read time (``CostUsd`` is an ALIAS over ``model_rates_dict``). This
 component fills that table: every ``interval_s`` it asks the store which stored calls have
 tokens but no rates row yet (whoever wrote them), prices each (provider, model, day) once with
 :class:`Pricer` (overrides, then the genai-prices package) and inserts the rates, or a row
@@ -53,7 +53,7 @@ def resolve_rates(store: Store, pricer: Pricer) -> int:
 
 
 class RateResolver:
-    """A background thread keeping ``model_rates`` complete. Lifecycle: start, shutdown (safe twice).
+    """A background thread keeping the rates table (``model_rates_table``) complete. Lifecycle: start, shutdown (safe twice).
 
     ``leader`` (flightrec/leader.py) is asked at start and before each pass: one server prices for all.
     """

@@ -5,8 +5,9 @@ Every derived column of ``otel_traces`` (Agent, Operation, Model, tokens, action
 collector, or the OpenTelemetry Collector's ClickHouse exporter with its 22 columns — gets its
 fields from the engine at insert. Links come from a materialized view over the derived
 ``Objects`` column into ``object_links``. Cost is an ``ALIAS``: tokens times the rates in
-``model_rates`` (filled from the price package by the collector), read when queried, so a price
-learnt later applies to history without a rewrite.
+``model_rates_dict`` (a dictionary over ``model_rates_table``, filled from the price package by the
+collector; migration 0028), read when queried, so a price learnt later applies to history without a
+rewrite.
 
 Changing the rules changes the expressions (:func:`Derivation.install`, metadata only) and
 re-derives history partition by partition (:func:`Derivation.rederive`, one ``ALTER UPDATE``
@@ -32,6 +33,9 @@ FILTERED = {SPAN: "_DeriveSpan", RESOURCE: "_DeriveResource"}
 # The attribute maps expressions read: the stored ones (re-derive, preview) or the filtered EPHEMERAL
 # ones (the columns' DEFAULTs); set while compiling, never by rewriting compiled text.
 _MAPS: ContextVar[tuple[str, str]] = ContextVar("maps", default=(SPAN, RESOURCE))
+# The rates the cost columns read, by (provider, model, day of the call) (migration 0028).
+RATES_DICTIONARY = "model_rates_dict"
+RATES_KEY = "(toString(Provider), toString(Model), toDate(Timestamp))"
 # Whitespace trimmed from values (ClickHouse's trimBoth alone trims spaces only).
 BLANKS = "' \\t\\n\\r\\x0b\\x0c'"
 
@@ -271,11 +275,10 @@ def attribute_keys(expression: str) -> set[str]:
             for literal in _KEY.findall(expression)}
 def cost_columns(database: str) -> list[DerivedColumn]:
     """CostUsd and CostKnown, read-time: a reported cost, else tokens at the rates of the call's day."""
-    table = sql_string(f"{database}.model_rates")
-    key = "toString(Provider), toString(Model), toDate(Timestamp)"
+    rates = sql_string(f"{database}.{RATES_DICTIONARY}")
 
     def rate(column: str) -> str:
-        return f"ifNull(joinGetOrNull({table}, {sql_string(column)}, {key}), 0)"
+        return f"ifNull(dictGetOrNull({rates}, {sql_string(column)}, {RATES_KEY}), 0)"
 
     cached = "(toInt64(CacheReadTokens) + toInt64(CacheWriteTokens))"
     uncached = f"if(toInt64(InputTokens) >= {cached}, toInt64(InputTokens) - {cached}, toInt64(InputTokens))"

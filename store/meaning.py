@@ -15,6 +15,8 @@ from flightrec.store.derive import (
     attribute_keys,
     _KEY,
     LINK_VIEW,
+    RATES_DICTIONARY,
+    RATES_KEY,
     DerivedColumn,
     Progress,
     compile_columns,
@@ -138,7 +140,8 @@ class MeaningRepository:
         """Make the engine derive with these rules from now on (metadata only, no row rewritten).
 
         A first install over stored rows, or a changed rule set, leaves the history marked
-        stale until :meth:`rederive` runs.
+        stale until :meth:`rederive` runs. A change of read-time columns only (the ALIAS cost
+        columns: a new release's pricing) keeps a derived history derived: no stored value changed.
         """
         columns = self.columns(rules, default_tenant)
         wanted = fingerprint(columns)
@@ -153,6 +156,7 @@ class MeaningRepository:
                 {"db": self.db, "table": self.spans},
             )
         }
+        stored_before = self._stored_derivation(columns)
         table = f"{self.db}.{self.spans} {self.on_cluster}"
         # A stored column that becomes an ALIAS (CostUsd, CostKnown) is dropped first,
         # CostKnown first: its old DEFAULT reads CostUsd.
@@ -181,7 +185,19 @@ class MeaningRepository:
         self._record("install", wanted, version, rules)
         if state is None and not self._span_count():
             self._record("history", wanted, version, rules)  # nothing stored: nothing to re-derive
+        elif state is not None and not state.stale and self._stored_derivation(columns) == stored_before:
+            self._record("history", wanted, version, rules)  # only read-time columns changed
         return self.state()  # type: ignore[return-value]
+
+    def _stored_derivation(self, columns: list[DerivedColumn]) -> list[tuple]:
+        """How the engine computes the stored derived columns now (as it prints them), by name."""
+        names = [c.name for c in columns if c.kind not in ("ALIAS", "EPHEMERAL")]
+        return [tuple(row) for row in self.engine.query(
+            "stored_derivation",
+            "SELECT name, type, default_kind, default_expression FROM system.columns WHERE database = {db:String} "
+            "AND table = {table:String} AND has({names:Array(String)}, name) ORDER BY name",
+            {"db": self.db, "table": self.spans, "names": names},
+        )]
 
     def _alter_columns(self, name: str, sql: str) -> None:
         """Change the spans' columns; on a cluster the Distributed table's too (its columns must match)."""
@@ -336,8 +352,7 @@ class MeaningRepository:
             "unresolved_rates",
             f"SELECT DISTINCT toString(Provider), toString(Model), toDate(Timestamp) FROM {self.db}.otel_traces "
             "WHERE (InputTokens + OutputTokens) > 0 AND isNull(ReportedCostUsd) AND "
-            f"isNull(joinGetOrNull('{self.db}.model_rates', 'Known', toString(Provider), toString(Model), "
-            "toDate(Timestamp))) LIMIT {limit:UInt32}",
+            f"NOT dictHas('{self.db}.{RATES_DICTIONARY}', {RATES_KEY}) LIMIT {{limit:UInt32}}",
             {"limit": limit},
         )]
 
@@ -348,11 +363,18 @@ class MeaningRepository:
                  "PerCall", "Source"]
         data = [[r.provider, r.model, r.day, int(r.known), r.input, r.output, r.cache_read, r.cache_write,
                  r.per_call, r.source] for r in rows]
-        self.engine.insert("insert_rates", f"{self.db}.model_rates", [list(c) for c in zip(*data)], names)
+        self.engine.insert("insert_rates", f"{self.db}.model_rates_table", [list(c) for c in zip(*data)], names)
+        self._reload_rates()
 
     def clear_rates(self) -> None:
-        self.engine.command("clear_rates",
-                            f"TRUNCATE TABLE {self.db}.model_rates {self.topology.on_cluster('model_rates')}")
+        self.engine.command("clear_rates", f"TRUNCATE TABLE {self.db}.model_rates_table "
+                            f"{self.topology.on_cluster('model_rates_table')}".rstrip())
+        self._reload_rates()
+
+    def _reload_rates(self) -> None:
+        """Every node's dictionary from its replica now (a replica behind catches up within the lifetime)."""
+        self.engine.command("reload_rates", f"SYSTEM RELOAD DICTIONARY {self.db}.{RATES_DICTIONARY} "
+                            f"{self.topology.on_cluster(RATES_DICTIONARY)}".rstrip())
 
     @property
     def _co_located(self) -> dict[str, int] | None:

@@ -146,7 +146,7 @@ def clone_store(template: Store, database: str) -> Store:
     engine, source = template.engine, template.db
     engine.command("test_clone_database", f"CREATE DATABASE {database}")
     objects = _objects(engine, source)
-    # Dependencies first (model_rates and the hold dictionary before otel_traces; views last); a
+    # Dependencies first (the rates and hold dictionaries before otel_traces; views last); a
     # statement whose dependency is not there yet is tried again in the next round.
     rank = {"Dictionary": 1, "View": 3, "MaterializedView": 3}
     pending = sorted(objects, key=lambda o: (2 if o[0] == "otel_traces" else rank.get(o[1], 0), o[0]))
@@ -168,7 +168,7 @@ def clone_store(template: Store, database: str) -> Store:
     for name, _, _, rows in objects:
         if not rows:
             continue
-        if name == "derivations":  # the rules' fingerprint names the database (its columns read db.model_rates)
+        if name == "derivations":  # the rules' fingerprint names the database (its columns read db.model_rates_dict)
             engine.command("test_clone_rows",
                            f"INSERT INTO {database}.derivations SELECT AppliedAt, Kind, "
                            f"replaceAll(Fingerprint, {{theirs:String}}, {{ours:String}}), Version, Rules, Spans "

@@ -108,7 +108,7 @@ def test_every_ddl_statement_is_on_a_cluster_and_backfills_stay_on_their_shard()
             tables = re.findall(r"fr\.(\w+)", statement)
             assert tables and all(t.endswith("_local") for t in tables), statement
             continue
-        assert re.match(rf"^(CREATE|ALTER)\b[^(]*? ON CLUSTER ({CLUSTER}|{STATE})\b", statement), statement[:200]
+        assert re.match(rf"^(CREATE|ALTER|DROP)\b[^(]*? ON CLUSTER ({CLUSTER}|{STATE})\b", statement), statement[:200]
         assert "${" not in statement
 
 

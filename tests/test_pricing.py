@@ -185,3 +185,37 @@ def test_a_switch_to_an_unpriced_model_is_not_a_cost_drop(store: Store) -> None:
     assert "gpt-4o → acme-llm-9" in finding.summary
     assert finding.details["cost per run"].startswith("not compared")
     assert BaselineDriftDetector().detect(ctx) == []  # no cost reading at all, neither drop nor rise
+
+
+def test_rates_are_rows_every_node_reads_and_a_later_price_applies_to_history(store: Store) -> None:
+    """Rates live in a state table (replicated on a cluster) read through a dictionary (migration 0028)."""
+    attrs = {"gen_ai.request.model": "acme-llm-9", "gen_ai.usage.input_tokens": 1_000_000}
+    assert row(attrs)["CostKnown"] == 0
+    tables = {name for (name,) in store.engine.query("t", "SELECT name FROM system.tables WHERE database = {db:String}",
+                                                     {"db": store.db})}
+    assert {"model_rates_table", "model_rates_dict"} <= tables and "model_rates" not in tables  # the Join is gone
+    priced = row(attrs, {"acme-": ModelPrice(input_per_mtok=2, output_per_mtok=4)})
+    assert (priced["CostUsd"], priced["CostKnown"]) == (pytest.approx(2.0), 1)  # both calls, without a rewrite
+    assert store.engine.query("t", f"SELECT countIf(CostKnown = 0), sum(CostUsd) FROM {store.db}.otel_traces")[0] == (
+        0, pytest.approx(4.0))
+
+
+def test_a_release_that_changes_only_read_time_columns_keeps_history_derived(store: Store) -> None:
+    """An upgrade that prices differently (the ALIAS cost columns) re-installs them and re-derives nothing."""
+    row({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10})
+    rules, tenant = store.config.rules, store.config.default_tenant
+    before = store.meaning.state()
+    assert before is not None and not before.stale
+    # What the previous release left: another cost expression, recorded as installed and as history.
+    store.engine.command("t", f"ALTER TABLE {store.db}.otel_traces MODIFY COLUMN CostUsd Float64 ALIAS 0")
+    store.meaning._record("install", "previous-release", before.version, rules)
+    store.meaning._record("history", "previous-release", before.version, rules)
+    after = store.meaning.install(rules, tenant)
+    assert after.installed == before.installed and not after.stale  # re-installed, history still derived
+    assert row({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1_000_000})["CostUsd"] == pytest.approx(2.5)
+    # A stored column changing still marks the history stale (test_rules re-derives it).
+    store.engine.command("t", f"ALTER TABLE {store.db}.otel_traces MODIFY COLUMN Operation LowCardinality(String) "
+                         "DEFAULT 'x'")
+    store.meaning._record("install", "previous-release", after.version, rules)
+    store.meaning._record("history", "previous-release", after.version, rules)
+    assert store.meaning.install(rules, tenant).stale

@@ -507,3 +507,43 @@ GROUP BY TraceId;
 ALTER TABLE flightrec.evidence_leaves  ADD COLUMN IF NOT EXISTS Sequencer String DEFAULT '';
 
 ALTER TABLE flightrec.evidence_leaves  ADD INDEX IF NOT EXISTS idx_seen Seen TYPE minmax GRANULARITY 1;
+
+-- 0028_replicated_rates
+CREATE TABLE IF NOT EXISTS flightrec.model_rates_table 
+(
+    Provider String,
+    Model String,
+    Day Date,
+    Known UInt8,
+    InputRate Float64,
+    OutputRate Float64,
+    CacheReadRate Float64,
+    CacheWriteRate Float64,
+    PerCall Float64,
+    Source String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (Provider, Model, Day);
+
+CREATE DICTIONARY IF NOT EXISTS flightrec.model_rates_dict 
+(
+    Provider String,
+    Model String,
+    Day Date,
+    Known UInt8,
+    InputRate Float64,
+    OutputRate Float64,
+    CacheReadRate Float64,
+    CacheWriteRate Float64,
+    PerCall Float64,
+    Source String
+)
+PRIMARY KEY Provider, Model, Day
+SOURCE(CLICKHOUSE(QUERY 'SELECT Provider, Model, Day, Known, InputRate, OutputRate, CacheReadRate, CacheWriteRate, PerCall, Source FROM flightrec.model_rates_table FINAL'))
+LIFETIME(MIN 5 MAX 10)
+LAYOUT(COMPLEX_KEY_HASHED());
+
+ALTER TABLE flightrec.otel_traces  DROP COLUMN IF EXISTS CostKnown,
+    DROP COLUMN IF EXISTS CostUsd;
+
+DROP TABLE IF EXISTS flightrec.model_rates ;
