@@ -20,7 +20,8 @@ ENGINE = ${replacing_engine}
 ORDER BY (Provider, Model, Day);
 
 -- Reloaded by the writer after each insert (SYSTEM RELOAD DICTIONARY on every node); the lifetime
--- is the bound for a replica whose copy of an insert arrived after that reload.
+-- is the bound for a replica whose copy of an insert arrived after that reload. It is the hold
+-- dictionary's (0017): a reload in the engine's background is rare, and never due at every exit.
 CREATE DICTIONARY IF NOT EXISTS ${db}.model_rates_dict ${on_cluster}
 (
     Provider String,
@@ -36,7 +37,7 @@ CREATE DICTIONARY IF NOT EXISTS ${db}.model_rates_dict ${on_cluster}
 )
 PRIMARY KEY Provider, Model, Day
 SOURCE(CLICKHOUSE(QUERY 'SELECT Provider, Model, Day, Known, InputRate, OutputRate, CacheReadRate, CacheWriteRate, PerCall, Source FROM ${db}.model_rates_table FINAL'))
-LIFETIME(MIN 5 MAX 10)
+LIFETIME(MIN 60 MAX 120)
 LAYOUT(COMPLEX_KEY_HASHED());
 
 -- The cost columns read the Join: they go (CostKnown first, an old stored form of it reads CostUsd)

@@ -571,7 +571,7 @@ CREATE DICTIONARY IF NOT EXISTS flightrec.model_rates_dict ON CLUSTER fr_state
 )
 PRIMARY KEY Provider, Model, Day
 SOURCE(CLICKHOUSE(QUERY 'SELECT Provider, Model, Day, Known, InputRate, OutputRate, CacheReadRate, CacheWriteRate, PerCall, Source FROM flightrec.model_rates_table FINAL'))
-LIFETIME(MIN 5 MAX 10)
+LIFETIME(MIN 60 MAX 120)
 LAYOUT(COMPLEX_KEY_HASHED());
 
 ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr DROP COLUMN IF EXISTS CostKnown,

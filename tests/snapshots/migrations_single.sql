@@ -540,7 +540,7 @@ CREATE DICTIONARY IF NOT EXISTS flightrec.model_rates_dict
 )
 PRIMARY KEY Provider, Model, Day
 SOURCE(CLICKHOUSE(QUERY 'SELECT Provider, Model, Day, Known, InputRate, OutputRate, CacheReadRate, CacheWriteRate, PerCall, Source FROM flightrec.model_rates_table FINAL'))
-LIFETIME(MIN 5 MAX 10)
+LIFETIME(MIN 60 MAX 120)
 LAYOUT(COMPLEX_KEY_HASHED());
 
 ALTER TABLE flightrec.otel_traces  DROP COLUMN IF EXISTS CostKnown,
