@@ -147,14 +147,17 @@ def schema(
                                       help="State cluster, one shard on every node [FLIGHTREC_STATE_CLUSTER]"),
     database: str = typer.Option(None, "--database", metavar="DB", help="Database [FLIGHTREC_DATABASE, default flightrec]"),
 ) -> None:
-    """Print the DDL the migrations would run (single node, or with --cluster and --state-cluster), without a store."""
+    """Print the DDL the migrations would run (single node, or with --cluster and --state-cluster), without a store.
+
+    Each table is created with the TTL the retention settings give it (FLIGHTREC_RETENTION_DAYS and the others)."""
     from pydantic import ValidationError
 
     from flightrec.store.migrations import schema_sql
 
     settings = _settings(cluster=cluster, state_cluster=state_cluster, database=database)
     try:
-        script = schema_sql(settings.database, settings.cluster, settings.state_cluster)
+        script = schema_sql(settings.database, settings.cluster, settings.state_cluster,
+                            settings.store_config().retention_policy())
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(map(str, problem["loc"]))

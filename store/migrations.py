@@ -6,6 +6,10 @@ statement that names a sharded table's storage as ``${db}.<name>${local}`` is re
 for the data cluster, every other one for the state cluster. ``NNNN_<what>.cluster.up.sql``
 files run only with a cluster. A shipped file is never edited: a change is a new number
 (writing ``${local}`` into shipped files changed no single-node statement: the snapshot).
+
+Retention is rendered into the CREATE of each table it covers (store/retention.py ``TABLES``), from
+the policy the store is opened with: a new store starts with its TTLs and never ALTERs them; an
+ALTER runs later only when the setting changes (``RetentionRepository.apply``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from string import Template
 from pydantic import BaseModel
 
 from flightrec.store.engine import Engine
+from flightrec.store.retention import TABLES, RetentionPolicy, days_of, render_ttl
 from flightrec.store.topology import DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed
 
 # A claim on the pending migrations lasts this long: a node that died holding it is taken over after.
@@ -29,6 +34,10 @@ CLAIM_POLL_S = 0.5
 # NNNN_<what>.up.sql, or NNNN_<what>.cluster.up.sql: applied only with a cluster (the Distributed twins).
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.cluster)?\.up\.sql$")
 LOCAL_VAR = "${local}"
+# A table's own CREATE (a column list follows), not a Distributed twin made ``AS`` another table.
+CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \w+\.(\w+)\b[^\n(]*\n?\s*\(")
+ENGINE_CLAUSE = re.compile(r"\nENGINE\s*=")
+SETTINGS_CLAUSE = re.compile(r"\nSETTINGS\s")
 
 
 class Migration(BaseModel):
@@ -42,12 +51,32 @@ def _statements(text: str) -> list[str]:
     return [part.strip() for part in body.split(";") if part.strip()]
 
 
-def load_migrations(database: str, cluster: str | None = None, state_cluster: str | None = None) -> list[Migration]:
+def with_ttl(statement: str, topology: Topology, retention: RetentionPolicy | None) -> str:
+    """The statement, with the table's TTL under ``retention`` if it creates a table retention covers."""
+    match = CREATE_TABLE.match(statement)
+    if retention is None or not match or "\nTTL " in statement:  # a file's own TTL (0006) is the table's first
+        return statement
+    days = days_of(retention)
+    for spec in TABLES.values():
+        if topology.storage_name(spec.table) == match.group(1):
+            ttl = render_ttl(topology.database, spec, days[spec.table])
+            if not ttl:
+                return statement
+            engine = ENGINE_CLAUSE.search(statement)
+            settings = SETTINGS_CLAUSE.search(statement, engine.end()) if engine else None
+            at = settings.start() if settings else len(statement)
+            return f"{statement[:at]}\nTTL {ttl}{statement[at:]}"
+    return statement
+
+
+def load_migrations(database: str, cluster: str | None = None, state_cluster: str | None = None,
+                    retention: RetentionPolicy | None = None) -> list[Migration]:
     """Every migration file, in order, rendered for this database and cluster.
 
     A statement that names a sharded table's storage (``${local}``) is rendered for the data cluster,
     every other one for the state cluster; with a cluster, a column change of a sharded table is
     repeated on its Distributed twin once that exists (its columns must stay the local table's).
+    With ``retention``, each table it covers is created with its TTL.
     """
     topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
     values = {sharded: topology.engines(sharded) for sharded in (True, False)}
@@ -56,7 +85,7 @@ def load_migrations(database: str, cluster: str | None = None, state_cluster: st
         match = MIGRATION_NAME.match(entry.name)
         if not match or (match.group(3) and not topology.clustered):
             continue
-        statements = [Template(statement).substitute(values[LOCAL_VAR in statement])
+        statements = [with_ttl(Template(statement).substitute(values[LOCAL_VAR in statement]), topology, retention)
                       for statement in _statements(entry.read_text(encoding="utf-8"))]
         found.append(Migration(version=int(match.group(1)), name=match.group(2), statements=statements))
     found.sort(key=lambda m: m.version)
@@ -77,14 +106,15 @@ def load_migrations(database: str, cluster: str | None = None, state_cluster: st
     return found
 
 
-def schema_sql(database: str, cluster: str | None = None, state_cluster: str | None = None) -> str:
+def schema_sql(database: str, cluster: str | None = None, state_cluster: str | None = None,
+               retention: RetentionPolicy | None = None) -> str:
     """The DDL the migrations would run, as one script (``flightrec schema``): no store needed."""
     topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
     head = [f"CREATE DATABASE IF NOT EXISTS {database} {topology.on_cluster('flightrec_migrations')}".rstrip(),
             migrations_table_sql(topology), claims_table_sql(topology)]
     parts = ["-- bookkeeping\n" + ";\n\n".join(head) + ";"]
     parts += [f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
-              for m in load_migrations(database, cluster, state_cluster)]
+              for m in load_migrations(database, cluster, state_cluster, retention)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -116,7 +146,7 @@ def _claim(engine: Engine, database: str, round_: str, node: str) -> str | None:
 
 
 def migrate(engine: Engine, database: str, cluster: str | None = None, state_cluster: str | None = None, *,
-            node: str = "", wait_s: float = CLAIM_LEASE_S) -> list[int]:
+            retention: RetentionPolicy | None = None, node: str = "", wait_s: float = CLAIM_LEASE_S) -> list[int]:
     """Apply every migration not yet recorded, once per store (or cluster); return the versions applied now.
 
     The pending migrations are a round, from the highest applied version to the highest known one. Its
@@ -133,7 +163,7 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
     engine.command("create_database", f"CREATE DATABASE IF NOT EXISTS {database} {on_cluster}")
     engine.command("create_migrations_table", migrations_table_sql(topology))
     applied = _applied(engine, database)
-    pending = [m for m in load_migrations(database, cluster, state_cluster) if m.version not in applied]
+    pending = [m for m in load_migrations(database, cluster, state_cluster, retention) if m.version not in applied]
     if not pending:
         return []
     engine.command("create_migration_claims_table", claims_table_sql(topology))

@@ -119,13 +119,15 @@ class Store:
     def migrate(self, *, retention: bool | Callable[[Store], bool] = False) -> list[int]:
         """Apply pending migrations and install the derivation rules; return the migrations applied.
 
-        With ``retention`` the TTLs are set between the two: on a fresh store that is before the
-        derived columns exist, and an ALTER of otel_traces re-analyses every column's expression
-        (the TTL's ALTER took 0.9 s after them, 0.03 s before; the schema is the same either way).
+        A new store's tables are created with the config's TTLs (store/migrations.py). With ``retention``
+        the TTLs that differ from the config's are set between the two: before the derived columns are
+        installed, since an ALTER of otel_traces re-analyses every column's expression (0.9 s after
+        them, 0.03 s before; the schema is the same either way).
         ``retention`` may be a function of the migrated store answering whether to (the server's:
         whether this process leads, flightrec/leader.py).
         """
-        done = migrate(self.engine, self.db, self.config.cluster, self.config.state_cluster)
+        done = migrate(self.engine, self.db, self.config.cluster, self.config.state_cluster,
+                       retention=self.config.retention_policy())
         if retention(self) if callable(retention) else retention:
             self.apply_retention()
         self.meaning.install(self.config.rules, self.config.default_tenant)

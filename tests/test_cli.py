@@ -682,17 +682,23 @@ def test_systems_lists_and_registers_and_undo_then_calls_only_what_was_registere
 def test_schema_prints_the_migrations_ddl_without_a_store(tmp_path: Path) -> None:
     """``flightrec schema`` (issue 13's interface): the DDL the migrations would run, single node or cluster."""
     from flightrec.store.migrations import schema_sql
+    from flightrec.store.retention import RetentionPolicy
 
     env = {"FLIGHTREC_DATA": str(tmp_path / "never")}
+    policy = RetentionPolicy()
     single = run_cli("schema", env=env)
-    assert single.returncode == 0 and single.stdout == schema_sql("flightrec")
+    assert single.returncode == 0 and single.stdout == schema_sql("flightrec", retention=policy)
     assert "ON CLUSTER" not in single.stdout and "CREATE TABLE IF NOT EXISTS flightrec.otel_traces \n" in single.stdout
+    assert "ORDER BY (TraceId, SpanId)\nTTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT (dictHas(" in single.stdout
     clustered = run_cli("schema", "--cluster", "flightrec", "--state-cluster", "flightrec_state", "--database", "obs",
                         env=env)
-    assert clustered.returncode == 0 and clustered.stdout == schema_sql("obs", "flightrec", "flightrec_state")
+    assert clustered.returncode == 0 and clustered.stdout == schema_sql("obs", "flightrec", "flightrec_state", policy)
     assert "CREATE TABLE IF NOT EXISTS obs.otel_traces ON CLUSTER flightrec AS obs.otel_traces_local" in clustered.stdout
-    from_env = run_cli("schema", env={**env, "FLIGHTREC_CLUSTER": "flightrec", "FLIGHTREC_STATE_CLUSTER": "flightrec_state"})
-    assert from_env.stdout == schema_sql("flightrec", "flightrec", "flightrec_state")
+    from_env = run_cli("schema", env={**env, "FLIGHTREC_CLUSTER": "flightrec", "FLIGHTREC_STATE_CLUSTER": "flightrec_state",
+                                      "FLIGHTREC_RETENTION_DAYS": "400"})
+    assert from_env.stdout == schema_sql("flightrec", "flightrec", "flightrec_state",
+                                         policy.model_copy(update={"spans_days": 400}))
+    assert from_env.stdout.count("+ toIntervalDay(400)") == 5  # spans, links, logs, recency, the trace lookup
     assert not (tmp_path / "never").exists()  # no store was opened
 
 

@@ -138,6 +138,25 @@ def test_an_unchanged_ttl_is_not_applied_again_at_the_next_start(store: Store) -
         again.engine.close()
 
 
+def test_a_new_store_is_created_with_its_ttls_and_alters_none(store: Store) -> None:
+    """The TTL is in each CREATE (issue 13): a store opened without applying retention has the config's."""
+    config = store.config.model_copy(update={"database": f"t_{uuid.uuid4().hex[:10]}", "retention_days": 90,
+                                             "log_retention_days": 200, "alert_retention_days": 7,
+                                             "outbox_retention_days": 3})
+    fresh = open_store(config, retention=False)  # no ALTER at all: only the migrations ran
+    try:
+        for table in ("otel_traces", "otel_traces_trace_id_ts", "object_links", "object_recency"):
+            assert fresh.table_ttl(table).split(" WHERE ")[0].endswith("+ toIntervalDay(90)"), table
+        assert fresh.table_ttl("otel_logs").startswith("toDateTime(Timestamp) + toIntervalDay(200) WHERE NOT ")
+        assert fresh.table_ttl("alerts") == "toDateTime(UpdatedAt) + toIntervalDay(7)"
+        assert fresh.table_ttl("pager_outbox") == "toDateTime(CreatedAt) + toIntervalDay(30)"  # 0006's own, then:
+        assert fresh.apply_retention() == ["pager_outbox"]  # the one setting the CREATE did not carry
+        assert fresh.apply_retention() == []
+    finally:
+        fresh.engine.command("drop_test_database", f"DROP DATABASE IF EXISTS {fresh.db}")
+        fresh.engine.close()
+
+
 def test_a_changed_ttl_rewrites_stored_parts_only_when_it_could_expire_more(store: Store) -> None:
     """A MODIFY TTL that materializes is a mutation rewriting every part (on a cluster, every replica's)."""
     policy = store.config.retention_policy()

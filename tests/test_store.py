@@ -10,6 +10,7 @@ import pytest
 from flightrec.collector.rows import RowBuilder
 from flightrec.store import ObjectRef, Store, StoreConfig, parse_dsn
 from flightrec.store.migrations import load_migrations
+from flightrec.store.retention import RetentionPolicy
 from tests.otlp_helpers import BASE_NS, make_request, make_span, price_stored
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -65,7 +66,7 @@ def test_bad_database_name_is_refused() -> None:
 def test_migration_sql_snapshot(cluster: str | None, snapshot: str) -> None:
     rendered = "\n\n".join(
         f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
-        for m in load_migrations("flightrec", cluster, f"{cluster}_state" if cluster else None)
+        for m in load_migrations("flightrec", cluster, f"{cluster}_state" if cluster else None, RetentionPolicy())
     )
     path = SNAPSHOTS / snapshot
     if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():

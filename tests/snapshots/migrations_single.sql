@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TraceId, SpanId)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT (dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId)) OR dictHas('flightrec.legal_hold_keys', tuple('agent', toString(Agent))))
 SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS flightrec.object_links 
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS flightrec.object_links
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ObjectType, ObjectId, TraceId, SpanId)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT (dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId)) OR dictHas('flightrec.legal_hold_keys', tuple('agent', toString(Agent))))
 SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS flightrec.ingest_rejections 
@@ -220,6 +222,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_logs
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (ServiceName, TimestampTime, Timestamp)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
 SETTINGS non_replicated_deduplication_window = 10000;
 
 -- 0008_link_source
@@ -447,7 +450,8 @@ CREATE TABLE IF NOT EXISTS flightrec.object_recency
     LastSeen SimpleAggregateFunction(max, DateTime64(9))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (ObjectType, ObjectId, Tenant, Agent);
+ORDER BY (ObjectType, ObjectId, Tenant, Agent)
+TTL toDateTime(LastSeen) + toIntervalDay(180);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.object_recency_view  TO flightrec.object_recency
 AS SELECT ObjectType, ObjectId, Tenant, Agent, Timestamp AS LastSeen FROM flightrec.object_links;
@@ -488,6 +492,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts
 ENGINE = AggregatingMergeTree
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
+TTL toDateTime(Start) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.otel_traces_trace_id_ts_mv 
