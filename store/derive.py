@@ -70,6 +70,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 OBJECTS_COLUMN = ("Objects", "Array(String)")
 LINK_VIEW = "object_links_derived"
+# The columns links_select yields, in its order (the link view, re-derivations and repairs insert them).
+LINK_COLUMNS = ("ObjectType", "ObjectId", "TraceId", "SpanId", "Timestamp", "Tenant", "Agent", "Source", "RulesVersion")
 RATE_COLUMNS = ("Known", "InputRate", "OutputRate", "CacheReadRate", "CacheWriteRate", "PerCall")
 
 

@@ -14,6 +14,7 @@ from flightrec.store.conventions import builtin_rules
 from flightrec.store.derive import (
     attribute_keys,
     _KEY,
+    LINK_COLUMNS,
     LINK_VIEW,
     RATES_DICTIONARY,
     RATES_KEY,
@@ -287,8 +288,7 @@ class MeaningRepository:
                 )
             self.engine.command(
                 "relink_partition",
-                f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
-                f"Source, RulesVersion) "
+                f"INSERT INTO {self.db}.object_links ({', '.join(LINK_COLUMNS)}) "
                 + links_select(self.db, state.version, " WHERE _partition_id = {partition:String}"),
                 params, settings=self._co_located,
             )
@@ -303,8 +303,7 @@ class MeaningRepository:
         )
         self.engine.command(
             "restore_manual_links",
-            f"INSERT INTO {self.db}.object_links (ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, "
-            f"Source, RulesVersion) SELECT ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, 'manual', "
+            f"INSERT INTO {self.db}.object_links ({', '.join(LINK_COLUMNS)}) SELECT ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, 'manual', "
             f"{int(state.version)} FROM {self.db}.manual_links",
         )
         return done

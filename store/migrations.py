@@ -52,7 +52,11 @@ def _statements(text: str) -> list[str]:
 
 
 def with_ttl(statement: str, topology: Topology, retention: RetentionPolicy | None) -> str:
-    """The statement, with the table's TTL under ``retention`` if it creates a table retention covers."""
+    """The statement, with the table's TTL under ``retention`` if it creates a table retention covers.
+
+    The spans' and links' TTLs name the legal-hold dictionary from 0001 on, before 0017 creates it:
+    ClickHouse resolves it when the TTL is evaluated (an insert, a merge), and no migration inserts
+    into those tables before 0017."""
     match = CREATE_TABLE.match(statement)
     if retention is None or not match or "\nTTL " in statement:  # a file's own TTL (0006) is the table's first
         return statement

@@ -195,7 +195,10 @@ def test_a_process_that_does_not_stop_is_reported_with_its_stacks() -> None:
     try:
         deadline = time.monotonic() + 60
         while "stuck_here" not in (stacks := stacks_of(proc.pid)):
+            if "ermission" in stacks or "ptrace" in stacks.lower():
+                pytest.skip(f"this machine does not let py-spy read another process: {stacks[:300]}")
             assert time.monotonic() < deadline, stacks
+            time.sleep(0.2)
     finally:
         proc.kill()
         proc.wait()
