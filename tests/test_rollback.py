@@ -619,7 +619,10 @@ def test_pause_stops_every_fleet_process_within_the_cache_time_and_resume_restar
     assert all(paused_at <= c.at <= resumed + cache_s + 0.5 for c in refused)
     last_allowed = max((c.at for c in mine if c.allowed and paused <= c.at < resumed), default=paused)
     assert last_allowed - paused <= cache_s + 0.5, "pause took longer than the cache time"
-    assert min(c.at for c in refused) - paused <= cache_s + 1.0
+    # Every check once the cached answer expired is refused (a condition, not a wall-clock bound: on a
+    # loaded machine the fleet's next check may come late, and when it comes it must be refused).
+    expired = [c for c in mine if paused + cache_s + 0.5 < c.at < resumed]
+    assert expired and not [c for c in expired if c.allowed], "a check after the cache time was allowed"
     assert any(c.allowed for c in mine if c.at > resumed + cache_s + 0.5), "resume did not take"
     assert outcome["report"].refused > 0
     # Other agents kept working throughout.
