@@ -32,10 +32,11 @@ class ViewRepairRepository:
         self.topology = engine.topology
 
     def restore(self, *, trace_ids: list[str]) -> None:
-        """Insert the links and lookup rows these traces' stored spans should have and lack.
+        """Insert the links, recency and lookup rows these traces' stored spans should have and lack.
 
-        One statement per view: a read by sort key and an anti-join on the rows present
-        (``GLOBAL`` on a cluster, where both sides are Distributed tables)."""
+        One statement per view. Links and lookup rows: a read by sort key and an anti-join on the rows
+        present (``GLOBAL`` on a cluster, where both sides are Distributed tables); recency: a max per
+        object, inserted again."""
         if trace_ids:
             self.restore_links(trace_ids=trace_ids)
             self.restore_recency(trace_ids=trace_ids)
