@@ -53,7 +53,9 @@ def resolve_rates(store: Store, pricer: Pricer) -> int:
 
 
 class RateResolver:
-    """A background thread keeping the rates table (``model_rates_table``) complete. Lifecycle: start, shutdown (safe twice).
+    """A background thread keeping the rates table (``model_rates_table``) complete.
+
+    Lifecycle: start, shutdown (safe twice).
 
     ``leader`` (flightrec/leader.py) is asked at start and before each pass: one server prices for all.
     """

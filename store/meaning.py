@@ -303,8 +303,8 @@ class MeaningRepository:
         )
         self.engine.command(
             "restore_manual_links",
-            f"INSERT INTO {self.db}.object_links ({', '.join(LINK_COLUMNS)}) SELECT ObjectType, ObjectId, TraceId, SpanId, Timestamp, Tenant, Agent, 'manual', "
-            f"{int(state.version)} FROM {self.db}.manual_links",
+            f"INSERT INTO {self.db}.object_links ({', '.join(LINK_COLUMNS)}) SELECT ObjectType, ObjectId, TraceId, "
+            f"SpanId, Timestamp, Tenant, Agent, 'manual', {int(state.version)} FROM {self.db}.manual_links",
         )
         return done
 
