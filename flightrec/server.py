@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import select
+import signal
+import socket
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import uvicorn
 
@@ -58,3 +63,27 @@ class BackgroundServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60)
+
+
+def wait_until_interrupted() -> NoReturn:
+    """Block the main thread until Ctrl-C, which then raises KeyboardInterrupt here.
+
+    The kernel may hand a process's SIGINT to any thread (it skips one that is creating a thread, whose
+    signals glibc blocks for that moment, and chDB and uvicorn create threads all the time). Python runs
+    its handler only when the main thread next executes bytecode, which a long sleep never lets it do: the
+    demo once slept on for good after Ctrl-C. The wakeup fd is written by the C handler on whichever
+    thread caught the signal, so this select returns and the handler runs at once.
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while True:
+            select.select([reader], [], [])
+            with contextlib.suppress(BlockingIOError):
+                reader.recv(4096)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()

@@ -211,3 +211,31 @@ def test_a_detector_pass_never_reads_as_a_miss() -> None:
     text = recorded(lambda console: print_detection(console, quiet, [], None))
     assert "0 fired" not in text and "found nothing out of the usual" in text
     assert cli_output.plural(1, "alert") == "1 alert" and cli_output.plural(2, "alert") == "2 alerts"
+
+
+CTRL_C_ON_ANOTHER_THREAD = """
+import signal, threading, time
+from flightrec.server import wait_until_interrupted
+
+woke = threading.Event()
+def interrupt_from_a_thread():
+    time.sleep(0.2)  # not a timing assertion: the main thread is either waiting already or enters at once
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    if not woke.wait(60):  # hang guard: a wait that missed the signal, woken so the test can say so
+        print("missed", flush=True)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+threading.Thread(target=interrupt_from_a_thread, daemon=True).start()
+try:
+    wait_until_interrupted()
+except KeyboardInterrupt:
+    woke.set()
+    print("interrupted", flush=True)
+"""
+
+
+def test_the_demo_wait_stops_on_a_ctrl_c_that_landed_on_another_thread() -> None:
+    """The kernel may give a process's SIGINT to any thread; Python's handler then waits for the main
+    thread to run, which the demo's old `time.sleep(3600)` never let it do (CI's demo hang)."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_ON_ANOTHER_THREAD], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.stdout.split() == ["interrupted"], done.stdout + done.stderr

@@ -23,7 +23,7 @@ from flightrec.demo import fleet_catalog
 from flightrec.cli_output import add_text_row, print_detection
 from flightrec.demo.fleet import FleetConfig, FleetReport, run_fleet as run_fleet_quietly
 from flightrec.sdk import api_path
-from flightrec.server import BackgroundServer, make_records_server, make_server
+from flightrec.server import BackgroundServer, make_records_server, make_server, wait_until_interrupted
 from flightrec.settings import Settings
 
 DEFAULT_SEED = 7
@@ -242,8 +242,7 @@ def run_demo(config: DemoConfig, console: Console, run_fleet: Callable[[FleetCon
         console.print(Text(f" or: {command} pause {agent} --actor you --reason 'regressed model'{api_option}"),
                       soft_wrap=True)
         console.print("Serving; press Ctrl-C to stop.")
-        while True:
-            time.sleep(3600)
+        wait_until_interrupted()
     finally:
         if live is not None:
             live.stop()
