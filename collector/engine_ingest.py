@@ -10,7 +10,7 @@ reads; on a server, the insert body (``input()``). The engine parses, flattens a
 - only when a span is already stored or twice in the segment (resends, replays) are those
   spans' content hashes read, to count identical copies (dropped) and differing ones (refused,
   the first copy kept); the insert then leaves the stored ones out and keeps first copies;
-- a segment spread over more months than one insert may create is inserted in groups;
+- a segment spread over more days than one insert may create is inserted in groups;
 - every insert carries a deduplication token from the segment's name, the group and what was
   left out, so a retry or a replay after a crash inserts nothing twice;
 - the views' rows of spans found stored are derived again where a crash lost them
@@ -105,13 +105,13 @@ class EngineSegmentWriter:
                     result.duplicates += 1
                 else:
                     result.conflicts.append(conflict_message(trace, span))
-        months = sorted(set(keys.months))
-        groups = [months[i:i + MAX_PARTITIONS_PER_INSERT] for i in range(0, len(months), MAX_PARTITIONS_PER_INSERT)]
+        days = sorted(set(keys.days))
+        groups = [days[i:i + MAX_PARTITIONS_PER_INSERT] for i in range(0, len(days), MAX_PARTITIONS_PER_INSERT)]
         for number, group in enumerate(groups):
             left_out = hashlib.blake2b(repr((skip, group if len(groups) > 1 else [])).encode(), digest_size=8)
             self.store.otlp.insert_spans(
                 source, token=f"otel_traces:{token}:{number}:{left_out.hexdigest()}", skip=skip,
-                months=group if len(groups) > 1 else [], first_copies=any(count > 1 for count in counts.values()))
+                days=group if len(groups) > 1 else [], first_copies=any(count > 1 for count in counts.values()))
         if skip:  # a replay after a crash may find spans stored whose views' rows were lost
             self.store.view_repair.restore(trace_ids=sorted({trace for trace, _ in skip}))
         result.inserted = len(pairs) - result.duplicates - len(result.conflicts)

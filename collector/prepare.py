@@ -6,7 +6,7 @@ it on every core while the store owner only hands bytes to ClickHouse.
 
 Preparation also keeps span identity (the first copy of a trace id + span id in a
 segment wins; an identical copy is dropped, a different one refused) and splits a
-batch whose spans fall in more monthly partitions than one insert may create.
+batch whose spans fall in more daily partitions than one insert may create.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import signal
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 from flightrec.collector.decode import decode_protobuf
@@ -34,9 +33,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from pydantic import BaseModel, Field
 
-# ClickHouse's max_partitions_per_insert_block is 100; tables are partitioned by month.
+# ClickHouse's max_partitions_per_insert_block is 100; spans and logs are partitioned by day (0029).
 MAX_PARTITIONS_PER_INSERT = 100
-_SAFE_SPAN_NS = 90 * 28 * 86_400 * 10**9  # spans closer together than this touch at most 92 months
+_DAY_NS = 86_400 * 10**9
+_SAFE_SPAN_NS = 99 * _DAY_NS  # spans closer together than this touch at most 100 days
 _TRACE, _SPAN, _HASH, _TS = (SPAN_COLUMN_NAMES.index(name) for name in ("TraceId", "SpanId", "ContentHash", "Timestamp"))
 MAX_CONFLICT_EXAMPLES = 5
 
@@ -58,9 +58,9 @@ def conflict_message(trace_id: str, span_id: str) -> str:
     return f"span {span_id} of trace {trace_id} was sent again with different content; the first copy is kept"
 
 
-def _month(ns: int) -> int:
-    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-    return moment.year * 12 + moment.month
+def _day(ns: int) -> int:
+    """The day (UTC, since the epoch) a timestamp falls in: its partition."""
+    return ns // _DAY_NS
 
 
 class SegmentPreparer:
@@ -112,17 +112,17 @@ class SegmentPreparer:
 
     @staticmethod
     def _by_partitions(rows: Rows) -> list[Rows]:
-        """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT months."""
+        """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT days."""
         stamps = [row[_TS] for row in rows.spans] + [log[0] for log in rows.logs]
         if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
             return [rows]
-        months = sorted({_month(ns) for ns in stamps})
-        group_of = {month: index // MAX_PARTITIONS_PER_INSERT for index, month in enumerate(months)}
+        days = sorted({_day(ns) for ns in stamps})
+        group_of = {day: index // MAX_PARTITIONS_PER_INSERT for index, day in enumerate(days)}
         groups = [Rows() for _ in range(max(group_of.values()) + 1)]
         for row in rows.spans:
-            groups[group_of[_month(row[_TS])]].spans.append(row)
+            groups[group_of[_day(row[_TS])]].spans.append(row)
         for log in rows.logs:
-            groups[group_of[_month(log[0])]].logs.append(log)
+            groups[group_of[_day(log[0])]].logs.append(log)
         return groups
 
     def _encode(self, rows: Rows) -> PreparedPart:

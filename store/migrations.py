@@ -6,6 +6,8 @@ statement that names a sharded table's storage as ``${db}.<name>${local}`` is re
 for the data cluster, every other one for the state cluster. ``NNNN_<what>.cluster.up.sql``
 files run only with a cluster. A shipped file is never edited: a change is a new number
 (writing ``${local}`` into shipped files changed no single-node statement: the snapshot).
+A statement preceded by ``-- unless: <query>`` is skipped when the query's first value is not 0:
+a step that may not run twice (an ``EXCHANGE``) is then safe for a node that takes over a round.
 
 Retention is rendered into the CREATE of each table it covers (store/retention.py ``TABLES``), from
 the policy the store is opened with: a new store starts with its TTLs and never ALTERs them; an
@@ -21,11 +23,12 @@ import time
 from importlib import resources
 from string import Template
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flightrec.store.engine import Engine
 from flightrec.store.retention import TABLES, RetentionPolicy, days_of, render_ttl
-from flightrec.store.topology import DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed
+from flightrec.store.topology import (DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed,
+                                      spread_over_shards)
 
 # A claim on the pending migrations lasts this long: a node that died holding it is taken over after.
 CLAIM_LEASE_S = 600.0
@@ -36,6 +39,9 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.cluster)?\.up\.sql$")
 LOCAL_VAR = "${local}"
 # A table's own CREATE (a column list follows), not a Distributed twin made ``AS`` another table.
 CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \w+\.(\w+)\b[^\n(]*\n?\s*\(")
+# A table rebuilt from another (0029): created AS it with its own engine, so it takes that table's TTL.
+REBUILD_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \w+\.\w+ [^\n(]*?\bAS \w+\.(\w+)\s*\nENGINE = (?!Distributed)")
+UNLESS = "-- unless:"
 ENGINE_CLAUSE = re.compile(r"\nENGINE\s*=")
 SETTINGS_CLAUSE = re.compile(r"\nSETTINGS\s")
 
@@ -44,11 +50,22 @@ class Migration(BaseModel):
     version: int
     name: str
     statements: list[str]
+    unless: dict[str, str] = Field(default_factory=dict, description="statement -> the query that skips it (not 0)")
 
 
-def _statements(text: str) -> list[str]:
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [part.strip() for part in body.split(";") if part.strip()]
+def _statements(text: str) -> list[tuple[str, str]]:
+    """Each statement of a file with its ``-- unless:`` query ('' when none); other comments dropped
+    (they may hold a ';'; a guard's query holds none)."""
+    kept = "\n".join(line for line in text.splitlines()
+                     if not line.lstrip().startswith("--") or line.lstrip().startswith(UNLESS))
+    found = []
+    for part in kept.split(";"):
+        lines = part.strip().splitlines()
+        guards = [line.strip().removeprefix(UNLESS).strip() for line in lines if line.lstrip().startswith(UNLESS)]
+        body = "\n".join(line for line in lines if not line.lstrip().startswith(UNLESS)).strip()
+        if body:
+            found.append((body, guards[0] if guards else ""))
+    return found
 
 
 def with_ttl(statement: str, topology: Topology, retention: RetentionPolicy | None) -> str:
@@ -57,7 +74,7 @@ def with_ttl(statement: str, topology: Topology, retention: RetentionPolicy | No
     The spans' and links' TTLs name the legal-hold dictionary from 0001 on, before 0017 creates it:
     ClickHouse resolves it when the TTL is evaluated (an insert, a merge), and no migration inserts
     into those tables before 0017."""
-    match = CREATE_TABLE.match(statement)
+    match = CREATE_TABLE.match(statement) or REBUILD_TABLE.match(statement)
     if retention is None or not match or "\nTTL " in statement:  # a file's own TTL (0006) is the table's first
         return statement
     days = days_of(retention)
@@ -89,9 +106,16 @@ def load_migrations(database: str, cluster: str | None = None, state_cluster: st
         match = MIGRATION_NAME.match(entry.name)
         if not match or (match.group(3) and not topology.clustered):
             continue
-        statements = [with_ttl(Template(statement).substitute(values[LOCAL_VAR in statement]), topology, retention)
-                      for statement in _statements(entry.read_text(encoding="utf-8"))]
-        found.append(Migration(version=int(match.group(1)), name=match.group(2), statements=statements))
+        statements, unless = [], {}
+        for statement, guard in _statements(entry.read_text(encoding="utf-8")):
+            values_here = values[LOCAL_VAR in statement]
+            rendered = spread_over_shards(
+                with_ttl(Template(statement).substitute(values_here), topology, retention), topology)
+            statements.append(rendered)
+            if guard:
+                unless[rendered] = Template(guard).substitute(values_here)
+        found.append(Migration(version=int(match.group(1)), name=match.group(2), statements=statements,
+                               unless=unless))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
@@ -117,7 +141,8 @@ def schema_sql(database: str, cluster: str | None = None, state_cluster: str | N
     head = [f"CREATE DATABASE IF NOT EXISTS {database} {topology.on_cluster('flightrec_migrations')}".rstrip(),
             migrations_table_sql(topology), claims_table_sql(topology)]
     parts = ["-- bookkeeping\n" + ";\n\n".join(head) + ";"]
-    parts += [f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
+    parts += [f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(
+                  (f"{UNLESS} {m.unless[s]}\n" if s in m.unless else "") + s for s in m.statements) + ";"
               for m in load_migrations(database, cluster, state_cluster, retention)]
     return "\n\n".join(parts) + "\n"
 
@@ -193,6 +218,9 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
         if migration.version in _applied(engine, database):
             continue
         for statement in migration.statements:
+            guard = migration.unless.get(statement)
+            if guard and engine.query(f"migration_{migration.version:04d}_unless", guard)[0][0]:
+                continue
             engine.command(f"migration_{migration.version:04d}", statement)
         engine.insert(
             "record_migration",

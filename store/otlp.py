@@ -308,12 +308,12 @@ def spans_query(source: SegmentSource, *, numbered: bool = False, insert: bool =
 
 def keys_query(source: SegmentSource) -> str:
     return (f"SELECT {_hex('s.trace_id')} AS trace_id, {_hex('s.span_id')} AS span_id, "
-            f"toYYYYMM(fromUnixTimestamp64Nano(accurateCast(s.start_time_unix_nano, 'Int64'))) AS month "
+            f"toYYYYMMDD(fromUnixTimestamp64Nano(accurateCast(s.start_time_unix_nano, 'Int64'))) AS day "
             f"FROM {source.table(KEY_STRUCTURE, insert=False)} {_SPANS_FROM}")
 
 
 def insert_statement(source: SegmentSource, database: str, *, skip: Sequence[tuple[str, str]] = (),
-                     months: Sequence[int] = (), first_copies: bool = False,
+                     days: Sequence[int] = (), first_copies: bool = False,
                      table: str = "otel_traces") -> tuple[str, dict[str, Any]]:
     """The INSERT ... SELECT of a segment's spans and its parameters (see :meth:`OtlpRepository.insert_spans`);
     on a server it ends ``FORMAT Protobuf`` and the segment's bytes are its body."""
@@ -321,9 +321,9 @@ def insert_statement(source: SegmentSource, database: str, *, skip: Sequence[tup
     if skip:
         where.append("(TraceId, SpanId) NOT IN {skip:Array(Tuple(String, String))}")
         params["skip"] = list(skip)
-    if months:
-        where.append("toYYYYMM(Timestamp) IN {months:Array(UInt32)}")
-        params["months"] = list(months)
+    if days:
+        where.append("toYYYYMMDD(Timestamp) IN {days:Array(UInt32)}")
+        params["days"] = list(days)
     select = spans_query(source, numbered=first_copies, insert=True)
     if first_copies:
         select = (f"SELECT {', '.join(f'`{name}`' for name in SPAN_COLUMN_NAMES)} FROM ({select}) "
@@ -338,11 +338,11 @@ def insert_statement(source: SegmentSource, database: str, *, skip: Sequence[tup
 
 
 class SpanKeys(BaseModel):
-    """Every span of a segment, in order: ids and the month (partition) it falls in."""
+    """Every span of a segment, in order: ids and the day (partition, as YYYYMMDD) it falls in."""
 
     trace_ids: list[str]
     span_ids: list[str]
-    months: list[int]
+    days: list[int]
 
 
 class OtlpRepository:
@@ -361,11 +361,11 @@ class OtlpRepository:
                                            "structure": structure}}
 
     def span_keys(self, source: SegmentSource) -> SpanKeys:
-        """The ids and months of a segment's spans (a parse that skips all but three fields)."""
+        """The ids and days of a segment's spans (a parse that skips all but three fields)."""
         columns = self.engine.query_columns(
             "segment_span_keys", keys_query(source), settings=format_settings(KEY_SCHEMA),
             **self._reading(source, KEY_STRUCTURE))
-        return SpanKeys(trace_ids=columns["trace_id"], span_ids=columns["span_id"], months=columns["month"])
+        return SpanKeys(trace_ids=columns["trace_id"], span_ids=columns["span_id"], days=columns["day"])
 
     def span_hashes(self, source: SegmentSource, *, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str, int]]:
         """``(trace id, span id, content hash)`` of the segment's copies of these spans, in segment order."""
@@ -377,16 +377,16 @@ class OtlpRepository:
             "segment_span_hashes", sql, settings=format_settings(TRACE_SCHEMA), **reading)]
 
     def insert_spans(self, source: SegmentSource, *, token: str, skip: Sequence[tuple[str, str]] = (),
-                     months: Sequence[int] = (), first_copies: bool = False, table: str = "otel_traces") -> None:
+                     days: Sequence[int] = (), first_copies: bool = False, table: str = "otel_traces") -> None:
         """Insert the segment's spans into otel_traces (the engine derives every other column).
 
-        ``skip``: spans left out (already stored); ``months``: only spans in these partitions (a
-        segment spread over more months than one insert may create is inserted in groups);
+        ``skip``: spans left out (already stored); ``days``: only spans in these partitions (a
+        segment spread over more days than one insert may create is inserted in groups);
         ``first_copies``: a span twice in the segment is inserted once, its first copy.
         ``token`` is the insert's deduplication token: a retry or a replay inserts nothing twice.
         ``table``: another table with the insert columns (bench/ingest.py's stage sinks).
         """
-        sql, params = insert_statement(source, self.db, skip=skip, months=months, first_copies=first_copies,
+        sql, params = insert_statement(source, self.db, skip=skip, days=days, first_copies=first_copies,
                                        table=table)
         settings = {**format_settings(TRACE_SCHEMA), "insert_deduplication_token": token}
         self.engine.command("insert_spans_otlp", sql, params, settings=settings, data=None if source.path else source.body)

@@ -196,3 +196,27 @@ def mirror_on_distributed(statement: str) -> str | None:
     if not columns:
         return None
     return f"ALTER TABLE {match.group('db')}.{match.group('name')} {match.group('on')} " + ", ".join(columns)
+
+
+# A rebuild's copy (0029) as rendered for the data cluster: one local table into another, never deduplicated
+# (a retry after a TRUNCATE sends the same blocks again, which a deduplicating insert would drop).
+LOCAL_COPY = re.compile(r"^INSERT INTO (?P<db>\w+)\.(?P<into>\w+)_local SELECT \* FROM (?P=db)\.(?P<name>\w+)_local "
+                        r"SETTINGS insert_deduplicate = 0$")
+
+
+def spread_over_shards(statement: str, topology: Topology) -> str:
+    """A copy of every row of a sharded table, from the node that runs the migration.
+
+    On one node the statement is itself. On a cluster ``INSERT INTO t_local SELECT * FROM s_local``
+    would copy one shard's rows; it reads the Distributed table instead and writes each row to its
+    trace's shard, with the table's sharding key and the durable insert settings.
+    """
+    match = LOCAL_COPY.match(statement) if topology.clustered else None
+    if not match or match.group("name") not in sharded_tables():
+        return statement
+    db, into, name = match.group("db"), match.group("into"), match.group("name")
+    settings = {**DISTRIBUTED_INSERT_SETTINGS, "insert_deduplicate": 0}
+    rendered = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}"
+                         for key, value in settings.items())
+    return (f"INSERT INTO FUNCTION cluster('{topology.cluster}', '{db}', '{into}{LOCAL_SUFFIX}', "
+            f"{sharded_tables()[name]}) SELECT * FROM {db}.{name} SETTINGS {rendered}")

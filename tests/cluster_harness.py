@@ -50,7 +50,9 @@ NETWORK_CODES = {108, 209, 210, 279, 519}
 REPLICATED = re.compile(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'\)")
 ON_CLUSTER = re.compile(r" ON CLUSTER [\w.-]+")
 ALL_REPLICAS = re.compile(r"clusterAllReplicas\([\w.-]+, (system\.\w+)\)")
-DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|KILL|SYSTEM|OPTIMIZE|DELETE|RENAME)\b", re.IGNORECASE)
+DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|KILL|SYSTEM|OPTIMIZE|DELETE|RENAME|EXCHANGE)\b", re.IGNORECASE)
+# A copy written through the cluster table function (a rebuild, 0029): its shard answer writes the local table.
+CLUSTER_INSERT = re.compile(r"^INSERT INTO FUNCTION cluster\('[\w.-]+', '(\w+)', '(\w+)', [^)]*\)\)")
 
 CONFIG = """<clickhouse>
   <remote_servers>
@@ -150,7 +152,7 @@ class KeeperlessEngine(Engine):
                                                                                           **kw))
         except StoreError as exc:
             target = re.match(r"\s*INSERT INTO ([\w.]+)", sql)
-            local = shard_answer(run)
+            local = shard_answer(CLUSTER_INSERT.sub(r"INSERT INTO \1.\2", run))
             if outcome(exc) != "network" or local is None or (target and self.topology.distributed_target(target[1])):
                 raise
             return super().command("harness_shard_answer", local, params, settings, **kw)

@@ -10,7 +10,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-BASE_NS = (time.time_ns() // 1_000_000_000 - 3600) * 1_000_000_000  # recent: older spans fall to the TTL
+DAY_S = 86_400
+
+
+def base_s(now_s: int) -> int:
+    """An hour ago (recent: older spans fall to the TTL), or earlier so that the two hours after it stay
+    in one day: the spans are partitioned by day, and a test's spans must not split at midnight."""
+    base = now_s - 3600
+    return base - 7200 if base % DAY_S > DAY_S - 7200 else base
+
+
+BASE_NS = base_s(time.time_ns() // 1_000_000_000) * 1_000_000_000
 
 
 def any_value(value: Any) -> AnyValue:

@@ -102,14 +102,24 @@ def test_no_uuid_in_any_replication_path() -> None:
 
 
 def test_every_ddl_statement_is_on_a_cluster_and_backfills_stay_on_their_shard() -> None:
+    copies = []
     for statement in cluster_statements():
+        if statement.startswith("INSERT INTO FUNCTION cluster("):
+            copies.append(statement)
+            continue
         if statement.startswith("INSERT"):
             # a backfill (a fresh cluster has nothing to backfill): from a local table into a local one
             tables = re.findall(r"fr\.(\w+)", statement)
             assert tables and all(t.endswith("_local") for t in tables), statement
             continue
-        assert re.match(rf"^(CREATE|ALTER|DROP)\b[^(]*? ON CLUSTER ({CLUSTER}|{STATE})\b", statement), statement[:200]
+        assert re.match(rf"^(CREATE|ALTER|DROP|TRUNCATE|EXCHANGE)\b[^(]*? ON CLUSTER ({CLUSTER}|{STATE})\b",
+                        statement), statement[:200]
         assert "${" not in statement
+    # A rebuild's copy (0029) reads every shard and writes each row to its trace's shard, durably, once.
+    assert [re.match(r"INSERT INTO FUNCTION cluster\('flightrec', 'fr', '(\w+)_daily_local', cityHash64\(TraceId\)\) "
+                     r"SELECT \* FROM fr\.(\w+) SETTINGS", copy).groups() for copy in copies] == [
+        ("otel_traces", "otel_traces"), ("otel_logs", "otel_logs")]
+    assert all("distributed_foreground_insert = 1" in copy and "insert_deduplicate = 0" in copy for copy in copies)
 
 
 def test_views_over_sharded_tables_read_and_write_local_tables() -> None:

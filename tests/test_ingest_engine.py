@@ -138,21 +138,23 @@ def test_identical_copies_are_dropped_and_differing_ones_refused(store: Store, t
     assert rows == [("first",)]
 
 
-def test_segment_over_many_months_is_inserted_in_groups(store: Store, tmp_path: Path) -> None:
+def test_segment_over_many_days_is_inserted_in_groups(store: Store, tmp_path: Path) -> None:
+    """120 days (four months): one insert may create 100 daily partitions, so this takes two."""
     writer = EngineSegmentWriter(store, tmp_path / "engine", SegmentPreparer(store.insert_types()))
-    month = 31 * 86_400 * 10**9
-    spans = [make_span(f"m{i}", start_ns=BASE_NS + i * month) for i in range(120)]  # ahead: the TTL keeps them
-    result = writer.write([WalRecord(spans=120, payload=make_request(spans).SerializeToString())], "months")
+    day = 86_400 * 10**9
+    spans = [make_span(f"d{i}", start_ns=BASE_NS - i * day) for i in range(120)]  # inside the 180-day TTL
+    result = writer.write([WalRecord(spans=120, payload=make_request(spans).SerializeToString())], "days")
     assert result.inserted == 120
-    assert store.engine.query("test_months", f"SELECT count() FROM {store.db}.otel_traces") == [(120,)]
+    assert store.engine.query("test_days", f"SELECT count(), uniqExact(toDate(Timestamp)) "
+                              f"FROM {store.db}.otel_traces") == [(120, 120)]
 
 
 def test_server_statements_read_the_insert_body_and_parse(store: Store) -> None:
     """No server runs here: the server's statements are rendered, then parsed by the engine (EXPLAIN AST)."""
     body = SegmentSource(body=b"bytes")
-    sql, params = insert_statement(body, store.db, skip=[("a" * 32, "b" * 16)], months=[202612], first_copies=True)
+    sql, params = insert_statement(body, store.db, skip=[("a" * 32, "b" * 16)], days=[20261203], first_copies=True)
     assert sql.endswith("FORMAT Protobuf") and "FROM input('resource_spans Array(" in sql and "file(" not in sql
-    assert set(params) == {"skip", "months"}
+    assert set(params) == {"skip", "days"}
     assert "FROM segment " in keys_query(body) and "FROM segment " in spans_query(body, numbered=True)
     assert "file({path:String}, 'Protobuf'" in spans_query(SegmentSource(path="/x"), insert=True)
     for statement, bound in ((sql, params), (keys_query(body), {}), (spans_query(body, numbered=True), {})):

@@ -19,7 +19,8 @@ from flightrec.store import Store
 from tests.conftest import wait_for
 from tests.otlp_helpers import BASE_NS, make_request, make_span
 
-MONTH_NS = 31 * 86_400 * 10**9
+DAY_NS = 86_400 * 10**9
+MONTH_NS = 31 * DAY_NS
 
 
 @pytest.fixture
@@ -104,13 +105,15 @@ def test_replay_queues_a_quarantined_segment_again(wal: WriteAheadLog, writer: B
         writer.replay("../wal/anything")
 
 
-def test_spans_over_more_months_than_one_insert_allows_are_all_stored(
+def test_spans_over_more_days_than_one_insert_allows_are_all_stored(
     wal: WriteAheadLog, writer: BatchWriter, store: Store
 ) -> None:
+    """150 days (five months) and 150 months: one insert may create 100 daily partitions."""
     store.apply_retention(0)  # keep history forever: 150 months are all inside retention
-    spans = [make_span(f"m{month}", start_ns=BASE_NS - month * MONTH_NS) for month in range(150)]
+    spans = [make_span(f"d{day}", start_ns=BASE_NS - day * DAY_NS) for day in range(150)]
+    spans += [make_span(f"m{month}", start_ns=BASE_NS - month * MONTH_NS) for month in range(1, 150)]
     append(wal, spans)
-    wait_for(drained(wal), what="a 150-month batch")
+    wait_for(drained(wal), what="a batch over 150 days and 150 months")
     assert stored_ids(store) == {span.span_id.hex() for span in spans}
     assert writer.quarantine.entries() == []
 

@@ -585,3 +585,37 @@ ALTER TABLE flightrec.otel_traces_local ON CLUSTER fr DROP COLUMN IF EXISTS Cost
 ALTER TABLE flightrec.otel_traces ON CLUSTER fr DROP COLUMN IF EXISTS CostKnown, DROP COLUMN IF EXISTS CostUsd;
 
 DROP TABLE IF EXISTS flightrec.model_rates ON CLUSTER fr_state;
+
+-- 0029_daily_partitions
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_daily_local ON CLUSTER fr AS flightrec.otel_traces_local
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toDate(Timestamp)
+ORDER BY (TraceId, SpanId)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT (dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId)) OR dictHas('flightrec.legal_hold_keys', tuple('agent', toString(Agent))))
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000,
+    replicated_deduplication_window_seconds = 604800, deduplicate_merge_projection_mode = 'rebuild',
+    ttl_only_drop_parts = 1;
+
+TRUNCATE TABLE flightrec.otel_traces_daily_local ON CLUSTER fr;
+
+INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_traces_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_traces SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0;
+
+EXCHANGE TABLES flightrec.otel_traces_local AND flightrec.otel_traces_daily_local ON CLUSTER fr;
+
+DROP TABLE IF EXISTS flightrec.otel_traces_daily_local ON CLUSTER fr SYNC;
+
+CREATE TABLE IF NOT EXISTS flightrec.otel_logs_daily_local ON CLUSTER fr AS flightrec.otel_logs_local
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800,
+    ttl_only_drop_parts = 1;
+
+TRUNCATE TABLE flightrec.otel_logs_daily_local ON CLUSTER fr;
+
+INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_logs_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_logs SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0;
+
+EXCHANGE TABLES flightrec.otel_logs_local AND flightrec.otel_logs_daily_local ON CLUSTER fr;
+
+DROP TABLE IF EXISTS flightrec.otel_logs_daily_local ON CLUSTER fr SYNC;

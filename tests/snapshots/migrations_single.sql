@@ -552,3 +552,37 @@ ALTER TABLE flightrec.otel_traces  DROP COLUMN IF EXISTS CostKnown,
     DROP COLUMN IF EXISTS CostUsd;
 
 DROP TABLE IF EXISTS flightrec.model_rates ;
+
+-- 0029_daily_partitions
+CREATE TABLE IF NOT EXISTS flightrec.otel_traces_daily  AS flightrec.otel_traces
+ENGINE = ReplacingMergeTree
+PARTITION BY toDate(Timestamp)
+ORDER BY (TraceId, SpanId)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT (dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId)) OR dictHas('flightrec.legal_hold_keys', tuple('agent', toString(Agent))))
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000,
+    replicated_deduplication_window_seconds = 604800, deduplicate_merge_projection_mode = 'rebuild',
+    ttl_only_drop_parts = 1;
+
+TRUNCATE TABLE flightrec.otel_traces_daily ;
+
+INSERT INTO flightrec.otel_traces_daily SELECT * FROM flightrec.otel_traces SETTINGS insert_deduplicate = 0;
+
+EXCHANGE TABLES flightrec.otel_traces AND flightrec.otel_traces_daily ;
+
+DROP TABLE IF EXISTS flightrec.otel_traces_daily  SYNC;
+
+CREATE TABLE IF NOT EXISTS flightrec.otel_logs_daily  AS flightrec.otel_logs
+ENGINE = MergeTree
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800,
+    ttl_only_drop_parts = 1;
+
+TRUNCATE TABLE flightrec.otel_logs_daily ;
+
+INSERT INTO flightrec.otel_logs_daily SELECT * FROM flightrec.otel_logs SETTINGS insert_deduplicate = 0;
+
+EXCHANGE TABLES flightrec.otel_logs AND flightrec.otel_logs_daily ;
+
+DROP TABLE IF EXISTS flightrec.otel_logs_daily  SYNC;

@@ -1,0 +1,151 @@
+"""Spans and log records in daily partitions (issue 13, migration 0029), on real parts in chDB.
+
+A new store is daily with ``ttl_only_drop_parts``; a store from before 0029 is rebuilt by the
+migration with every row, index, projection and view it had; a node that takes over a half-applied
+rebuild finishes it (a step skipped once done is never run twice, so no row is lost or doubled and
+the tables are not exchanged back). Inserts over more days than one insert may create: test_writer,
+test_ingest_engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from flightrec.collector.prepare import SegmentPreparer
+from flightrec.collector.wal import WalRecord
+from flightrec.store import Store
+from flightrec.store.migrations import load_migrations, migrate
+from tests.otlp_helpers import BASE_NS, make_request, make_span
+
+DAY_NS = 86_400 * 10**9
+DAYS = 5
+REBUILT = ("otel_traces", "otel_logs")
+
+
+def fill(store: Store, first: int = 0) -> list[str]:
+    """A ticket span and a log record on each of DAYS days, from ``first`` days ago on; their trace ids."""
+    spans = [make_span(f"day-{day}", {"ticket.id": f"TCK-{day}"}, trace_id=uuid.uuid4().bytes,
+                       start_ns=BASE_NS - day * DAY_NS) for day in range(first, first + DAYS)]
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add().log_records
+    for span in spans:
+        records.add(time_unix_nano=span.start_time_unix_nano, trace_id=span.trace_id, span_id=span.span_id,
+                    event_name="gen_ai.choice", body={"string_value": "done"})
+    records = [WalRecord(spans=len(spans), payload=make_request(spans).SerializeToString()),
+               WalRecord(spans=len(spans), payload=logs.SerializeToString(), signal="logs")]
+    store.insert_prepared(SegmentPreparer(store.insert_types()).prepare_records(records))  # the writer's path
+    return [span.trace_id.hex() for span in spans]
+
+
+def table(store: Store, name: str) -> dict:
+    (row,) = store.engine.query("t", "SELECT partition_key, engine_full FROM system.tables WHERE database = {db:String} "
+                                "AND name = {name:String}", {"db": store.db, "name": name})
+    return {"partition_key": row[0], "engine_full": row[1]}
+
+
+def contents(store: Store) -> dict[str, tuple]:
+    """Every row of each table, as a count and an order-free hash of all its columns."""
+    return {name: store.engine.query("t", f"SELECT count(), groupBitXor(cityHash64(*)) FROM {store.db}.{name}")[0]
+            for name in (*REBUILT, "object_links", "otel_traces_trace_id_ts")}
+
+
+def structure(store: Store, name: str) -> tuple:
+    """A table's columns (with their defaults), skip indexes and projections."""
+    args = {"db": store.db, "name": name}
+    columns = store.engine.query("t", "SELECT name, type, default_kind, default_expression FROM system.columns "
+                                 "WHERE database = {db:String} AND table = {name:String} ORDER BY position", args)
+    indexes = store.engine.query("t", "SELECT name, expr, type_full FROM system.data_skipping_indices "
+                                 "WHERE database = {db:String} AND table = {name:String} ORDER BY name", args)
+    create = store.engine.query("t", "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+                                "AND name = {name:String}", args)[0][0]
+    return columns, indexes, create.count("PROJECTION ")
+
+
+def back_to_monthly(store: Store) -> None:
+    """The store as it was before 0029: spans and logs partitioned by month, 0029 not recorded."""
+    for name in REBUILT:
+        order = "(TraceId, SpanId)" if name == "otel_traces" else "(ServiceName, TimestampTime, Timestamp)"
+        engine = "ReplacingMergeTree" if name == "otel_traces" else "MergeTree"
+        ttl = table(store, name)["engine_full"].split(" TTL ", 1)[1].split(" SETTINGS ", 1)[0]
+        for sql in (f"CREATE TABLE {store.db}.{name}_monthly AS {store.db}.{name} ENGINE = {engine} "
+                    f"PARTITION BY toYYYYMM(Timestamp) ORDER BY {order} TTL {ttl} "
+                    f"SETTINGS {table(store, name)['engine_full'].split(' SETTINGS ', 1)[1].replace(', ttl_only_drop_parts = 1', '')}",
+                    f"INSERT INTO {store.db}.{name}_monthly SELECT * FROM {store.db}.{name}",
+                    f"EXCHANGE TABLES {store.db}.{name} AND {store.db}.{name}_monthly",
+                    f"DROP TABLE {store.db}.{name}_monthly SYNC"):
+            store.engine.command("t", sql)
+        assert table(store, name)["partition_key"] == "toYYYYMM(Timestamp)"
+    store.engine.command("t", f"ALTER TABLE {store.db}.flightrec_migrations DELETE WHERE version = 29",
+                         settings={"mutations_sync": 2})
+
+
+def rebuild_statements(store: Store) -> list[str]:
+    (migration,) = [m for m in load_migrations(store.db) if m.version == 29]
+    return migration.statements
+
+
+def test_a_new_store_keeps_spans_and_logs_by_day_with_ttl_only_drop_parts(store: Store) -> None:
+    for name in REBUILT:
+        assert table(store, name)["partition_key"] == "toDate(Timestamp)"
+        assert "ttl_only_drop_parts = 1" in table(store, name)["engine_full"]
+    assert table(store, "object_links")["partition_key"] == "toYYYYMM(Timestamp)"  # read by object over all time
+    fill(store)
+    for name in REBUILT:
+        days = store.engine.query("t", "SELECT uniqExact(partition_id) FROM system.parts WHERE database = {db:String} "
+                                  "AND table = {name:String} AND active", {"db": store.db, "name": name})[0][0]
+        assert days == DAYS, name
+
+
+def test_a_store_from_before_the_daily_partitions_is_rebuilt_with_every_row_index_and_view(store: Store) -> None:
+    fill(store)
+    before_structure = {name: structure(store, name) for name in REBUILT}
+    back_to_monthly(store)
+    before = contents(store)
+    assert before["otel_traces"][0] == before["otel_logs"][0] == DAYS
+    assert migrate(store.engine, store.db, retention=store.config.retention_policy()) == [29]
+    assert contents(store) == before
+    for name in REBUILT:
+        assert table(store, name)["partition_key"] == "toDate(Timestamp)"
+        assert structure(store, name) == before_structure[name]
+    assert store.engine.query("t", "SELECT count() FROM system.tables WHERE database = {db:String} "
+                              "AND name LIKE '%\\\\_daily'", {"db": store.db}) == [(0,)]
+    # The views follow the table's name: a span stored after the rebuild gets its links and lookup row.
+    [trace, *_] = fill(store, first=DAYS)
+    links = store.engine.query("t", f"SELECT ObjectId FROM {store.db}.object_links WHERE TraceId = {{t:String}}",
+                               {"t": trace})
+    assert links == [(f"TCK-{DAYS}",)]
+    assert store.engine.query("t", f"SELECT count() FROM {store.db}.otel_traces_trace_id_ts WHERE TraceId = "
+                              "{t:String}", {"t": trace}) == [(1,)]
+    # The rebuilt tables were created with their TTLs: the next start alters none and rewrites nothing.
+    assert store.apply_retention() == []
+    assert all(store.retention.mutation_count(name) == 0 for name in REBUILT)
+
+
+@pytest.mark.parametrize("done", [1, 2, 3, 4], ids=["created", "truncated", "copied", "exchanged"])
+def test_a_rebuild_half_applied_by_a_node_that_died_is_finished_by_the_next(store: Store, done: int) -> None:
+    """The first ``done`` steps of the spans' rebuild ran, then its node died; the next node's migrate
+    finishes it: each row once, daily, no table left over (the exchange was not undone)."""
+    fill(store)
+    back_to_monthly(store)
+    before = contents(store)
+    for statement in rebuild_statements(store)[:done]:
+        store.engine.command("t", statement)
+    assert migrate(store.engine, store.db, retention=store.config.retention_policy()) == [29]
+    assert contents(store) == before
+    assert table(store, "otel_traces")["partition_key"] == "toDate(Timestamp)"
+    assert store.engine.query("t", "SELECT name FROM system.tables WHERE database = {db:String} "
+                              "AND name LIKE '%daily%'", {"db": store.db}) == []
+
+
+def test_every_step_of_a_rebuild_that_may_not_run_twice_is_guarded() -> None:
+    """The create, truncate, copy and exchange are skipped once the table is daily; the drop of the old
+    storage is the last step, safe to repeat (IF EXISTS)."""
+    (migration,) = [m for m in load_migrations("fr") if m.version == 29]
+    for statement in migration.statements:
+        if statement.startswith("DROP TABLE IF EXISTS"):
+            assert statement not in migration.unless
+        else:
+            assert "partition_key = 'toDate(Timestamp)'" in migration.unless[statement], statement
