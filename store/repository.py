@@ -16,7 +16,7 @@ from flightrec.store.otlp import OtlpRepository
 from flightrec.store.principals import PrincipalsRepository
 from flightrec.store.holds import HoldsRepository
 from flightrec.store.leases import LeaseRepository
-from flightrec.store.retention import RetentionPolicy, RetentionRepository
+from flightrec.store.retention import HOLD_DICTIONARY, RetentionPolicy, RetentionRepository
 from flightrec.store.texts import text_of
 from flightrec.store.tool_reads import ToolReads
 from flightrec.store.view_repair import ViewRepairRepository
@@ -220,15 +220,39 @@ class Store:
 
     # -- reads -------------------------------------------------------------------
 
+    def trace_window(self, *, trace_ids: list[str]) -> tuple[int, int] | None:
+        """The seconds between which these traces' spans start, from the trace-id lookup table; None
+        when that bound might leave a stored span out: a trace without a lookup row, or an agent's
+        legal hold in force (it keeps that agent's spans, not their lookup rows, past retention).
+
+        Spans are partitioned by day (0029): a read of a trace by its id alone looks into every
+        day's parts, and one bounded by time into the days it covers (bench/partitions.py).
+        """
+        lo, hi, found, agent_holds = self.engine.query(
+            "trace_window",
+            f"SELECT toUnixTimestamp(min(Start)), toUnixTimestamp(max(End)), uniqExact(TraceId), "
+            f"(SELECT count() FROM {self.db}.{HOLD_DICTIONARY} WHERE Kind = 'agent') "
+            f"FROM {self.db}.otel_traces_trace_id_ts WHERE TraceId IN {{trace_ids:Array(String)}}",
+            {"trace_ids": trace_ids},
+        )[0]
+        return (lo, hi) if found == len(set(trace_ids)) and not agent_holds else None
+
+    def _spans_of_traces(self, name: str, trace_ids: list[str]) -> list[SpanRecord]:
+        """Every span of these traces, time-ordered, each once (within their time window)."""
+        window = self.trace_window(trace_ids=trace_ids)
+        within = ("AND Timestamp >= toDateTime64({lo:UInt32}, 9) AND Timestamp < toDateTime64({hi:UInt32} + 1, 9) "
+                  if window else "")
+        rows = self.engine.query(
+            name,
+            f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId IN {{trace_ids:Array(String)}} "
+            f"{within}ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
+            {"trace_ids": trace_ids, "lo": window[0] if window else 0, "hi": window[1] if window else 0},
+        )
+        return [_record_from_row(row) for row in rows]
+
     def trace_spans(self, *, trace_id: str) -> list[SpanRecord]:
         """Every span of one trace, time-ordered, each once."""
-        rows = self.engine.query(
-            "trace_spans",
-            f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId = {{trace_id:String}} "
-            "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
-            {"trace_id": trace_id},
-        )
-        return self._with_log_events([_record_from_row(row) for row in rows])
+        return self._with_log_events(self._spans_of_traces("trace_spans", [trace_id]))
 
     def span_log_events(self, *, trace_ids: list[str]) -> list[LogEvent]:
         """The log records that name a span of these traces (GenAI events and the like)."""
@@ -284,14 +308,8 @@ class Store:
         anchors = self.object_anchors(obj=obj, runs=runs)
         if not anchors:
             return []
-        trace_ids = sorted({trace_id for trace_id, _ in anchors})
-        rows = self.engine.query(
-            "object_trace_spans",
-            f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId IN {{trace_ids:Array(String)}} "
-            "ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
-            {"trace_ids": trace_ids},
-        )
-        return self._with_log_events(covered_spans((_record_from_row(row) for row in rows), anchors))
+        spans = self._spans_of_traces("object_trace_spans", sorted({trace_id for trace_id, _ in anchors}))
+        return self._with_log_events(covered_spans(spans, anchors))
 
     def recent_objects(
         self, *, object_type: str = "", text: str = "", agent: str = "", limit: int = 50, tenant: str = ""

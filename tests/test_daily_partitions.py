@@ -149,3 +149,36 @@ def test_every_step_of_a_rebuild_that_may_not_run_twice_is_guarded() -> None:
             assert statement not in migration.unless
         else:
             assert "partition_key = 'toDate(Timestamp)'" in migration.unless[statement], statement
+
+
+def parts_read(store: Store, sql: str, params: dict) -> str:
+    """'read/total' parts of otel_traces in the read's plan after partition pruning."""
+    plan = "\n".join(row[0] for row in store.engine.query("t", f"EXPLAIN indexes = 1 {sql}", params))
+    return plan.split("Min-Max", 1)[1].split("Parts: ", 1)[1].split("\n", 1)[0].strip()
+
+
+def test_a_trace_is_read_from_its_own_days_and_whole_when_the_bound_could_leave_a_span_out(store: Store) -> None:
+    traces = fill(store)
+    first = traces[DAYS - 1]  # its root DAYS - 1 days ago; a span of it two days later, sent later
+    late = make_span("late", trace_id=bytes.fromhex(first), start_ns=BASE_NS - (DAYS - 3) * DAY_NS)
+    store.insert_prepared(SegmentPreparer(store.insert_types()).prepare_records(
+        [WalRecord(spans=1, payload=make_request([late]).SerializeToString())]))
+    window = store.trace_window(trace_ids=[first])
+    assert window == ((BASE_NS - (DAYS - 1) * DAY_NS) // 10**9, late.start_time_unix_nano // 10**9)
+    assert {span.name for span in store.trace_spans(trace_id=first)} == {f"day-{DAYS - 1}", "late"}
+    bounded = (f"SELECT SpanId FROM {store.db}.otel_traces WHERE TraceId = {{t:String}} AND Timestamp "
+               ">= toDateTime64({lo:UInt32}, 9) AND Timestamp < toDateTime64({hi:UInt32} + 1, 9)")
+    # the parts of the three days it spans (one a day, and the late span's own), of the DAYS + 1 stored
+    assert parts_read(store, bounded, {"t": first, "lo": window[0], "hi": window[1]}) == f"4/{DAYS + 1}"
+    # No lookup row for a trace (a tool's insert, a lost view part): no bound, every span read.
+    store.engine.command("t", f"ALTER TABLE {store.db}.otel_traces_trace_id_ts DELETE WHERE TraceId = {{t:String}}",
+                         {"t": traces[1]}, settings={"mutations_sync": 2})
+    assert store.trace_window(trace_ids=[traces[1]]) is None
+    assert store.trace_window(trace_ids=traces[1:3]) is None
+    assert [span.name for span in store.trace_spans(trace_id=traces[1])] == ["day-1"]
+    # An agent's legal hold keeps its spans past retention but not their lookup rows: no bound while one is in force.
+    hold = store.holds.add(kind="agent", key="held-agent", reason="matter", created_by="compliance")
+    assert store.trace_window(trace_ids=[first]) is None
+    assert {span.name for span in store.trace_spans(trace_id=first)} == {f"day-{DAYS - 1}", "late"}
+    store.holds.release(hold=hold, released_by="compliance", reason="closed")
+    assert store.trace_window(trace_ids=[first]) == window
