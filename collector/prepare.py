@@ -33,10 +33,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from pydantic import BaseModel, Field
 
-# ClickHouse's max_partitions_per_insert_block is 100; spans and logs are partitioned by day (0029).
+# ClickHouse's max_partitions_per_insert_block is 100; spans and logs are partitioned by day (0029) in the
+# server's time zone, grouped here by UTC day: 99 UTC days touch at most 100 days of any other zone.
 MAX_PARTITIONS_PER_INSERT = 100
+UTC_DAYS_PER_INSERT = MAX_PARTITIONS_PER_INSERT - 1
 _DAY_NS = 86_400 * 10**9
-_SAFE_SPAN_NS = 99 * _DAY_NS  # spans closer together than this touch at most 100 days
+_SAFE_SPAN_NS = (UTC_DAYS_PER_INSERT - 1) * _DAY_NS  # spans closer together than this touch at most 99 UTC days
 _TRACE, _SPAN, _HASH, _TS = (SPAN_COLUMN_NAMES.index(name) for name in ("TraceId", "SpanId", "ContentHash", "Timestamp"))
 MAX_CONFLICT_EXAMPLES = 5
 
@@ -59,7 +61,7 @@ def conflict_message(trace_id: str, span_id: str) -> str:
 
 
 def _day(ns: int) -> int:
-    """The day (UTC, since the epoch) a timestamp falls in: its partition."""
+    """The UTC day (since the epoch) a timestamp falls in."""
     return ns // _DAY_NS
 
 
@@ -112,12 +114,12 @@ class SegmentPreparer:
 
     @staticmethod
     def _by_partitions(rows: Rows) -> list[Rows]:
-        """Rows grouped so no group spans more than MAX_PARTITIONS_PER_INSERT days."""
+        """Rows grouped so no group spans more than UTC_DAYS_PER_INSERT days."""
         stamps = [row[_TS] for row in rows.spans] + [log[0] for log in rows.logs]
         if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
             return [rows]
         days = sorted({_day(ns) for ns in stamps})
-        group_of = {day: index // MAX_PARTITIONS_PER_INSERT for index, day in enumerate(days)}
+        group_of = {day: index // UTC_DAYS_PER_INSERT for index, day in enumerate(days)}
         groups = [Rows() for _ in range(max(group_of.values()) + 1)]
         for row in rows.spans:
             groups[group_of[_day(row[_TS])]].spans.append(row)

@@ -77,13 +77,15 @@ def wait_until_interrupted() -> NoReturn:
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
-    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous: int | None = None
     try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         while True:
             select.select([reader], [], [])
             with contextlib.suppress(BlockingIOError):
                 reader.recv(4096)
     finally:
-        signal.set_wakeup_fd(previous)
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
         reader.close()
         writer.close()

@@ -16,23 +16,30 @@ ALTER runs later only when the setting changes (``RetentionRepository.apply``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
+import threading
 import time
 from importlib import resources
 from string import Template
 
 from pydantic import BaseModel, Field
 
-from flightrec.store.engine import Engine
+from flightrec.store.engine import Engine, StoreError
 from flightrec.store.retention import TABLES, RetentionPolicy, days_of, render_ttl
 from flightrec.store.topology import (DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed,
                                       spread_over_shards)
 
-# A claim on the pending migrations lasts this long: a node that died holding it is taken over after.
+log = logging.getLogger(__name__)
+
+# A claim on the pending migrations lasts this long after its holder's last heartbeat: a node that died
+# holding it is taken over after. The holder beats every quarter lease while it applies (a rebuild's copy,
+# 0029, runs for as long as the table takes to copy).
 CLAIM_LEASE_S = 600.0
 CLAIM_POLL_S = 0.5
+HEARTBEAT = ":alive"
 
 # NNNN_<what>.up.sql, or NNNN_<what>.cluster.up.sql: applied only with a cluster (the Distributed twins).
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.cluster)?\.up\.sql$")
@@ -52,6 +59,11 @@ class Migration(BaseModel):
     statements: list[str]
     unless: dict[str, str] = Field(default_factory=dict, description="statement -> the query that skips it (not 0)")
 
+    def script(self) -> str:
+        """The migration as a script: its statements, each guard as the comment it was written as."""
+        return f"-- {self.version:04d}_{self.name}\n" + ";\n\n".join(
+            (f"{UNLESS} {self.unless[s]}\n" if s in self.unless else "") + s for s in self.statements) + ";"
+
 
 def _statements(text: str) -> list[tuple[str, str]]:
     """Each statement of a file with its ``-- unless:`` query ('' when none); other comments dropped
@@ -63,6 +75,8 @@ def _statements(text: str) -> list[tuple[str, str]]:
         lines = part.strip().splitlines()
         guards = [line.strip().removeprefix(UNLESS).strip() for line in lines if line.lstrip().startswith(UNLESS)]
         body = "\n".join(line for line in lines if not line.lstrip().startswith(UNLESS)).strip()
+        if len(guards) > 1:
+            raise RuntimeError(f"one '{UNLESS}' a statement, not {len(guards)}: {body[:120]}")
         if body:
             found.append((body, guards[0] if guards else ""))
     return found
@@ -141,9 +155,7 @@ def schema_sql(database: str, cluster: str | None = None, state_cluster: str | N
     head = [f"CREATE DATABASE IF NOT EXISTS {database} {topology.on_cluster('flightrec_migrations')}".rstrip(),
             migrations_table_sql(topology), claims_table_sql(topology)]
     parts = ["-- bookkeeping\n" + ";\n\n".join(head) + ";"]
-    parts += [f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(
-                  (f"{UNLESS} {m.unless[s]}\n" if s in m.unless else "") + s for s in m.statements) + ";"
-              for m in load_migrations(database, cluster, state_cluster, retention)]
+    parts += [m.script() for m in load_migrations(database, cluster, state_cluster, retention)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -174,6 +186,36 @@ def _claim(engine: Engine, database: str, round_: str, node: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+class _Heartbeat:
+    """The holder's sign of life while it applies a round: a claims row ``<round>:alive`` every quarter lease."""
+
+    def __init__(self, engine: Engine, database: str, round_: str, node: str, every_s: float) -> None:
+        self._engine, self._table = engine, f"{database}.flightrec_migration_claims"
+        self._round, self._node, self._every_s = round_, node, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flightrec-migration-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        self._engine.insert("migration_heartbeat", self._table, [[self._round + HEARTBEAT], [self._node]],
+                            ["Round", "Node"], dedup_token=f"{self._round}{HEARTBEAT}:{time.time_ns()}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                self.beat()
+            except StoreError as exc:  # a missed beat shortens the lease; the migration goes on
+                log.warning("migrations: heartbeat failed (%s)", exc)
+
+    def __enter__(self) -> "_Heartbeat":
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def migrate(engine: Engine, database: str, cluster: str | None = None, state_cluster: str | None = None, *,
             retention: RetentionPolicy | None = None, node: str = "", wait_s: float = CLAIM_LEASE_S) -> list[int]:
     """Apply every migration not yet recorded, once per store (or cluster); return the versions applied now.
@@ -181,9 +223,9 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
     The pending migrations are a round, from the highest applied version to the highest known one. Its
     first claim wins: the claim's insert carries the round as deduplication token, so a second node's
     concurrent claim is dropped by the engine (in Keeper on a cluster) and that node waits until the
-    round is recorded instead of applying it too. A claim older than the lease (its node died mid-way)
-    opens the next round's number; every statement is idempotent (IF NOT EXISTS), so a takeover
-    completes a half-applied migration. With a cluster the DDL runs ON CLUSTER from the one node that
+    round is recorded instead of applying it too. A claim older than the lease whose holder stopped
+    beating (its node died mid-way) opens the next round's number; every statement is idempotent
+    (IF NOT EXISTS, or guarded by ``-- unless:``), so a takeover completes a half-applied migration. With a cluster the DDL runs ON CLUSTER from the one node that
     holds the claim: applied once per cluster, never per shard.
     """
     topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
@@ -201,10 +243,12 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
     while True:
         expired = engine.query(
             "expired_migration_claims",
-            f"SELECT count() FROM {database}.flightrec_migration_claims WHERE startsWith(Round, {{base:String}}) "
-            "AND ClaimedAt < now64(3) - toIntervalSecond({lease:UInt32})",
+            f"WITH now64(3) - toIntervalSecond({{lease:UInt32}}) AS stale, endsWith(Round, '{HEARTBEAT}') AS beat "
+            "SELECT if(maxIf(ClaimedAt, beat) >= stale, 0, countIf(NOT beat AND ClaimedAt < stale)) "
+            f"FROM {database}.flightrec_migration_claims WHERE startsWith(Round, {{base:String}})",
             {"base": base + ":", "lease": int(CLAIM_LEASE_S)})[0][0]
-        holder = _claim(engine, database, f"{base}:{expired}", node)
+        round_ = f"{base}:{expired}"
+        holder = _claim(engine, database, round_, node)
         if holder == node:
             break
         if pending[-1].version in _applied(engine, database):
@@ -214,22 +258,23 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
                                f"{wait_s:.0f} s; its claim expires {CLAIM_LEASE_S:.0f} s after it was made")
         time.sleep(CLAIM_POLL_S)
     done: list[int] = []
-    for migration in pending:
-        if migration.version in _applied(engine, database):
-            continue
-        for statement in migration.statements:
-            guard = migration.unless.get(statement)
-            if guard and engine.query(f"migration_{migration.version:04d}_unless", guard)[0][0]:
+    with _Heartbeat(engine, database, round_, node, CLAIM_LEASE_S / 4):
+        for migration in pending:
+            if migration.version in _applied(engine, database):
                 continue
-            engine.command(f"migration_{migration.version:04d}", statement)
-        engine.insert(
-            "record_migration",
-            f"{database}.flightrec_migrations",
-            [[migration.version], [migration.name]],
-            ["version", "name"],
-            dedup_token=f"migration:{migration.version}",
-        )
-        done.append(migration.version)
+            for statement in migration.statements:
+                guard = migration.unless.get(statement)
+                if guard and any(row[0] for row in engine.query(f"migration_{migration.version:04d}_unless", guard)):
+                    continue
+                engine.command(f"migration_{migration.version:04d}", statement)
+            engine.insert(
+                "record_migration",
+                f"{database}.flightrec_migrations",
+                [[migration.version], [migration.name]],
+                ["version", "name"],
+                dedup_token=f"migration:{migration.version}",
+            )
+            done.append(migration.version)
     return done
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flightrec.store.config import StoreConfig
 from flightrec.store.engine import Engine
@@ -52,6 +52,16 @@ SPAN_SELECT = """
     SpanAttributes, ResourceAttributes, Flow, Provider,
     arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ns, Events.Name, Events.Attributes
 """
+
+
+# The log records a story shows with its spans: stamped from this long before the first span starts
+# to this long after the last one ends (clocks of other processes; a record sent late).
+LOG_EARLY = timedelta(hours=1)
+LOG_LATE = timedelta(days=1)
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
 def _ns_to_datetime(ns: int) -> datetime:
@@ -246,7 +256,7 @@ class Store:
             name,
             f"SELECT {SPAN_SELECT} FROM {self.db}.otel_traces WHERE TraceId IN {{trace_ids:Array(String)}} "
             f"{within}ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId",
-            {"trace_ids": trace_ids, "lo": window[0] if window else 0, "hi": window[1] if window else 0},
+            {"trace_ids": trace_ids, **({"lo": window[0], "hi": window[1]} if window else {})},
         )
         return [_record_from_row(row) for row in rows]
 
@@ -254,24 +264,32 @@ class Store:
         """Every span of one trace, time-ordered, each once."""
         return self._with_log_events(self._spans_of_traces("trace_spans", [trace_id]))
 
-    def span_log_events(self, *, trace_ids: list[str]) -> list[LogEvent]:
-        """The log records that name a span of these traces (GenAI events and the like)."""
+    def span_log_events(self, *, trace_ids: list[str], within: tuple[datetime, datetime] | None = None
+                        ) -> list[LogEvent]:
+        """The log records that name a span of these traces (GenAI events and the like); with ``within``,
+        only those stamped in that time (log records are partitioned by day, 0029: the days it covers)."""
         if not trace_ids:
             return []
+        bound = {"since": _ns(within[0]), "until": _ns(within[1])} if within else {}
         rows = self.engine.query(
             "span_log_events",
             f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), EventName, Body, LogAttributes "
             f"FROM {self.db}.otel_logs WHERE TraceId IN {{trace_ids:Array(String)}} AND SpanId != '' "
-            "ORDER BY Timestamp LIMIT 2000 BY TraceId",
-            {"trace_ids": trace_ids},
+            + ("AND Timestamp BETWEEN fromUnixTimestamp64Nano({since:Int64}) AND fromUnixTimestamp64Nano({until:Int64}) "
+               if within else "")
+            + "ORDER BY Timestamp LIMIT 2000 BY TraceId",
+            {"trace_ids": trace_ids, **bound},
         )
         return [LogEvent(trace_id=trace, span_id=span, time_ns=ns, name=name, body=body, attributes=dict(attrs))
                 for trace, span, ns, name, body, attrs in rows]
 
     def _with_log_events(self, spans: list[SpanRecord]) -> list[SpanRecord]:
+        """The spans with the log records that name them, stamped from an hour before the first starts
+        to a day after the last ends (a record carries the span that was active when it was emitted)."""
         if not spans:
             return spans
-        events = self.span_log_events(trace_ids=sorted({span.trace_id for span in spans}))
+        within = (min(span.start_time for span in spans) - LOG_EARLY, max(span.end_time for span in spans) + LOG_LATE)
+        events = self.span_log_events(trace_ids=sorted({span.trace_id for span in spans}), within=within)
         return attach_log_events(spans, events) if events else spans
 
     def object_anchors(self, *, obj: ObjectRef, runs: int | None = None) -> set[tuple[str, str]]:

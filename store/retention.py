@@ -61,7 +61,9 @@ class TableTtl(BaseModel):
 
 TABLES: dict[str, TableTtl] = {t.table: t for t in (
     TableTtl(table="otel_traces", time="toDateTime(Timestamp)", held_by="trace+agent"),
-    TableTtl(table="otel_traces_trace_id_ts", time="toDateTime(Start)", held_by="trace"),
+    # By its last span (End), not its first: a row then outlives every span it covers, so the trace
+    # reads bounded by it (Store.trace_window) never lose a span still kept.
+    TableTtl(table="otel_traces_trace_id_ts", time="toDateTime(End)", held_by="trace"),
     TableTtl(table="object_links", time="toDateTime(Timestamp)", held_by="trace+agent"),
     TableTtl(table="object_recency", time="toDateTime(LastSeen)"),
     TableTtl(table="otel_logs", time="toDateTime(Timestamp)", held_by="trace"),

@@ -43,14 +43,6 @@ class ServiceSpan(BaseModel):
     last_ns: int
 
 
-class TraceBounds(BaseModel):
-    """A trace's first and last span start (seconds) as the lookup table keeps them."""
-
-    trace_id: str
-    start_s: int
-    end_s: int
-
-
 class SchemaStorage(BaseModel):
     """What otel_traces and the tool schema cost on disk (``spans_bytes`` includes the projections and indexes)."""
 
@@ -116,16 +108,6 @@ class ToolReads:
             "ORDER BY Timestamp LIMIT {limit:UInt32}",
             {"key": key, "value": value, "limit": limit}, settings)
         return _summaries(rows)
-
-    def trace_bounds(self, *, trace_id: str) -> TraceBounds | None:
-        """The lookup table's row for a trace (its parts merged at read), or None."""
-        rows = self.engine.query(
-            "trace_bounds",
-            f"SELECT TraceId, toUnixTimestamp(min(Start)), toUnixTimestamp(max(End)) FROM {self.db}.otel_traces_trace_id_ts "
-            "WHERE TraceId = {trace_id:String} GROUP BY TraceId",
-            {"trace_id": trace_id},
-        )
-        return TraceBounds(trace_id=rows[0][0], start_s=rows[0][1], end_s=rows[0][2]) if rows else None
 
     def trace_by_lookup(self, *, trace_id: str, settings: dict[str, Any] | None = None) -> list[SpanSummary]:
         """One trace's spans the way Grafana reads them in OTel mode: its time bounds from the lookup

@@ -198,24 +198,41 @@ def mirror_on_distributed(statement: str) -> str | None:
     return f"ALTER TABLE {match.group('db')}.{match.group('name')} {match.group('on')} " + ", ".join(columns)
 
 
-# A rebuild's copy (0029) as rendered for the data cluster: one local table into another, never deduplicated
-# (a retry after a TRUNCATE sends the same blocks again, which a deduplicating insert would drop).
-LOCAL_COPY = re.compile(r"^INSERT INTO (?P<db>\w+)\.(?P<into>\w+)_local SELECT \* FROM (?P=db)\.(?P<name>\w+)_local "
-                        r"SETTINGS insert_deduplicate = 0$")
+# A rebuild's copy (0029): one local table into another, never deduplicated (a retry after a TRUNCATE
+# sends the same blocks again, which a deduplicating insert would drop), into any number of partitions.
+LOCAL_COPY = re.compile(r"^INSERT INTO (?P<db>\w+)\.(?P<into>\w+)_local SELECT \* FROM (?P=db)\.(?P<name>\w+)_local"
+                        r"\s+SETTINGS (?P<settings>insert_deduplicate = 0, max_partitions_per_insert_block = 0)$")
+ANY_LOCAL_COPY = re.compile(r"^INSERT INTO \w+\.(?P<into>\w+)_local\b.*\bFROM \w+\.(?P<name>\w+)_local\b", re.DOTALL)
+# The backfills of 0021 and 0023 aggregate on the node that migrates: right for a new cluster, whose
+# sharded tables are empty then (a single-node store is never migrated into a cluster).
+ONE_NODE_BACKFILLS = ("object_recency", "otel_traces_trace_id_ts")
+# The copy reads each shard from a replica that is up to date, or fails (a stale one would lose rows
+# when the old storage is dropped).
+FRESH_REPLICA_SETTINGS = {"max_replica_delay_for_distributed_queries": 1,
+                          "fallback_to_stale_replicas_for_distributed_queries": 0}
 
 
 def spread_over_shards(statement: str, topology: Topology) -> str:
     """A copy of every row of a sharded table, from the node that runs the migration.
 
     On one node the statement is itself. On a cluster ``INSERT INTO t_local SELECT * FROM s_local``
-    would copy one shard's rows; it reads the Distributed table instead and writes each row to its
-    trace's shard, with the table's sharding key and the durable insert settings.
+    would copy one shard's rows; it reads the Distributed table instead (each shard from an up-to-date
+    replica) and writes each row to its trace's shard, with the table's sharding key and the durable
+    insert settings. A copy between sharded tables not in that form is refused: it would copy one shard.
     """
-    match = LOCAL_COPY.match(statement) if topology.clustered else None
-    if not match or match.group("name") not in sharded_tables():
+    if not topology.clustered:
+        return statement
+    match = LOCAL_COPY.match(statement)
+    if not match:
+        other = ANY_LOCAL_COPY.match(statement)
+        if other and other.group("name") in sharded_tables() and other.group("into") not in ONE_NODE_BACKFILLS:
+            raise ValueError(f"a copy between sharded tables must read as {LOCAL_COPY.pattern!r}: {statement[:200]}")
+        return statement
+    if match.group("name") not in sharded_tables():
         return statement
     db, into, name = match.group("db"), match.group("into"), match.group("name")
-    settings = {**DISTRIBUTED_INSERT_SETTINGS, "insert_deduplicate": 0}
+    settings = {**DISTRIBUTED_INSERT_SETTINGS, "insert_deduplicate": 0, "max_partitions_per_insert_block": 0,
+                **FRESH_REPLICA_SETTINGS}
     rendered = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}"
                          for key, value in settings.items())
     return (f"INSERT INTO FUNCTION cluster('{topology.cluster}', '{db}', '{into}{LOCAL_SUFFIX}', "

@@ -45,8 +45,9 @@ from flightrec.store.topology import LOCAL_SUFFIX, sharded_tables
 
 CLUSTER, STATE_CLUSTER, DATABASE = "flightrec", "flightrec_state", "fr"
 # ClickHouse's own codes for "the shard is not reachable", and NO_DATA_TO_INSERT (an insert of a sampled
-# empty input): the statement passed analysis.
-NETWORK_CODES = {108, 209, 210, 279, 519}
+# empty input): the statement passed analysis. ALL_REPLICAS_ARE_STALE (369): a read that may not fall back
+# to a stale replica (a rebuild's copy, 0029) counts a replica it cannot reach as stale.
+NETWORK_CODES = {108, 209, 210, 279, 369, 519}
 REPLICATED = re.compile(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'\)")
 ON_CLUSTER = re.compile(r" ON CLUSTER [\w.-]+")
 ALL_REPLICAS = re.compile(r"clusterAllReplicas\([\w.-]+, (system\.\w+)\)")

@@ -701,7 +701,8 @@ def test_schema_prints_the_migrations_ddl_without_a_store(tmp_path: Path) -> Non
                                       "FLIGHTREC_RETENTION_DAYS": "400"})
     assert from_env.stdout == schema_sql("flightrec", "flightrec", "flightrec_state",
                                          policy.model_copy(update={"spans_days": 400}))
-    assert from_env.stdout.count("+ toIntervalDay(400)") == 5  # spans, links, logs, recency, the trace lookup
+    # spans, links, logs, recency, the trace lookup, and the spans and logs as 0029 rebuilds them
+    assert from_env.stdout.count("+ toIntervalDay(400)") == 7
     assert not (tmp_path / "never").exists()  # no store was opened
 
 

@@ -119,7 +119,20 @@ def test_every_ddl_statement_is_on_a_cluster_and_backfills_stay_on_their_shard()
     assert [re.match(r"INSERT INTO FUNCTION cluster\('flightrec', 'fr', '(\w+)_daily_local', cityHash64\(TraceId\)\) "
                      r"SELECT \* FROM fr\.(\w+) SETTINGS", copy).groups() for copy in copies] == [
         ("otel_traces", "otel_traces"), ("otel_logs", "otel_logs")]
-    assert all("distributed_foreground_insert = 1" in copy and "insert_deduplicate = 0" in copy for copy in copies)
+    for setting in ("distributed_foreground_insert = 1", "insert_deduplicate = 0", "max_partitions_per_insert_block = 0",
+                    "fallback_to_stale_replicas_for_distributed_queries = 0"):
+        assert all(setting in copy for copy in copies), setting
+
+
+def test_a_copy_between_sharded_tables_in_another_form_is_refused() -> None:
+    """Rendered for the cluster it would copy the migrating node's shard only, and 0029 then drops the rest."""
+    from flightrec.store.topology import spread_over_shards
+
+    clustered = Topology(database="fr", cluster=CLUSTER, state_cluster=STATE)
+    copy = "INSERT INTO fr.otel_traces_copy_local SELECT * FROM fr.otel_traces_local"
+    with pytest.raises(ValueError, match="must read as"):
+        spread_over_shards(copy, clustered)
+    assert spread_over_shards(copy, Topology(database="fr")) == copy  # one node: every row is here
 
 
 def test_views_over_sharded_tables_read_and_write_local_tables() -> None:
@@ -314,5 +327,23 @@ def test_a_claim_older_than_its_lease_is_taken_over(store) -> None:  # noqa: ANN
                    {"round": f"0->{versions[-1]}:0", "age": int(CLAIM_LEASE_S) + 60})
     assert migrate(engine, name, node="node-a", wait_s=5) == versions
     assert {"otel_traces", "controls", "audit_log"} <= _tables(engine, name)
-    claims = engine.query("test_claims", f"SELECT Round, Node FROM {name}.flightrec_migration_claims ORDER BY Round")
-    assert claims == [(f"0->{versions[-1]}:0", "node-b"), (f"0->{versions[-1]}:1", "node-a")]
+    claims = engine.query("test_claims", f"SELECT DISTINCT Round, Node FROM {name}.flightrec_migration_claims "
+                          "ORDER BY Round")
+    round_ = f"0->{versions[-1]}"
+    assert claims == [(f"{round_}:0", "node-b"), (f"{round_}:1", "node-a"), (f"{round_}:1:alive", "node-a")]
+
+
+def test_a_claim_older_than_its_lease_whose_holder_still_beats_is_left_to_it(store) -> None:  # noqa: ANN001
+    """A long migration (a rebuild's copy, 0029) outlives the lease: its holder's heartbeat keeps it."""
+    from flightrec.store.migrations import CLAIM_LEASE_S, HEARTBEAT, migrate
+
+    engine, name = store.engine, f"{store.db}_beating"
+    versions = _fresh(engine, name)
+    round_ = f"0->{versions[-1]}:0"
+    for row, age in ((round_, int(CLAIM_LEASE_S) + 60), (round_ + HEARTBEAT, int(CLAIM_LEASE_S) // 2)):
+        engine.command("test_claim", f"INSERT INTO {name}.flightrec_migration_claims (Round, Node, ClaimedAt) "
+                       "VALUES ({round:String}, 'node-b', now64(3) - toIntervalSecond({age:UInt32}))",
+                       {"round": row, "age": age})
+    with pytest.raises(RuntimeError, match="being applied by node-b"):
+        migrate(engine, name, node="node-a", wait_s=0.3)
+    assert _tables(engine, name) == {"flightrec_migrations", "flightrec_migration_claims"}

@@ -64,10 +64,8 @@ def test_bad_database_name_is_refused() -> None:
 
 @pytest.mark.parametrize(("cluster", "snapshot"), [(None, "migrations_single.sql"), ("fr", "migrations_cluster.sql")])
 def test_migration_sql_snapshot(cluster: str | None, snapshot: str) -> None:
-    rendered = "\n\n".join(
-        f"-- {m.version:04d}_{m.name}\n" + ";\n\n".join(m.statements) + ";"
-        for m in load_migrations("flightrec", cluster, f"{cluster}_state" if cluster else None, RetentionPolicy())
-    )
+    state = f"{cluster}_state" if cluster else None
+    rendered = "\n\n".join(m.script() for m in load_migrations("flightrec", cluster, state, RetentionPolicy()))
     path = SNAPSHOTS / snapshot
     if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
         path.parent.mkdir(exist_ok=True)

@@ -115,14 +115,13 @@ def test_the_lookup_table_fills_from_new_inserts(store: Store) -> None:
     store.insert_batch(RowBuilder().request_rows(make_request(spans)), dedup_token=uuid.uuid4().hex)
     later = make_span("later", trace_id=bytes.fromhex(trace), start_ns=BASE_NS + 300 * 10**9)
     store.insert_batch(RowBuilder().request_rows(make_request([later])), dedup_token=uuid.uuid4().hex)
-    bounds = store.tool_reads.trace_bounds(trace_id=trace)
-    assert bounds is not None and (bounds.start_s, bounds.end_s) == (BASE_NS // 10**9, BASE_NS // 10**9 + 300)
+    assert store.trace_window(trace_ids=[trace]) == (BASE_NS // 10**9, BASE_NS // 10**9 + 300)
     assert [s.name for s in store.tool_reads.trace_by_lookup(trace_id=trace)] == ["first", "last", "later"]
     store.optimize()  # merged: one row per trace
     rows = store.engine.query("t", f"SELECT count() FROM {store.db}.otel_traces_trace_id_ts "
                               "WHERE TraceId = {t:String}", {"t": trace})
     assert rows == [(1,)]
-    assert store.tool_reads.trace_bounds(trace_id="0" * 32) is None
+    assert store.trace_window(trace_ids=["0" * 32]) is None
     assert store.tool_reads.trace_by_lookup(trace_id="0" * 32) == []
 
 
@@ -148,6 +147,5 @@ def test_the_lookup_table_is_the_exporters_and_its_backfill_covers_stored_rows(s
     for statement in migration.statements:
         store.engine.command("t", statement)
     for trace in traces:
-        bounds = store.tool_reads.trace_bounds(trace_id=trace)
-        assert bounds is not None and (bounds.start_s, bounds.end_s) == (BASE_NS // 10**9, BASE_NS // 10**9 + 60)
+        assert store.trace_window(trace_ids=[trace]) == (BASE_NS // 10**9, BASE_NS // 10**9 + 60)
         assert len(store.tool_reads.trace_by_lookup(trace_id=trace)) == 2

@@ -492,7 +492,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts_local ON CLUSTER fr
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
-TTL toDateTime(Start) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
+TTL toDateTime(End) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.otel_traces_trace_id_ts_mv ON CLUSTER fr
@@ -587,6 +587,7 @@ ALTER TABLE flightrec.otel_traces ON CLUSTER fr DROP COLUMN IF EXISTS CostKnown,
 DROP TABLE IF EXISTS flightrec.model_rates ON CLUSTER fr_state;
 
 -- 0029_daily_partitions
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces_local' AND partition_key LIKE 'toDate(%'
 CREATE TABLE IF NOT EXISTS flightrec.otel_traces_daily_local ON CLUSTER fr AS flightrec.otel_traces_local
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toDate(Timestamp)
@@ -596,14 +597,18 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000,
     replicated_deduplication_window_seconds = 604800, deduplicate_merge_projection_mode = 'rebuild',
     ttl_only_drop_parts = 1;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces_local' AND partition_key LIKE 'toDate(%'
 TRUNCATE TABLE flightrec.otel_traces_daily_local ON CLUSTER fr;
 
-INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_traces_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_traces SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0;
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces_local' AND partition_key LIKE 'toDate(%'
+INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_traces_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_traces SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0, max_partitions_per_insert_block = 0, max_replica_delay_for_distributed_queries = 1, fallback_to_stale_replicas_for_distributed_queries = 0;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces_local' AND partition_key LIKE 'toDate(%'
 EXCHANGE TABLES flightrec.otel_traces_local AND flightrec.otel_traces_daily_local ON CLUSTER fr;
 
 DROP TABLE IF EXISTS flightrec.otel_traces_daily_local ON CLUSTER fr SYNC;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs_local' AND partition_key LIKE 'toDate(%'
 CREATE TABLE IF NOT EXISTS flightrec.otel_logs_daily_local ON CLUSTER fr AS flightrec.otel_logs_local
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toDate(Timestamp)
@@ -612,10 +617,13 @@ TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT dictHas('flightrec.lega
 SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800,
     ttl_only_drop_parts = 1;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs_local' AND partition_key LIKE 'toDate(%'
 TRUNCATE TABLE flightrec.otel_logs_daily_local ON CLUSTER fr;
 
-INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_logs_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_logs SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0;
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs_local' AND partition_key LIKE 'toDate(%'
+INSERT INTO FUNCTION cluster('fr', 'flightrec', 'otel_logs_daily_local', cityHash64(TraceId)) SELECT * FROM flightrec.otel_logs SETTINGS distributed_foreground_insert = 1, insert_quorum = 'auto', insert_quorum_parallel = 1, insert_deduplicate = 0, max_partitions_per_insert_block = 0, max_replica_delay_for_distributed_queries = 1, fallback_to_stale_replicas_for_distributed_queries = 0;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs_local' AND partition_key LIKE 'toDate(%'
 EXCHANGE TABLES flightrec.otel_logs_local AND flightrec.otel_logs_daily_local ON CLUSTER fr;
 
 DROP TABLE IF EXISTS flightrec.otel_logs_daily_local ON CLUSTER fr SYNC;

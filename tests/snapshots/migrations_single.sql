@@ -492,7 +492,7 @@ CREATE TABLE IF NOT EXISTS flightrec.otel_traces_trace_id_ts
 ENGINE = AggregatingMergeTree
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
-TTL toDateTime(Start) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
+TTL toDateTime(End) + toIntervalDay(180) WHERE NOT dictHas('flightrec.legal_hold_keys', tuple('trace', TraceId))
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flightrec.otel_traces_trace_id_ts_mv 
@@ -554,6 +554,7 @@ ALTER TABLE flightrec.otel_traces  DROP COLUMN IF EXISTS CostKnown,
 DROP TABLE IF EXISTS flightrec.model_rates ;
 
 -- 0029_daily_partitions
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces' AND partition_key LIKE 'toDate(%'
 CREATE TABLE IF NOT EXISTS flightrec.otel_traces_daily  AS flightrec.otel_traces
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(Timestamp)
@@ -563,14 +564,19 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000,
     replicated_deduplication_window_seconds = 604800, deduplicate_merge_projection_mode = 'rebuild',
     ttl_only_drop_parts = 1;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces' AND partition_key LIKE 'toDate(%'
 TRUNCATE TABLE flightrec.otel_traces_daily ;
 
-INSERT INTO flightrec.otel_traces_daily SELECT * FROM flightrec.otel_traces SETTINGS insert_deduplicate = 0;
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces' AND partition_key LIKE 'toDate(%'
+INSERT INTO flightrec.otel_traces_daily SELECT * FROM flightrec.otel_traces
+SETTINGS insert_deduplicate = 0, max_partitions_per_insert_block = 0;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_traces' AND partition_key LIKE 'toDate(%'
 EXCHANGE TABLES flightrec.otel_traces AND flightrec.otel_traces_daily ;
 
 DROP TABLE IF EXISTS flightrec.otel_traces_daily  SYNC;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs' AND partition_key LIKE 'toDate(%'
 CREATE TABLE IF NOT EXISTS flightrec.otel_logs_daily  AS flightrec.otel_logs
 ENGINE = MergeTree
 PARTITION BY toDate(Timestamp)
@@ -579,10 +585,14 @@ TTL toDateTime(Timestamp) + toIntervalDay(180) WHERE NOT dictHas('flightrec.lega
 SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800,
     ttl_only_drop_parts = 1;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs' AND partition_key LIKE 'toDate(%'
 TRUNCATE TABLE flightrec.otel_logs_daily ;
 
-INSERT INTO flightrec.otel_logs_daily SELECT * FROM flightrec.otel_logs SETTINGS insert_deduplicate = 0;
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs' AND partition_key LIKE 'toDate(%'
+INSERT INTO flightrec.otel_logs_daily SELECT * FROM flightrec.otel_logs
+SETTINGS insert_deduplicate = 0, max_partitions_per_insert_block = 0;
 
+-- unless: SELECT count() FROM system.tables WHERE database = 'flightrec' AND name = 'otel_logs' AND partition_key LIKE 'toDate(%'
 EXCHANGE TABLES flightrec.otel_logs AND flightrec.otel_logs_daily ;
 
 DROP TABLE IF EXISTS flightrec.otel_logs_daily  SYNC;
