@@ -1,7 +1,8 @@
 """Daily against monthly partitions (issue 13, migration 0029): what 180 days of parts cost the story's reads.
 
 A trace lookup (``Store.trace_spans``) and an object's story read (``Store.object_spans``), both with
-their log records (one GenAI event a trace), use the sort key, which every partition has: with daily partitions a read looks into ~30 times the
+their log records (one GenAI event a trace), use the sort key, which every partition has: with daily
+partitions a read looks into ~30 times the
 partitions it did with monthly ones. This builds one embedded store whose spans are spread evenly
 over 180 days (each trace within one day; a ticket per trace), through the writer's path
 (``SegmentPreparer`` -> ``Store.insert_prepared``), merges it, times both reads for a fixed-seed
@@ -64,8 +65,9 @@ def fill(store, spans: int, seed: int) -> list[str]:  # noqa: ANN001
         start = now - (number % DAYS) * DAY_NS - rng.randrange(3600) * 10**9
         root = make_span("invoke_agent", {"ticket.id": f"TCK-{number}", "gen_ai.agent.name": "bench-agent"},
                          trace_id=trace, start_ns=start)
-        batch += [root] + [make_span(f"step-{i}", {"gen_ai.operation.name": "chat"}, trace_id=trace, parent=root.span_id,
-                                     start_ns=start + i * 10**6) for i in range(1, SPANS_PER_TRACE)]
+        batch += [root] + [make_span(f"step-{i}", {"gen_ai.operation.name": "chat"}, trace_id=trace,
+                                     parent=root.span_id, start_ns=start + i * 10**6)
+                           for i in range(1, SPANS_PER_TRACE)]
         traces.append(trace.hex())
         if len(batch) >= 20_000:
             insert(store, preparer, batch)
@@ -133,7 +135,7 @@ def main() -> None:
         for read in ("trace", "story", "writer"):
             ratio = pct(results["daily"][read], 95) / pct(results["monthly"][read], 95)
             target = ("no target: unbounded by design, a resent span's first copy is found on any day"
-                      if read == "writer" else "target: at most 1.2x, the story within its p95 as with monthly partitions")
+                      if read == "writer" else "target: at most 1.2x, the story's p95 as with monthly partitions")
             print(f"{read} read p95, daily / monthly: {ratio:.2f}x ({target})")
         store.close()
 

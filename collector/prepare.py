@@ -114,18 +114,18 @@ class SegmentPreparer:
 
     @staticmethod
     def _by_partitions(rows: Rows) -> list[Rows]:
-        """Rows grouped so no group spans more than UTC_DAYS_PER_INSERT days."""
+        """Rows grouped so no group spans more than UTC_DAYS_PER_INSERT consecutive days (a UTC day may
+        fall in two of another zone's: 99 of them in a row, in at most 100)."""
         stamps = [row[_TS] for row in rows.spans] + [log[0] for log in rows.logs]
         if not stamps or max(stamps) - min(stamps) < _SAFE_SPAN_NS:
             return [rows]
-        days = sorted({_day(ns) for ns in stamps})
-        group_of = {day: index // UTC_DAYS_PER_INSERT for index, day in enumerate(days)}
-        groups = [Rows() for _ in range(max(group_of.values()) + 1)]
+        first = _day(min(stamps))
+        groups: dict[int, Rows] = {}
         for row in rows.spans:
-            groups[group_of[_day(row[_TS])]].spans.append(row)
+            groups.setdefault((_day(row[_TS]) - first) // UTC_DAYS_PER_INSERT, Rows()).spans.append(row)
         for log in rows.logs:
-            groups[group_of[_day(log[0])]].logs.append(log)
-        return groups
+            groups.setdefault((_day(log[0]) - first) // UTC_DAYS_PER_INSERT, Rows()).logs.append(log)
+        return [groups[key] for key in sorted(groups)]
 
     def _encode(self, rows: Rows) -> PreparedPart:
         batch = SpanBatch(span_rows=rows.spans, log_rows=rows.logs)

@@ -117,6 +117,9 @@ class Engine:
             secure=target.secure,
             connect_timeout=10,
             send_receive_timeout=120,
+            # No session: the server's threads (API, writer, leader, a migration's heartbeat) share this
+            # client, and clickhouse-connect refuses a second query in flight in one session.
+            autogenerate_session_id=False,
         )
 
     @property

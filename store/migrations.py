@@ -27,7 +27,7 @@ from string import Template
 
 from pydantic import BaseModel, Field
 
-from flightrec.store.engine import Engine, StoreError
+from flightrec.store.engine import Engine
 from flightrec.store.retention import TABLES, RetentionPolicy, days_of, render_ttl
 from flightrec.store.topology import (DISTRIBUTED_CREATE, LOCAL_ALTER, Topology, mirror_on_distributed,
                                       spread_over_shards)
@@ -186,47 +186,64 @@ def _claim(engine: Engine, database: str, round_: str, node: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-class _Heartbeat:
-    """The holder's sign of life while it applies a round: a claims row ``<round>:alive`` every quarter lease."""
+def claim_round(target: int) -> str:
+    """The round of every node migrating to ``target``: named by the target alone, so a node that starts
+    while another is part-way (some of its migrations recorded) waits for that one."""
+    return f"to-{target}"
 
-    def __init__(self, engine: Engine, database: str, round_: str, node: str, every_s: float) -> None:
+
+class _Heartbeat:
+    """The holder's sign of life while it applies a round: a claims row ``<round>:alive`` now, then every
+    quarter lease from a thread when other nodes may be waiting (a server; one process owns an embedded
+    store). ``held`` is False once no beat got through for half the lease: the claim may have been taken."""
+
+    def __init__(self, engine: Engine, database: str, round_: str, node: str) -> None:
         self._engine, self._table = engine, f"{database}.flightrec_migration_claims"
-        self._round, self._node, self._every_s = round_, node, every_s
+        self._round, self._node = round_, node
+        self._last = time.monotonic()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="flightrec-migration-heartbeat", daemon=True)
+        self._thread = None if engine.embedded else threading.Thread(
+            target=self._run, name="flightrec-migration-heartbeat", daemon=True)
 
     def beat(self) -> None:
         self._engine.insert("migration_heartbeat", self._table, [[self._round + HEARTBEAT], [self._node]],
                             ["Round", "Node"], dedup_token=f"{self._round}{HEARTBEAT}:{time.time_ns()}")
+        self._last = time.monotonic()
+
+    def held(self) -> bool:
+        return self._thread is None or time.monotonic() - self._last < CLAIM_LEASE_S / 2
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every_s):
+        while not self._stop.wait(CLAIM_LEASE_S / 4):
             try:
                 self.beat()
-            except StoreError as exc:  # a missed beat shortens the lease; the migration goes on
+            except Exception as exc:  # a missed beat shortens the claim; held() says when it may be lost
                 log.warning("migrations: heartbeat failed (%s)", exc)
 
     def __enter__(self) -> "_Heartbeat":
         self.beat()
-        self._thread.start()
+        if self._thread is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def migrate(engine: Engine, database: str, cluster: str | None = None, state_cluster: str | None = None, *,
             retention: RetentionPolicy | None = None, node: str = "", wait_s: float = CLAIM_LEASE_S) -> list[int]:
     """Apply every migration not yet recorded, once per store (or cluster); return the versions applied now.
 
-    The pending migrations are a round, from the highest applied version to the highest known one. Its
-    first claim wins: the claim's insert carries the round as deduplication token, so a second node's
-    concurrent claim is dropped by the engine (in Keeper on a cluster) and that node waits until the
-    round is recorded instead of applying it too. A claim older than the lease whose holder stopped
-    beating (its node died mid-way) opens the next round's number; every statement is idempotent
-    (IF NOT EXISTS, or guarded by ``-- unless:``), so a takeover completes a half-applied migration. With a cluster the DDL runs ON CLUSTER from the one node that
-    holds the claim: applied once per cluster, never per shard.
+    The pending migrations are a round, named by the highest known version. Its first claim wins: the
+    claim's insert carries the round as deduplication token, so a second node's concurrent claim is
+    dropped by the engine (in Keeper on a cluster) and that node waits until the round is recorded
+    instead of applying it too. A claim older than the lease whose holder stopped beating (its node
+    died mid-way) opens the round's next number, and a holder whose beats stopped getting through
+    stops before its next statement; every statement is idempotent (IF NOT EXISTS, or guarded by
+    ``-- unless:``), so a takeover completes a half-applied migration. With a cluster the DDL runs
+    ON CLUSTER from the one node that holds the claim: applied once per cluster, never per shard.
     """
     topology = Topology(database=database, cluster=cluster, state_cluster=state_cluster)
     node = node or f"{socket.gethostname()}:{os.getpid()}"
@@ -238,7 +255,7 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
     if not pending:
         return []
     engine.command("create_migration_claims_table", claims_table_sql(topology))
-    base = f"{max(applied, default=0)}->{pending[-1].version}"
+    base = claim_round(pending[-1].version)
     deadline = time.monotonic() + wait_s
     while True:
         expired = engine.query(
@@ -255,14 +272,17 @@ def migrate(engine: Engine, database: str, cluster: str | None = None, state_clu
             return []
         if time.monotonic() > deadline:
             raise RuntimeError(f"migrations {base} are being applied by {holder}, which has not finished in "
-                               f"{wait_s:.0f} s; its claim expires {CLAIM_LEASE_S:.0f} s after it was made")
+                               f"{wait_s:.0f} s; its claim expires {CLAIM_LEASE_S:.0f} s after its last heartbeat")
         time.sleep(CLAIM_POLL_S)
     done: list[int] = []
-    with _Heartbeat(engine, database, round_, node, CLAIM_LEASE_S / 4):
+    with _Heartbeat(engine, database, round_, node) as heartbeat:
         for migration in pending:
             if migration.version in _applied(engine, database):
                 continue
             for statement in migration.statements:
+                if not heartbeat.held():
+                    raise RuntimeError(f"migration {migration.version:04d} stopped: no heartbeat of claim {round_} "
+                                       f"got through for {CLAIM_LEASE_S / 2:.0f} s, so another node may hold it now")
                 guard = migration.unless.get(statement)
                 if guard and any(row[0] for row in engine.query(f"migration_{migration.version:04d}_unless", guard)):
                     continue

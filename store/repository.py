@@ -275,8 +275,8 @@ class Store:
             "span_log_events",
             f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp), EventName, Body, LogAttributes "
             f"FROM {self.db}.otel_logs WHERE TraceId IN {{trace_ids:Array(String)}} AND SpanId != '' "
-            + ("AND Timestamp BETWEEN fromUnixTimestamp64Nano({since:Int64}) AND fromUnixTimestamp64Nano({until:Int64}) "
-               if within else "")
+            + ("AND Timestamp BETWEEN fromUnixTimestamp64Nano({since:Int64}) "
+               "AND fromUnixTimestamp64Nano({until:Int64}) " if within else "")
             + "ORDER BY Timestamp LIMIT 2000 BY TraceId",
             {"trace_ids": trace_ids, **bound},
         )

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the config imports the policy; the engine imports the confi
 HOLD_DICTIONARY = "legal_hold_keys"
 PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 TTL_DAYS = re.compile(r"^toDateTime\(\w+\) \+ toIntervalDay\((\d+)\)")
+TTL_TIME = re.compile(r"^(toDateTime\(\w+\)) \+ ")
 
 
 class RetentionPolicy(BaseModel):
@@ -104,16 +105,24 @@ def ttl_days(ttl: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def ttl_time(ttl: str) -> str:
+    """The time a TTL clause counts from (``toDateTime(End)``), '' if none."""
+    match = TTL_TIME.match(ttl)
+    return match.group(1) if match else ""
+
+
 def needs_rewrite(current: str, wanted: str, has_rows: bool) -> bool:
     """Whether stored rows must be re-evaluated at once for the wanted TTL to hold for them.
 
-    Only a table with rows whose TTL is new or shorter: a longer one, or the same days with other
-    holds, keeps what the old one kept, and the merge each part's old expiry triggers applies it.
+    Only a table with rows whose TTL is new or shorter, or counts from another column: a longer one,
+    or the same days with other holds, keeps what the old one kept, and the merge each part's old
+    expiry triggers applies it; a part's expiry by another column (the trace lookup's, Start before
+    End) could drop it before the new TTL would (its parts are dropped whole).
     """
     if not wanted or not has_rows:
         return False
     old = ttl_days(current)
-    return old == 0 or ttl_days(wanted) < old
+    return old == 0 or ttl_days(wanted) < old or ttl_time(wanted) != ttl_time(current)
 
 
 class RetentionRepository:

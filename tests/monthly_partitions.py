@@ -22,7 +22,8 @@ def rebuild_by_month(store: Store, name: str) -> None:
     db = store.db
     for sql in (f"CREATE TABLE {db}.{name}_monthly AS {db}.{name} ENGINE = {ENGINE[name]} "
                 f"PARTITION BY toYYYYMM(Timestamp) ORDER BY {ORDER_BY[name]}{ttl} SETTINGS {settings}",
-                f"INSERT INTO {db}.{name}_monthly SELECT * FROM {db}.{name} SETTINGS max_partitions_per_insert_block = 0",
+                f"INSERT INTO {db}.{name}_monthly SELECT * FROM {db}.{name} "
+                "SETTINGS max_partitions_per_insert_block = 0",
                 f"EXCHANGE TABLES {db}.{name} AND {db}.{name}_monthly",
                 f"DROP TABLE {db}.{name}_monthly SYNC"):
         store.engine.command("t", sql)

@@ -7,11 +7,13 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from flightrec.store import StoreConfig
+from flightrec.store.engine import Engine, StoreError
 from flightrec.store.migrations import load_migrations, schema_sql
 from flightrec.store.topology import (
     DATA_KEEPER_PATH,
@@ -119,8 +121,8 @@ def test_every_ddl_statement_is_on_a_cluster_and_backfills_stay_on_their_shard()
     assert [re.match(r"INSERT INTO FUNCTION cluster\('flightrec', 'fr', '(\w+)_daily_local', cityHash64\(TraceId\)\) "
                      r"SELECT \* FROM fr\.(\w+) SETTINGS", copy).groups() for copy in copies] == [
         ("otel_traces", "otel_traces"), ("otel_logs", "otel_logs")]
-    for setting in ("distributed_foreground_insert = 1", "insert_deduplicate = 0", "max_partitions_per_insert_block = 0",
-                    "fallback_to_stale_replicas_for_distributed_queries = 0"):
+    for setting in ("distributed_foreground_insert = 1", "insert_deduplicate = 0",
+                    "max_partitions_per_insert_block = 0", "fallback_to_stale_replicas_for_distributed_queries = 0"):
         assert all(setting in copy for copy in copies), setting
 
 
@@ -305,11 +307,11 @@ def _tables(engine, name: str) -> set[str]:  # noqa: ANN001
 
 
 def test_a_second_node_leaves_claimed_migrations_to_their_holder(store) -> None:  # noqa: ANN001
-    from flightrec.store.migrations import _claim, migrate
+    from flightrec.store.migrations import _claim, claim_round, migrate
 
     engine, name = store.engine, f"{store.db}_claimed"
     versions = _fresh(engine, name)
-    assert _claim(engine, name, f"0->{versions[-1]}:0", "node-b") == "node-b"
+    assert _claim(engine, name, f"{claim_round(versions[-1])}:0", "node-b") == "node-b"
     with pytest.raises(RuntimeError, match="being applied by node-b"):
         migrate(engine, name, node="node-a", wait_s=0.3)
     assert _tables(engine, name) == {"flightrec_migrations", "flightrec_migration_claims"}  # node-a applied nothing
@@ -318,28 +320,28 @@ def test_a_second_node_leaves_claimed_migrations_to_their_holder(store) -> None:
 
 
 def test_a_claim_older_than_its_lease_is_taken_over(store) -> None:  # noqa: ANN001
-    from flightrec.store.migrations import CLAIM_LEASE_S, migrate
+    from flightrec.store.migrations import CLAIM_LEASE_S, claim_round, migrate
 
     engine, name = store.engine, f"{store.db}_stale"
     versions = _fresh(engine, name)
     engine.command("test_stale_claim", f"INSERT INTO {name}.flightrec_migration_claims (Round, Node, ClaimedAt) "
                    "VALUES ({round:String}, 'node-b', now64(3) - toIntervalSecond({age:UInt32}))",
-                   {"round": f"0->{versions[-1]}:0", "age": int(CLAIM_LEASE_S) + 60})
+                   {"round": f"{claim_round(versions[-1])}:0", "age": int(CLAIM_LEASE_S) + 60})
     assert migrate(engine, name, node="node-a", wait_s=5) == versions
     assert {"otel_traces", "controls", "audit_log"} <= _tables(engine, name)
     claims = engine.query("test_claims", f"SELECT DISTINCT Round, Node FROM {name}.flightrec_migration_claims "
                           "ORDER BY Round")
-    round_ = f"0->{versions[-1]}"
+    round_ = claim_round(versions[-1])
     assert claims == [(f"{round_}:0", "node-b"), (f"{round_}:1", "node-a"), (f"{round_}:1:alive", "node-a")]
 
 
 def test_a_claim_older_than_its_lease_whose_holder_still_beats_is_left_to_it(store) -> None:  # noqa: ANN001
     """A long migration (a rebuild's copy, 0029) outlives the lease: its holder's heartbeat keeps it."""
-    from flightrec.store.migrations import CLAIM_LEASE_S, HEARTBEAT, migrate
+    from flightrec.store.migrations import CLAIM_LEASE_S, HEARTBEAT, claim_round, migrate
 
     engine, name = store.engine, f"{store.db}_beating"
     versions = _fresh(engine, name)
-    round_ = f"0->{versions[-1]}:0"
+    round_ = f"{claim_round(versions[-1])}:0"
     for row, age in ((round_, int(CLAIM_LEASE_S) + 60), (round_ + HEARTBEAT, int(CLAIM_LEASE_S) // 2)):
         engine.command("test_claim", f"INSERT INTO {name}.flightrec_migration_claims (Round, Node, ClaimedAt) "
                        "VALUES ({round:String}, 'node-b', now64(3) - toIntervalSecond({age:UInt32}))",
@@ -347,3 +349,57 @@ def test_a_claim_older_than_its_lease_whose_holder_still_beats_is_left_to_it(sto
     with pytest.raises(RuntimeError, match="being applied by node-b"):
         migrate(engine, name, node="node-a", wait_s=0.3)
     assert _tables(engine, name) == {"flightrec_migrations", "flightrec_migration_claims"}
+
+
+def test_a_node_that_starts_while_another_is_part_way_waits_for_it(store) -> None:  # noqa: ANN001
+    """node-b recorded all but the last migration and is still applying it: node-a's round is the same
+    (named by the target), so it waits rather than applying the last one beside node-b."""
+    from flightrec.store.migrations import HEARTBEAT, _claim, claim_round, migrate
+
+    engine, name = store.engine, f"{store.db}_partway"
+    versions = _fresh(engine, name)
+    round_ = f"{claim_round(versions[-1])}:0"
+    assert _claim(engine, name, round_, "node-b") == "node-b"
+    engine.insert("test_beat", f"{name}.flightrec_migration_claims", [[round_ + HEARTBEAT], ["node-b"]],
+                  ["Round", "Node"])
+    engine.insert("test_record", f"{name}.flightrec_migrations", [versions[:-1], ["x"] * (len(versions) - 1)],
+                  ["version", "name"])
+    with pytest.raises(RuntimeError, match="being applied by node-b"):
+        migrate(engine, name, node="node-a", wait_s=0.3)
+
+
+class BeatingEngine(Engine):
+    """The store's engine on the same chDB, answering as a server would be: other nodes may wait on a claim."""
+
+    embedded = False
+
+
+def test_a_holder_beats_while_it_applies_and_stops_when_its_beats_stop_getting_through(
+        store, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from flightrec.store import migrations
+
+    monkeypatch.setattr(migrations, "CLAIM_LEASE_S", 0.4)  # a beat every 0.1 s; held for 0.2 s without one
+    engine, name = store.engine, f"{store.db}_beats"
+    _fresh(engine, name)
+    beating = BeatingEngine.__new__(BeatingEngine)
+    beating.__dict__.update(engine.__dict__)  # the same client (one chDB directory a process) and database
+    heartbeat = migrations._Heartbeat(beating, name, "to-1:0", "node-a")
+
+    def beats() -> int:
+        return engine.query("test_beats", f"SELECT count() FROM {name}.flightrec_migration_claims "
+                            "WHERE Round = 'to-1:0:alive'")[0][0]
+
+    with heartbeat:
+        deadline = time.monotonic() + 60
+        while beats() < 3:  # the first at once, then from the thread
+            assert time.monotonic() < deadline, "the heartbeat thread did not beat"
+            time.sleep(0.05)
+        assert heartbeat.held()
+
+        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise StoreError("heartbeat: the claims table is not reachable", transient=True)
+
+        monkeypatch.setattr(beating, "insert", refused)
+        while heartbeat.held():  # half the lease without a beat
+            assert time.monotonic() < deadline, "held() stayed True without beats"
+            time.sleep(0.05)

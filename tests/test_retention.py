@@ -299,3 +299,16 @@ def test_the_audit_page_lists_places_and_releases_holds(server: ServerProcess, m
     at.button[[b.label for b in at.button].index("Release")].click().run()
     assert any("Released: " + mine[0]["id"] in plain_text(s.value) for s in at.success), [e.value for e in at.error]
     assert api(server, "GET", "/api/holds", params={"active": True}).json()["count"] == len(held) - 1
+
+
+def test_a_ttl_that_counts_from_another_column_is_applied_to_stored_rows() -> None:
+    """The trace lookup's TTL moved from Start to End: its stored parts keep expiry times by Start and are
+    dropped whole (ttl_only_drop_parts), so the change rewrites them; the same days from the same column
+    do not."""
+    from flightrec.store.retention import needs_rewrite
+
+    by_start = "toDateTime(Start) + toIntervalDay(180) WHERE NOT dictHas('db.legal_hold_keys', tuple('trace', TraceId))"
+    by_end = by_start.replace("toDateTime(Start)", "toDateTime(End)")
+    assert needs_rewrite(by_start, by_end, has_rows=True)
+    assert not needs_rewrite(by_end, by_end.replace("180", "400"), has_rows=True)  # longer: metadata only
+    assert not needs_rewrite(by_start, by_end, has_rows=False)
