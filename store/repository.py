@@ -61,6 +61,7 @@ LOG_LATE = timedelta(days=1)
 
 
 def _ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, exactly (a float timestamp rounds)."""
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
@@ -288,7 +289,8 @@ class Store:
         to a day after the last ends (a record carries the span that was active when it was emitted)."""
         if not spans:
             return spans
-        within = (min(span.start_time for span in spans) - LOG_EARLY, max(span.end_time for span in spans) + LOG_LATE)
+        within = (min(span.start_time for span in spans) - LOG_EARLY,
+                  max(span.end_time for span in spans) + LOG_LATE)
         events = self.span_log_events(trace_ids=sorted({span.trace_id for span in spans}), within=within)
         return attach_log_events(spans, events) if events else spans
 

@@ -201,7 +201,7 @@ def mirror_on_distributed(statement: str) -> str | None:
 # A rebuild's copy (0029): one local table into another, never deduplicated (a retry after a TRUNCATE
 # sends the same blocks again, which a deduplicating insert would drop), into any number of partitions.
 LOCAL_COPY = re.compile(r"^INSERT INTO (?P<db>\w+)\.(?P<into>\w+)_local SELECT \* FROM (?P=db)\.(?P<name>\w+)_local"
-                        r"\s+SETTINGS (?P<settings>insert_deduplicate = 0, max_partitions_per_insert_block = 0)$")
+                        r"\s+SETTINGS insert_deduplicate = 0, max_partitions_per_insert_block = 0$")
 ANY_LOCAL_COPY = re.compile(r"^INSERT INTO \w+\.(?P<into>\w+)_local\b.*\bFROM \w+\.(?P<name>\w+)_local\b", re.DOTALL)
 # The backfills of 0021 and 0023 aggregate on the node that migrates: right for a new cluster, whose
 # sharded tables are empty then (a single-node store is never migrated into a cluster).
